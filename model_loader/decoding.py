@@ -1,0 +1,183 @@
+"""Decoding on our BLOOM runner: greedy generation, label scoring and per-field extraction.
+
+Each function takes a batch of independent requests and runs them together,
+so requests that arrive at the same time share every forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .bloom import BloomRunner
+
+
+def greedy_generate(
+    runner: BloomRunner, prompts: list[list[int]], max_new_tokens: list[int], eos_id: int
+) -> list[list[int]]:
+    """Full-vocabulary greedy decoding, identical to ``generate(do_sample=False)``; eos is kept."""
+    steps = max(max_new_tokens)
+    cache, last = runner.prefill(prompts, capacity=max(len(p) for p in prompts) + steps)
+    outputs: list[list[int]] = [[] for _ in prompts]
+    done = [limit == 0 for limit in max_new_tokens]
+    everyone = torch.ones((len(prompts), 1), dtype=torch.bool, device=runner.device)
+    for _ in range(steps):
+        next_tokens = runner.scores(last).argmax(-1)
+        for row, token in enumerate(next_tokens.tolist()):
+            if not done[row]:
+                outputs[row].append(token)
+                done[row] = token == eos_id or len(outputs[row]) >= max_new_tokens[row]
+        if all(done):
+            break
+        last = runner.forward(next_tokens[:, None], everyone, cache)[:, -1]
+    return outputs
+
+
+@dataclass
+class LabelSet:
+    """One classification request: its prompt and the token ids of each label."""
+
+    prompt: list[int]
+    labels: list[list[int]]
+
+
+def _label_trie_children(sequences: list[list[int]]) -> dict[tuple[int, ...], set[int]]:
+    children: dict[tuple[int, ...], set[int]] = {}
+    for seq in sequences:
+        for i, token in enumerate(seq):
+            children.setdefault(tuple(seq[:i]), set()).add(token)
+    return children
+
+
+def score_labels(runner: BloomRunner, requests: list[LabelSet], eos_id: int) -> list[list[float]]:
+    """Log-probability of each label as the whole answer, end-of-sequence included.
+
+    The prompt is prefilled once per request and all its labels are scored in one
+    batch over that cache. At every step the model may only continue some label,
+    so each step's distribution is taken over those tokens (constrained decoding):
+    the label probabilities then sum to one, and 财经 is told from 财经新闻 by
+    whether end-of-sequence or 新闻 follows 财经.
+    """
+    width = max(len(label) for request in requests for label in request.labels)
+    prefix_width = max(len(request.prompt) for request in requests)
+    cache, last = runner.prefill([r.prompt for r in requests], capacity=prefix_width)
+    owners = [i for i, request in enumerate(requests) for _ in request.labels]
+    labels = [label for request in requests for label in request.labels]
+    rows = cache.select(torch.tensor(owners, device=runner.device), capacity=cache.length + width)
+    tokens = torch.zeros((len(labels), width), dtype=torch.long)
+    present = torch.zeros((len(labels), width), dtype=torch.bool)
+    for row, label in enumerate(labels):
+        tokens[row, : len(label)] = torch.tensor(label)
+        present[row, : len(label)] = True
+    hidden = runner.forward(tokens.to(runner.device), present.to(runner.device), rows)
+
+    results: list[list[float]] = []
+    row = 0
+    for owner, request in enumerate(requests):
+        sequences = [label + [eos_id] for label in request.labels]
+        children = _label_trie_children(sequences)
+        union = sorted(set().union(*children.values()))
+        column = {token: i for i, token in enumerate(union)}
+        contexts, allowed, targets, which = [], [], [], []
+        for index, seq in enumerate(sequences):
+            for i, token in enumerate(seq):
+                contexts.append(last[owner] if i == 0 else hidden[row + index, i - 1])
+                allowed.append([column[t] for t in children[tuple(seq[:i])]])
+                targets.append(column[token])
+                which.append(index)
+        logits = runner.scores(torch.stack(contexts), torch.tensor(union, device=runner.device))
+        mask = torch.ones_like(logits, dtype=torch.bool)
+        for i, columns in enumerate(allowed):
+            mask[i, columns] = False
+        logprobs = torch.log_softmax(logits.masked_fill(mask, float("-inf")), dim=-1)
+        picked = logprobs[torch.arange(len(targets)), torch.tensor(targets)].double()
+        totals = torch.zeros(len(sequences), dtype=torch.float64).index_add_(0, torch.tensor(which), picked.cpu())
+        results.append(totals.tolist())
+        row += len(request.labels)
+    return results
+
+
+@dataclass
+class FieldRequest:
+    """One extraction request: the prompt's shared start, one prompt end per field, allowed tokens."""
+
+    prefix: list[int]
+    suffixes: list[list[int]]
+    allowed: torch.Tensor  # sorted token ids the answer may use
+
+
+@dataclass
+class FieldAnswer:
+    tokens: list[int] = field(default_factory=list)
+    probabilities: list[float] = field(default_factory=list)
+
+
+def decode_fields(
+    runner: BloomRunner,
+    requests: list[FieldRequest],
+    stop_ids: list[int],
+    max_new_tokens: int,
+    exact_new_tokens: int | None = None,
+) -> list[list[FieldAnswer]]:
+    """Decode every field of every request in parallel, greedily, over the allowed tokens.
+
+    Each field is its own short sequence sharing its request's prefilled text,
+    so the number of decode steps is that of the longest answer, not their sum.
+    A field stops at end-of-sequence or at a token holding a line break; with
+    ``exact_new_tokens`` every field runs exactly that many steps (benchmarks).
+    """
+    device = runner.device
+    steps = exact_new_tokens or max_new_tokens
+    owners = [i for i, r in enumerate(requests) for _ in r.suffixes]
+    suffixes = [s for r in requests for s in r.suffixes]
+    suffix_width = max(len(s) for s in suffixes)
+    cache, _ = runner.prefill([r.prefix for r in requests], capacity=max(len(r.prefix) for r in requests))
+    rows = cache.select(torch.tensor(owners, device=device), capacity=cache.length + suffix_width + steps)
+    tokens = torch.zeros((len(suffixes), suffix_width), dtype=torch.long)
+    present = torch.zeros((len(suffixes), suffix_width), dtype=torch.bool)
+    for row, suffix in enumerate(suffixes):
+        tokens[row, suffix_width - len(suffix) :] = torch.tensor(suffix)
+        present[row, suffix_width - len(suffix) :] = True
+    last = runner.forward(tokens.to(device), present.to(device), rows)[:, -1]
+
+    union = torch.unique(torch.cat([r.allowed for r in requests]))
+    weight_rows = union.to(device)
+    forbidden = torch.ones((len(suffixes), len(union)), dtype=torch.bool)
+    for row, owner in enumerate(owners):
+        forbidden[row] = ~torch.isin(union, requests[owner].allowed)
+    forbidden = forbidden.to(device)
+    stops = torch.isin(union, torch.tensor(stop_ids, dtype=torch.long)).to(device)
+
+    answers = [FieldAnswer() for _ in suffixes]
+    active = list(range(len(suffixes)))  # original row of each current cache row
+    everyone = torch.ones((len(suffixes), 1), dtype=torch.bool, device=device)
+    for step in range(steps):
+        logits = runner.scores(last, weight_rows).masked_fill(forbidden, float("-inf"))
+        probabilities = torch.softmax(logits, dim=-1)
+        best_prob, best = probabilities.max(-1)
+        finished = stops[best] if exact_new_tokens is None else torch.zeros_like(best, dtype=torch.bool)
+        for i, (column, prob, stop) in enumerate(zip(best.tolist(), best_prob.tolist(), finished.tolist(), strict=True)):
+            answer = answers[active[i]]
+            answer.tokens.append(int(union[column]))
+            answer.probabilities.append(prob)
+            if stop:
+                answer.tokens.pop()
+                answer.probabilities.pop()
+        if step == steps - 1:
+            break
+        keep = (~finished).nonzero().flatten()
+        if len(keep) == 0:
+            break
+        if len(keep) < len(active):
+            # Drop finished fields so later steps only pay for the ones still writing.
+            rows = rows.select(keep, capacity=rows.capacity)
+            active = [active[i] for i in keep.tolist()]
+            best, forbidden, last = best[keep], forbidden[keep], last[keep]
+            everyone = everyone[: len(active)]
+        last = runner.forward(union.to(device)[best][:, None], everyone, rows)[:, -1]
+    grouped, start = [], 0
+    for request in requests:
+        grouped.append(answers[start : start + len(request.suffixes)])
+        start += len(request.suffixes)
+    return grouped

@@ -1,0 +1,221 @@
+"""The engine: the small interface the UI and API call (classify, extract, generate).
+
+Requests are validated and tokenised in the caller's thread, then run by one
+worker thread that owns the model and batches whatever is waiting, so the engine
+is safe to call from many threads at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from .bloom import BloomRunner
+from .decoding import decode_fields, greedy_generate, score_labels
+from .errors import InvalidInputError, ModelLoadError, ModelNotReadyError
+from .loading import LoadedModel, load_model, resolve_device
+from .official import official_classification, official_extraction
+from .prompts import check_text, complete_free_prompt, parse_labels
+from .results import Classification, EngineStatus, Extraction, Generation
+from .settings import Settings
+from .tasks import ClassifyPlan, ExtractPlan, Planner
+from .vocabulary import Vocabulary
+from .worker import BatchWorker
+
+log = logging.getLogger(__name__)
+
+# How long a caller waits for the model before giving up; generous, as a CPU
+# batch of long texts can take a while.
+REQUEST_TIMEOUT_S = 600.0
+
+
+class Engine:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self._lock = threading.Lock()
+        self._status = EngineStatus(
+            state="idle", device="", dtype="", model_dir=str(self.settings.model_dir)
+        )
+        self._loaded: LoadedModel | None = None
+        self._runner: BloomRunner | None = None
+        self._planner: Planner | None = None
+        self._worker: BatchWorker | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    @property
+    def status(self) -> EngineStatus:
+        with self._lock:
+            return self._status
+
+    def _set_status(self, **changes: object) -> None:
+        with self._lock:
+            values = {**self._status.__dict__, **changes}
+            self._status = EngineStatus(**values)
+
+    def load(self, device: str | None = None) -> None:
+        """Load the weights (blocking). Failures are recorded in ``status`` and raised."""
+        self._set_status(state="loading", error=None)
+        started = time.perf_counter()
+        try:
+            loaded = load_model(self.settings, device)
+            runner = BloomRunner(loaded.model)
+            planner = Planner(loaded.tokenizer, Vocabulary(loaded.tokenizer), self.settings)
+        except ModelLoadError as exc:
+            self._set_status(state="error", error=str(exc))
+            raise
+        except Exception as exc:
+            self._set_status(state="error", error=f"{type(exc).__name__}: {exc}")
+            raise ModelLoadError(f"loading the model failed: {type(exc).__name__}: {exc}") from exc
+        old_worker = self._worker
+        self._loaded, self._runner, self._planner = loaded, runner, planner
+        self._worker = BatchWorker(
+            {
+                "classify": self._run_classify,
+                "extract": self._run_extract,
+                "generate": self._run_generate,
+                "health": self._run_health,
+            },
+            max_batch=self.settings.max_batch_size,
+        )
+        if old_worker is not None:
+            old_worker.stop()
+        self._set_status(
+            state="ready",
+            device=loaded.device,
+            dtype=loaded.dtype,
+            is_demo=loaded.is_demo,
+            load_seconds=round(time.perf_counter() - started, 3),
+        )
+
+    def available_devices(self) -> list[str]:
+        import torch
+
+        return ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]
+
+    def switch_device(self, device: str) -> None:
+        """Reload the model on ``cuda`` or ``cpu`` (the UI's device switch)."""
+        if device not in self.available_devices():
+            raise InvalidInputError(f"device {device!r} is not available here: choose one of {self.available_devices()}")
+        resolve_device(device)
+        self.close()
+        self.load(device)
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+        self._worker = None
+
+    @property
+    def queue_depth(self) -> int:
+        return self._worker.waiting if self._worker else 0
+
+    def health_check(self) -> None:
+        """A real one-token forward pass on the model's device; raises ModelNotReadyError."""
+        self._submit("health", None, timeout=60.0)
+
+    # ---- the interface ------------------------------------------------------------------
+
+    def classify(self, text: str, labels: str | list[str]) -> Classification:
+        planner = self._ready_planner()
+        text = check_text(text, self.settings.max_text_chars)
+        labels = parse_labels(labels, self.settings.max_labels, self.settings.max_label_chars)
+        return self._submit("classify", planner.plan_classification(text, labels))
+
+    def extract(
+        self, text: str, fields: str | list[str], threshold: float = 0.0, exclusive: bool = False
+    ) -> Extraction:
+        planner = self._ready_planner()
+        text = check_text(text, self.settings.max_text_chars)
+        fields = parse_labels(fields, self.settings.max_labels, self.settings.max_label_chars, what="fields")
+        if not isinstance(threshold, int | float) or not 0.0 <= threshold <= 1.0:
+            raise InvalidInputError(f"threshold must be a number from 0 to 1, got {threshold!r}")
+        plan = planner.plan_extraction(text, fields)
+        return self._submit("extract", (plan, float(threshold), bool(exclusive)))
+
+    def generate(self, prompt: str, max_new_tokens: int | None = None) -> Generation:
+        planner = self._ready_planner()
+        prompt = check_text(prompt, self.settings.max_prompt_chars, what="prompt")
+        limit = self.settings.max_new_tokens
+        if max_new_tokens is None:
+            max_new_tokens = limit
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= limit:
+            raise InvalidInputError(f"max_new_tokens must be a whole number from 1 to {limit}, got {max_new_tokens!r}")
+        tokens = planner.encode(complete_free_prompt(prompt))
+        room = self.settings.window_tokens - len(tokens)
+        if room < 1:
+            raise InvalidInputError(
+                f"the prompt is {len(tokens)} tokens; the model reads at most {self.settings.window_tokens}: "
+                "shorten it, or use the classification / extraction tasks, which split long texts"
+            )
+        return self._submit("generate", (tokens, min(max_new_tokens, room), max_new_tokens > room))
+
+    # ---- plumbing ------------------------------------------------------------------------
+
+    def _ready_planner(self) -> Planner:
+        status = self.status
+        if not status.ready or self._planner is None:
+            reason = status.error if status.state == "error" else f"the model is {status.state}"
+            raise ModelNotReadyError(f"model not ready: {reason}")
+        return self._planner
+
+    def _submit(self, kind: str, payload: object, timeout: float = REQUEST_TIMEOUT_S):
+        worker = self._worker
+        if worker is None or not self.status.ready:
+            raise ModelNotReadyError(f"model not ready: the model is {self.status.state}")
+        return worker.submit(kind, payload).result(timeout=timeout)
+
+    def _run_classify(self, plans: list[ClassifyPlan]) -> list[Classification]:
+        label_sets = [s for plan in plans for s in plan.label_sets]
+        scores = score_labels(self._runner, label_sets, self._planner.eos_id)
+        results, start = [], 0
+        for plan in plans:
+            count = len(plan.label_sets)
+            result = self._planner.classification_result(plan, scores[start : start + count])
+            if self.settings.decoding == "official":
+                loaded = self._loaded
+                result = official_classification(
+                    loaded.model, loaded.tokenizer, plan, result, self.settings.max_new_tokens
+                )
+            results.append(result)
+            start += count
+        return results
+
+    def _run_extract(self, payloads: list[tuple[ExtractPlan, float, bool]]) -> list[Extraction]:
+        if self.settings.decoding == "official":
+            loaded = self._loaded
+            return [
+                official_extraction(loaded.model, loaded.tokenizer, plan, threshold, self.settings.max_new_tokens)
+                for plan, threshold, _ in payloads
+            ]
+        requests = [r for plan, _, _ in payloads for r in plan.requests]
+        exact = self.settings.extract_exact_tokens or None
+        answers = decode_fields(
+            self._runner, requests, self._planner.stop_ids, self.settings.extract_max_new_tokens, exact
+        )
+        results, start = [], 0
+        for plan, threshold, exclusive in payloads:
+            count = len(plan.requests)
+            results.append(
+                self._planner.extraction_result(plan, answers[start : start + count], threshold, exclusive)
+            )
+            start += count
+        return results
+
+    def _run_generate(self, payloads: list[tuple[list[int], int, bool]]) -> list[Generation]:
+        eos = self._planner.eos_id
+        outputs = greedy_generate(self._runner, [p[0] for p in payloads], [p[1] for p in payloads], eos)
+        results = []
+        for (tokens, _, truncated), new in zip(payloads, outputs, strict=True):
+            text = self._loaded.tokenizer.decode(new, skip_special_tokens=True)
+            results.append(Generation(text=text, prompt_tokens=len(tokens), new_tokens=len(new), truncated=truncated))
+        return results
+
+    def _run_health(self, payloads: list[None]) -> list[None]:
+        import torch
+
+        _, hidden = self._runner.prefill([[self._planner.eos_id]], capacity=1)
+        if not torch.isfinite(self._runner.scores(hidden)).all():
+            raise ModelNotReadyError("health check failed: the model produced non-finite scores")
+        return [None for _ in payloads]

@@ -1,0 +1,17 @@
+"""The engine's own error types; the web layer translates them into HTTP and UI messages."""
+
+
+class SeqGPTError(Exception):
+    """Base class for every error the engine raises on purpose."""
+
+
+class InvalidInputError(SeqGPTError, ValueError):
+    """The request itself is wrong (empty text, too many labels, ...); the message says how to fix it."""
+
+
+class ModelLoadError(SeqGPTError):
+    """The weights could not be loaded; the message names the directory and the way out."""
+
+
+class ModelNotReadyError(SeqGPTError):
+    """The model is still loading, failed to load, or failed its health check."""

@@ -1,0 +1,132 @@
+"""Load SeqGPT weights and tokenizer from a local directory only: no hub calls, no remote code."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from .demo import DEMO_MARKER
+from .errors import ModelLoadError
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+HOW_TO_INSTALL = (
+    "run `python scripts/download_model.py`, or set SEQGPT_MODEL_DIR to a folder holding "
+    "SeqGPT-560M (for a quick try without it: `python scripts/make_demo_model.py DIR`)"
+)
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+@dataclass
+class LoadedModel:
+    model: object  # transformers BloomForCausalLM, in eval mode on its device
+    tokenizer: object
+    device: str
+    dtype: str
+    is_demo: bool
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the processor multiplies bf16 natively (AVX512-BF16 or AMX), where bf16 beats fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(
+            "SEQGPT_DEVICE=cuda but no CUDA device is visible: check `nvidia-smi` and that the "
+            "container runs with `--gpus all`, or set SEQGPT_DEVICE=cpu"
+        )
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def resolve_dtype(requested: str, device: str) -> str:
+    if requested != "auto":
+        if requested == "float16" and device == "cpu":
+            raise ModelLoadError("SEQGPT_DTYPE=float16 is not supported on CPU: use bfloat16 or float32")
+        return requested
+    if device == "cuda":
+        return "float16"
+    return "bfloat16" if cpu_has_native_bf16() else "float32"
+
+
+def check_model_dir(model_dir: Path) -> Path:
+    """Raise ModelLoadError unless the directory holds a BLOOM config and a weight file."""
+    if not model_dir.is_dir():
+        raise ModelLoadError(f"no model at {model_dir}: {HOW_TO_INSTALL}")
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise ModelLoadError(f"{model_dir} has no config.json, so it is not a model folder: {HOW_TO_INSTALL}")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{config_path} is not valid JSON ({exc}): download the model again") from exc
+    if config.get("model_type") != "bloom":
+        raise ModelLoadError(
+            f"{model_dir} holds a {config.get('model_type')!r} model, not BLOOM: SeqGPT-560M is a "
+            f"BloomForCausalLM; {HOW_TO_INSTALL}"
+        )
+    weights = [model_dir / name for name in _WEIGHT_FILES if (model_dir / name).is_file()]
+    if not weights:
+        raise ModelLoadError(
+            f"{model_dir} has no weights (looked for {', '.join(_WEIGHT_FILES)}): {HOW_TO_INSTALL}"
+        )
+    if not (model_dir / "tokenizer.json").is_file() and not (model_dir / "tokenizer_config.json").is_file():
+        raise ModelLoadError(f"{model_dir} has no tokenizer files: {HOW_TO_INSTALL}")
+    return weights[0]
+
+
+def load_model(settings: Settings, device: str | None = None) -> LoadedModel:
+    """Load weights and tokenizer; every failure is a ModelLoadError that says how to fix it."""
+    import torch
+    from transformers import AutoTokenizer, BloomForCausalLM
+
+    weight_file = check_model_dir(settings.model_dir)
+    device = resolve_device(device or settings.device)
+    dtype = resolve_dtype(settings.dtype, device)
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            settings.model_dir,
+            local_files_only=True,
+            trust_remote_code=False,
+            padding_side="left",
+            truncation_side="left",
+        )
+    except Exception as exc:
+        raise ModelLoadError(f"the tokenizer in {settings.model_dir} could not be read ({exc}): {HOW_TO_INSTALL}") from exc
+    try:
+        model = BloomForCausalLM.from_pretrained(
+            settings.model_dir,
+            local_files_only=True,
+            trust_remote_code=False,
+            dtype=getattr(torch, dtype),
+            use_safetensors=weight_file.suffix != ".bin",
+        )
+    except Exception as exc:
+        raise ModelLoadError(
+            f"the weights in {weight_file} could not be read ({type(exc).__name__}: {exc}); the file may be "
+            f"truncated or corrupt: download it again with `python scripts/download_model.py`"
+        ) from exc
+    try:
+        model.to(device)
+    except torch.OutOfMemoryError as exc:
+        raise ModelLoadError(f"CUDA out of memory while moving the model to the GPU: {exc}") from exc
+    model.eval()
+    model.requires_grad_(False)
+    if tokenizer.eos_token_id is None:
+        raise ModelLoadError(f"the tokenizer in {settings.model_dir} has no end-of-sequence token")
+    log.info("loaded %s on %s as %s", settings.model_dir, device, dtype)
+    return LoadedModel(model, tokenizer, device, dtype, is_demo=(settings.model_dir / DEMO_MARKER).exists())

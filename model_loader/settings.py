@@ -1,0 +1,76 @@
+"""Engine settings, read from the environment in one place, with the appliance's defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from .errors import InvalidInputError
+
+DEFAULT_MODEL_DIR = "/root/models/seqgpt-560m"
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DECODINGS = ("fast", "official")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the engine can be told. Each field maps to one ``SEQGPT_*`` variable."""
+
+    model_dir: Path = Path(DEFAULT_MODEL_DIR)
+    device: str = "auto"
+    dtype: str = "auto"
+    # "fast": our greedy decoder (label scoring, per-field extraction).
+    # "official": the reference settings (beams 4, repetition penalty 2.0, 6 labels a chunk).
+    decoding: str = "fast"
+    max_text_chars: int = 20_000
+    max_labels: int = 64
+    max_label_chars: int = 64
+    max_prompt_chars: int = 8_000
+    max_new_tokens: int = 256
+    extract_max_new_tokens: int = 128
+    # Benchmarks only: every extracted field generates exactly this many tokens,
+    # ignoring end-of-sequence, so that both sides of a comparison do equal work.
+    extract_exact_tokens: int = 0
+    window_tokens: int = 1024
+    overlap_chars: int = 120
+    max_batch_size: int = 16
+    torch_threads: int = 0
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("device", DEVICES), ("dtype", DTYPES), ("decoding", DECODINGS)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise InvalidInputError(
+                    f"SEQGPT_{name.upper()}={value!r} is not valid: use one of {', '.join(allowed)}"
+                )
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int) and value < 0:
+                raise InvalidInputError(f"SEQGPT_{f.name.upper()} must not be negative (got {value})")
+        if self.window_tokens < 128:
+            raise InvalidInputError("SEQGPT_WINDOW_TOKENS must be at least 128")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Build settings from ``SEQGPT_*`` variables; unset ones keep the defaults."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"SEQGPT_{f.name.upper()}")
+            if raw is None or raw.strip() == "":
+                continue
+            raw = raw.strip()
+            if f.name == "model_dir":
+                values[f.name] = Path(raw)
+            elif isinstance(f.default, int):
+                try:
+                    values[f.name] = int(raw)
+                except ValueError:
+                    raise InvalidInputError(
+                        f"SEQGPT_{f.name.upper()}={raw!r} is not a whole number"
+                    ) from None
+            else:
+                values[f.name] = raw.lower()
+        return cls(**values)

@@ -1,0 +1,89 @@
+"""A worker thread that owns the model and runs waiting requests together.
+
+Callers on any thread submit a job and wait on its future. The worker takes
+everything that is waiting (up to a batch size), groups it by kind, and hands
+each group to one handler call, so concurrent requests share forward passes and
+the model is only ever touched from this one thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[list[object]], list[object]]
+
+
+@dataclass
+class _Job:
+    kind: str
+    payload: object
+    future: Future = field(default_factory=Future)
+
+
+class BatchWorker:
+    def __init__(self, handlers: dict[str, Handler], max_batch: int, name: str = "seqgpt-model") -> None:
+        self._handlers = handlers
+        self._max_batch = max(1, max_batch)
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def waiting(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, kind: str, payload: object) -> Future:
+        if kind not in self._handlers:
+            raise ValueError(f"no handler for {kind!r}")
+        job = _Job(kind, payload)
+        self._queue.put(job)
+        return job.future
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _take_batch(self) -> list[_Job] | None:
+        first = self._queue.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < self._max_batch:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                self._queue.put(None)  # stop after this batch
+                break
+            batch.append(job)
+        return batch
+
+    def _run(self) -> None:
+        while (batch := self._take_batch()) is not None:
+            kinds: dict[str, list[_Job]] = {}
+            for job in batch:
+                kinds.setdefault(job.kind, []).append(job)
+            for kind, jobs in kinds.items():
+                self._run_group(kind, jobs)
+
+    def _run_group(self, kind: str, jobs: list[_Job]) -> None:
+        live = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            results = self._handlers[kind]([job.payload for job in live])
+        except BaseException as exc:  # the callers get the error; the worker keeps serving
+            log.debug("batch of %d %s jobs failed", len(live), kind, exc_info=True)
+            for job in live:
+                job.future.set_exception(exc)
+            return
+        for job, result in zip(live, results, strict=True):
+            job.future.set_result(result)
