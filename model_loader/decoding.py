@@ -18,7 +18,8 @@ def greedy_generate(
 ) -> list[list[int]]:
     """Full-vocabulary greedy decoding, identical to ``generate(do_sample=False)``; eos is kept."""
     steps = max(max_new_tokens)
-    cache, last = runner.prefill(prompts, capacity=max(len(p) for p in prompts) + steps)
+    prefix, last = runner.prefill(prompts)
+    rows = runner.new_rows(list(range(len(prompts))), steps)
     outputs: list[list[int]] = [[] for _ in prompts]
     done = [limit == 0 for limit in max_new_tokens]
     everyone = torch.ones((len(prompts), 1), dtype=torch.bool, device=runner.device)
@@ -30,7 +31,7 @@ def greedy_generate(
                 done[row] = token == eos_id or len(outputs[row]) >= max_new_tokens[row]
         if all(done):
             break
-        last = runner.forward(next_tokens[:, None], everyone, cache)[:, -1]
+        last = runner.forward(next_tokens[:, None], everyone, rows, prefix)[:, -1]
     return outputs
 
 
@@ -60,17 +61,16 @@ def score_labels(runner: BloomRunner, requests: list[LabelSet], eos_id: int) -> 
     whether end-of-sequence or 新闻 follows 财经.
     """
     width = max(len(label) for request in requests for label in request.labels)
-    prefix_width = max(len(request.prompt) for request in requests)
-    cache, last = runner.prefill([r.prompt for r in requests], capacity=prefix_width)
+    prefix, last = runner.prefill([r.prompt for r in requests])
     owners = [i for i, request in enumerate(requests) for _ in request.labels]
     labels = [label for request in requests for label in request.labels]
-    rows = cache.select(torch.tensor(owners, device=runner.device), capacity=cache.length + width)
+    rows = runner.new_rows(owners, width)
     tokens = torch.zeros((len(labels), width), dtype=torch.long)
     present = torch.zeros((len(labels), width), dtype=torch.bool)
     for row, label in enumerate(labels):
         tokens[row, : len(label)] = torch.tensor(label)
         present[row, : len(label)] = True
-    hidden = runner.forward(tokens.to(runner.device), present.to(runner.device), rows)
+    hidden = runner.forward(tokens.to(runner.device), present.to(runner.device), rows, prefix)
 
     results: list[list[float]] = []
     row = 0
@@ -100,11 +100,11 @@ def score_labels(runner: BloomRunner, requests: list[LabelSet], eos_id: int) -> 
 
 @dataclass
 class FieldRequest:
-    """One extraction request: the prompt's shared start, one prompt end per field, allowed tokens."""
+    """One extraction request: the prompt's shared start, and per field its prompt end and allowed tokens."""
 
     prefix: list[int]
     suffixes: list[list[int]]
-    allowed: torch.Tensor  # sorted token ids the answer may use
+    allowed: list[torch.Tensor]  # per field, sorted token ids its answer may use
 
 
 @dataclass
@@ -132,20 +132,21 @@ def decode_fields(
     owners = [i for i, r in enumerate(requests) for _ in r.suffixes]
     suffixes = [s for r in requests for s in r.suffixes]
     suffix_width = max(len(s) for s in suffixes)
-    cache, _ = runner.prefill([r.prefix for r in requests], capacity=max(len(r.prefix) for r in requests))
-    rows = cache.select(torch.tensor(owners, device=device), capacity=cache.length + suffix_width + steps)
+    prefix, _ = runner.prefill([r.prefix for r in requests])
+    rows = runner.new_rows(owners, suffix_width + steps)
     tokens = torch.zeros((len(suffixes), suffix_width), dtype=torch.long)
     present = torch.zeros((len(suffixes), suffix_width), dtype=torch.bool)
     for row, suffix in enumerate(suffixes):
         tokens[row, suffix_width - len(suffix) :] = torch.tensor(suffix)
         present[row, suffix_width - len(suffix) :] = True
-    last = runner.forward(tokens.to(device), present.to(device), rows)[:, -1]
+    last = runner.forward(tokens.to(device), present.to(device), rows, prefix)[:, -1]
 
-    union = torch.unique(torch.cat([r.allowed for r in requests]))
+    allowed = [a for r in requests for a in r.allowed]
+    union = torch.unique(torch.cat(allowed))
     weight_rows = union.to(device)
     forbidden = torch.ones((len(suffixes), len(union)), dtype=torch.bool)
-    for row, owner in enumerate(owners):
-        forbidden[row] = ~torch.isin(union, requests[owner].allowed)
+    for row, tokens_allowed in enumerate(allowed):
+        forbidden[row] = ~torch.isin(union, tokens_allowed)
     forbidden = forbidden.to(device)
     stops = torch.isin(union, torch.tensor(stop_ids, dtype=torch.long)).to(device)
 
@@ -157,7 +158,8 @@ def decode_fields(
         probabilities = torch.softmax(logits, dim=-1)
         best_prob, best = probabilities.max(-1)
         finished = stops[best] if exact_new_tokens is None else torch.zeros_like(best, dtype=torch.bool)
-        for i, (column, prob, stop) in enumerate(zip(best.tolist(), best_prob.tolist(), finished.tolist(), strict=True)):
+        columns, probs, stopped = best.tolist(), best_prob.tolist(), finished.tolist()
+        for i, (column, prob, stop) in enumerate(zip(columns, probs, stopped, strict=True)):
             answer = answers[active[i]]
             answer.tokens.append(int(union[column]))
             answer.probabilities.append(prob)
@@ -171,11 +173,11 @@ def decode_fields(
             break
         if len(keep) < len(active):
             # Drop finished fields so later steps only pay for the ones still writing.
-            rows = rows.select(keep, capacity=rows.capacity)
+            rows = rows.select(keep)
             active = [active[i] for i in keep.tolist()]
             best, forbidden, last = best[keep], forbidden[keep], last[keep]
             everyone = everyone[: len(active)]
-        last = runner.forward(union.to(device)[best][:, None], everyone, rows)[:, -1]
+        last = runner.forward(weight_rows[best][:, None], everyone, rows, prefix)[:, -1]
     grouped, start = [], 0
     for request in requests:
         grouped.append(answers[start : start + len(request.suffixes)])

@@ -97,7 +97,8 @@ class Engine:
     def switch_device(self, device: str) -> None:
         """Reload the model on ``cuda`` or ``cpu`` (the UI's device switch)."""
         if device not in self.available_devices():
-            raise InvalidInputError(f"device {device!r} is not available here: choose one of {self.available_devices()}")
+            choices = ", ".join(self.available_devices())
+            raise InvalidInputError(f"device {device!r} is not available here: choose one of {choices}")
         resolve_device(device)
         self.close()
         self.load(device)
@@ -215,7 +216,7 @@ class Engine:
     def _run_health(self, payloads: list[None]) -> list[None]:
         import torch
 
-        _, hidden = self._runner.prefill([[self._planner.eos_id]], capacity=1)
+        _, hidden = self._runner.prefill([[self._planner.eos_id]])
         if not torch.isfinite(self._runner.scores(hidden)).all():
             raise ModelNotReadyError("health check failed: the model produced non-finite scores")
         return [None for _ in payloads]

@@ -10,6 +10,7 @@ from pathlib import Path
 from .demo import DEMO_MARKER
 from .errors import ModelLoadError
 from .settings import Settings
+from .weights import load_into, safetensors_files
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +88,29 @@ def check_model_dir(model_dir: Path) -> Path:
     return weights[0]
 
 
+def _read_model(model_dir: Path, weight_file: Path, dtype):
+    """Build the model with uninitialised weights of ``dtype`` and fill them from disk."""
+    import torch
+    from transformers import BloomConfig, BloomForCausalLM
+
+    if weight_file.suffix == ".bin":
+        # Legacy pickle checkpoints: transformers reads them with torch.load(weights_only=True).
+        return BloomForCausalLM.from_pretrained(
+            model_dir, local_files_only=True, trust_remote_code=False, dtype=dtype, use_safetensors=False
+        )
+    config = BloomConfig.from_pretrained(model_dir, local_files_only=True)
+    with torch.device("meta"):
+        model = BloomForCausalLM._from_config(config, dtype=dtype)
+    model.to_empty(device="cpu")
+    load_into(model, safetensors_files(model_dir))
+    model.tie_weights()
+    return model
+
+
 def load_model(settings: Settings, device: str | None = None) -> LoadedModel:
     """Load weights and tokenizer; every failure is a ModelLoadError that says how to fix it."""
     import torch
-    from transformers import AutoTokenizer, BloomForCausalLM
+    from transformers import AutoTokenizer
 
     weight_file = check_model_dir(settings.model_dir)
     device = resolve_device(device or settings.device)
@@ -106,15 +126,11 @@ def load_model(settings: Settings, device: str | None = None) -> LoadedModel:
             truncation_side="left",
         )
     except Exception as exc:
-        raise ModelLoadError(f"the tokenizer in {settings.model_dir} could not be read ({exc}): {HOW_TO_INSTALL}") from exc
+        raise ModelLoadError(
+            f"the tokenizer in {settings.model_dir} could not be read ({exc}): {HOW_TO_INSTALL}"
+        ) from exc
     try:
-        model = BloomForCausalLM.from_pretrained(
-            settings.model_dir,
-            local_files_only=True,
-            trust_remote_code=False,
-            dtype=getattr(torch, dtype),
-            use_safetensors=weight_file.suffix != ".bin",
-        )
+        model = _read_model(settings.model_dir, weight_file, getattr(torch, dtype))
     except Exception as exc:
         raise ModelLoadError(
             f"the weights in {weight_file} could not be read ({type(exc).__name__}: {exc}); the file may be "

@@ -107,14 +107,14 @@ class Planner:
             shared = _common_prefix_length(prompts)
             if shared == min(len(p) for p in prompts):
                 shared -= 1  # every suffix needs at least one token
-            spellable = self.vocabulary.spelling_tokens(chunk + "\n" + "\n".join(fields) + ": None\t")
-            requests.append(
-                FieldRequest(
-                    prefix=prompts[0][:shared],
-                    suffixes=[p[shared:] for p in prompts],
-                    allowed=self.vocabulary.allowed_tensor(spellable, self.stop_ids),
-                )
-            )
+            # An answer copies the text, its field name and the separators; nothing else.
+            vocabulary = self.vocabulary
+            spellable = vocabulary.spelling_tokens(chunk)
+            allowed = [
+                vocabulary.allowed_tensor(spellable | vocabulary.spelling_tokens(f"{f}: None\t"), self.stop_ids)
+                for f in fields
+            ]
+            requests.append(FieldRequest(prompts[0][:shared], [p[shared:] for p in prompts], allowed))
         return ExtractPlan(text, fields, pieces, requests)
 
     def extraction_result(
