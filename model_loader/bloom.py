@@ -1,8 +1,8 @@
 """BLOOM's forward pass in our hands: KV caches laid out for shared prompts, ALiBi
 positions that ignore padding, and output scores for a chosen set of tokens only.
 
-It reads the weights of a loaded ``transformers`` BloomForCausalLM and does the
-same arithmetic; tests hold it to token-identical greedy output.
+It does the same arithmetic as ``transformers``' BloomForCausalLM on the same
+weights; tests hold it to token-identical greedy output.
 
 Layout: a request's prompt is run once into a ``Prefix``. The sequences that
 continue it (one per label, per field, or the generated answer) are ``Rows``
@@ -17,6 +17,15 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from .bloom_weights import Block, BloomWeights, Norm
+
+# Keys, values and attention arithmetic stay in fp32 whatever the weights' dtype:
+# it costs little next to the matrix products, and keeps a request's result the same
+# whichever other requests share its batch (bf16 rounding would amplify the tiny
+# differences that padding to a different width makes in the reductions).
+ATTENTION_DTYPE = torch.float32
+_OUTPUT_SLICE = 32768
 
 
 def alibi_slopes(num_heads: int) -> torch.Tensor:
@@ -96,33 +105,33 @@ def _slots(owners: torch.Tensor) -> tuple[torch.Tensor, int]:
 class BloomRunner:
     """Runs a loaded BLOOM model over Prefix and Rows caches."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
-        core = model.transformer
-        config = model.config
-        self.num_heads = config.n_head
-        self.hidden_size = config.hidden_size
+    def __init__(self, weights: BloomWeights) -> None:
+        self.weights = weights
+        self.num_heads = weights.num_heads
+        self.hidden_size = weights.embedding.shape[1]
         self.head_dim = self.hidden_size // self.num_heads
         self.scale = 1.0 / math.sqrt(self.head_dim)
-        self.embedding = core.word_embeddings.weight
-        self.embedding_norm = core.word_embeddings_layernorm
-        self.blocks = list(core.h)
-        self.final_norm = core.ln_f
-        self.output_weight = model.lm_head.weight  # tied to the embedding in SeqGPT
-        self.device = self.embedding.device
-        self.dtype = self.embedding.dtype
+        self.eps = weights.eps
+        self.layers = len(weights.blocks)
+        self.output_weight = weights.output
+        self.device = weights.embedding.device
+        self.dtype = weights.blocks[0].qkv.weight.dtype
         self.slopes = alibi_slopes(self.num_heads).to(self.device)
+
+    def _norm(self, x: torch.Tensor, norm: Norm) -> torch.Tensor:
+        return F.layer_norm(x, (self.hidden_size,), norm.weight, norm.bias, self.eps)
 
     # ---- caches -----------------------------------------------------------------------
 
     def new_rows(self, owners: list[int], capacity: int) -> Rows:
         count = len(owners)
         shape = (count, self.num_heads, capacity, self.head_dim)
-        layers = len(self.blocks)
+        layers = self.layers
         owner_tensor = torch.tensor(owners, dtype=torch.long, device=self.device)
         slots, width = _slots(owner_tensor)
         return Rows(
-            [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in range(layers)],
-            [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in range(layers)],
+            [torch.empty(shape, dtype=ATTENTION_DTYPE, device=self.device) for _ in range(layers)],
+            [torch.empty(shape, dtype=ATTENTION_DTYPE, device=self.device) for _ in range(layers)],
             torch.zeros((count, capacity), dtype=torch.bool, device=self.device),
             owner_tensor,
             slots,
@@ -159,8 +168,8 @@ class BloomRunner:
             positions = torch.cat([prefix_positions, positions], dim=-1)
             visible = torch.cat([prefix_mask[:, None, :].expand(-1, new, -1), visible], dim=-1)
         bias = self.slopes[None, :, None] * positions.clamp(min=0)[:, None, :].to(torch.float32)
-        bias = bias[:, :, None, :].to(self.dtype)
-        return bias.masked_fill(~visible[:, None, :, :], torch.finfo(self.dtype).min)
+        bias = bias[:, :, None, :]
+        return bias.masked_fill(~visible[:, None, :, :], torch.finfo(ATTENTION_DTYPE).min)
 
     @torch.inference_mode()
     def forward(
@@ -175,32 +184,29 @@ class BloomRunner:
         rows.mask[:, start : start + new] = present
         rows.length = start + new
         bias = self._bias(rows, new, prefix)
-        x = self.embedding_norm(F.embedding(tokens, self.embedding))
-        for layer, block in enumerate(self.blocks):
+        x = self._norm(F.embedding(tokens, self.weights.embedding).to(self.dtype), self.weights.embedding_norm)
+        for layer, block in enumerate(self.weights.blocks):
             x = self._block(block, x, bias, rows, prefix, layer, start)
-        return self.final_norm(x)
+        return self._norm(x, self.weights.final_norm)
 
-    def _block(self, block, x, bias, rows: Rows, prefix: Prefix | None, layer: int, start: int) -> torch.Tensor:
+    def _block(self, block: Block, x, bias, rows: Rows, prefix: Prefix | None, layer: int, start: int):
         count, new, _ = x.shape
-        attn = block.self_attention
-        h = block.input_layernorm(x)
-        qkv = F.linear(h, attn.query_key_value.weight, attn.query_key_value.bias)
-        qkv = qkv.view(count, new, self.num_heads, 3, self.head_dim)
+        h = self._norm(x, block.input_norm)
+        qkv = F.linear(h, block.qkv.weight, block.qkv.bias).view(count, new, self.num_heads, 3, self.head_dim)
         end = start + new
         rows.keys[layer][:, :, start:end] = qkv[..., 1, :].transpose(1, 2)
         rows.values[layer][:, :, start:end] = qkv[..., 2, :].transpose(1, 2)
-        query = qkv[..., 0, :].transpose(1, 2)
+        query = qkv[..., 0, :].transpose(1, 2).to(ATTENTION_DTYPE)
         keys, values = rows.keys[layer][:, :, :end], rows.values[layer][:, :, :end]
         if prefix is None:
             context = F.scaled_dot_product_attention(query, keys, values, attn_mask=bias)
         else:
             context = self._attend_with_prefix(query, keys, values, bias, rows, prefix, layer)
-        context = context.transpose(1, 2).reshape(count, new, self.hidden_size)
-        x = x + F.linear(context, attn.dense.weight, attn.dense.bias)
-        h = block.post_attention_layernorm(x)
-        mlp = block.mlp
-        h = F.gelu(F.linear(h, mlp.dense_h_to_4h.weight, mlp.dense_h_to_4h.bias), approximate="tanh")
-        return x + F.linear(h, mlp.dense_4h_to_h.weight, mlp.dense_4h_to_h.bias)
+        context = context.transpose(1, 2).reshape(count, new, self.hidden_size).to(self.dtype)
+        x = x + F.linear(context, block.dense.weight, block.dense.bias)
+        h = self._norm(x, block.post_attention_norm)
+        h = F.gelu(F.linear(h, block.up.weight, block.up.bias), approximate="tanh")
+        return x + F.linear(h, block.down.weight, block.down.bias)
 
     def _to_groups(self, t: torch.Tensor, rows: Rows, groups: int) -> torch.Tensor:
         """``[rows, heads, q, n]`` -> ``[groups, heads, width * q, n]`` (empty slots are zero)."""
@@ -223,12 +229,23 @@ class BloomRunner:
         prefix_scores = self._from_groups(prefix_scores, rows, q)
         own_scores = torch.matmul(query, keys.transpose(-1, -2))
         scores = torch.cat([prefix_scores, own_scores], dim=-1) * self.scale + bias
-        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(self.dtype)
+        probs = torch.softmax(scores, dim=-1)
         prefix_probs, own_probs = probs.split([width, probs.shape[-1] - width], dim=-1)
         from_prefix = torch.matmul(self._to_groups(prefix_probs, rows, prefix.count), prefix.values[layer])
         return self._from_groups(from_prefix, rows, q) + torch.matmul(own_probs, values)
 
     def scores(self, hidden: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Output logits in fp32, for every vocabulary token or only for ``token_ids``."""
-        weight = self.output_weight if token_ids is None else self.output_weight[token_ids]
-        return F.linear(hidden, weight).float()
+        weight = self.output_weight
+        if token_ids is not None:
+            return F.linear(hidden, weight[token_ids].to(self.dtype)).float()
+        if weight.dtype == self.dtype:
+            return F.linear(hidden, weight).float()
+        # A memory-mapped embedding in its stored dtype: convert a slice at a time.
+        return torch.cat(
+            [
+                F.linear(hidden, weight[i : i + _OUTPUT_SLICE].to(self.dtype)).float()
+                for i in range(0, weight.shape[0], _OUTPUT_SLICE)
+            ],
+            dim=-1,
+        )

@@ -15,7 +15,7 @@ from .bloom import BloomRunner
 from .decoding import decode_fields, greedy_generate, score_labels
 from .errors import InvalidInputError, ModelLoadError, ModelNotReadyError
 from .loading import LoadedModel, load_model, resolve_device
-from .official import official_classification, official_extraction
+from .official import build_reference_model, official_classification, official_extraction
 from .prompts import check_text, complete_free_prompt, parse_labels
 from .results import Classification, EngineStatus, Extraction, Generation
 from .settings import Settings
@@ -41,6 +41,7 @@ class Engine:
         self._runner: BloomRunner | None = None
         self._planner: Planner | None = None
         self._worker: BatchWorker | None = None
+        self._reference_model = None  # transformers' model, built only for official decoding
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -60,7 +61,7 @@ class Engine:
         started = time.perf_counter()
         try:
             loaded = load_model(self.settings, device)
-            runner = BloomRunner(loaded.model)
+            runner = BloomRunner(loaded.weights)
             planner = Planner(loaded.tokenizer, Vocabulary(loaded.tokenizer), self.settings)
         except ModelLoadError as exc:
             self._set_status(state="error", error=str(exc))
@@ -70,6 +71,7 @@ class Engine:
             raise ModelLoadError(f"loading the model failed: {type(exc).__name__}: {exc}") from exc
         old_worker = self._worker
         self._loaded, self._runner, self._planner = loaded, runner, planner
+        self._reference_model = None
         self._worker = BatchWorker(
             {
                 "classify": self._run_classify,
@@ -104,6 +106,8 @@ class Engine:
         self.load(device)
 
     def close(self) -> None:
+        """Stop the model worker; the engine reports idle until loaded again."""
+        self._set_status(state="idle")
         if self._worker is not None:
             self._worker.stop()
         self._worker = None
@@ -130,7 +134,7 @@ class Engine:
         planner = self._ready_planner()
         text = check_text(text, self.settings.max_text_chars)
         fields = parse_labels(fields, self.settings.max_labels, self.settings.max_label_chars, what="fields")
-        if not isinstance(threshold, int | float) or not 0.0 <= threshold <= 1.0:
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 <= threshold <= 1.0:
             raise InvalidInputError(f"threshold must be a number from 0 to 1, got {threshold!r}")
         plan = planner.plan_extraction(text, fields)
         return self._submit("extract", (plan, float(threshold), bool(exclusive)))
@@ -167,6 +171,11 @@ class Engine:
             raise ModelNotReadyError(f"model not ready: the model is {self.status.state}")
         return worker.submit(kind, payload).result(timeout=timeout)
 
+    def _reference(self):
+        if self._reference_model is None:
+            self._reference_model = build_reference_model(self._loaded.config, self._loaded.weights)
+        return self._reference_model
+
     def _run_classify(self, plans: list[ClassifyPlan]) -> list[Classification]:
         label_sets = [s for plan in plans for s in plan.label_sets]
         scores = score_labels(self._runner, label_sets, self._planner.eos_id)
@@ -175,9 +184,8 @@ class Engine:
             count = len(plan.label_sets)
             result = self._planner.classification_result(plan, scores[start : start + count])
             if self.settings.decoding == "official":
-                loaded = self._loaded
                 result = official_classification(
-                    loaded.model, loaded.tokenizer, plan, result, self.settings.max_new_tokens
+                    self._reference(), self._loaded.tokenizer, plan, result, self.settings.max_new_tokens
                 )
             results.append(result)
             start += count
@@ -185,9 +193,9 @@ class Engine:
 
     def _run_extract(self, payloads: list[tuple[ExtractPlan, float, bool]]) -> list[Extraction]:
         if self.settings.decoding == "official":
-            loaded = self._loaded
+            model, tokenizer = self._reference(), self._loaded.tokenizer
             return [
-                official_extraction(loaded.model, loaded.tokenizer, plan, threshold, self.settings.max_new_tokens)
+                official_extraction(model, tokenizer, plan, threshold, self.settings.max_new_tokens)
                 for plan, threshold, _ in payloads
             ]
         requests = [r for plan, _, _ in payloads for r in plan.requests]

@@ -7,10 +7,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from .bloom_weights import BloomWeights
 from .demo import DEMO_MARKER
 from .errors import ModelLoadError
 from .settings import Settings
-from .weights import load_into, safetensors_files
+from .weights import map_tensor, read_pickle_state_dict, read_state_dict, safetensors_files
 
 log = logging.getLogger(__name__)
 
@@ -18,12 +19,14 @@ HOW_TO_INSTALL = (
     "run `python scripts/download_model.py`, or set SEQGPT_MODEL_DIR to a folder holding "
     "SeqGPT-560M (for a quick try without it: `python scripts/make_demo_model.py DIR`)"
 )
+EMBEDDING = "word_embeddings.weight"
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
 @dataclass
 class LoadedModel:
-    model: object  # transformers BloomForCausalLM, in eval mode on its device
+    weights: BloomWeights  # on its device, in its dtype
+    config: dict  # the model's config.json
     tokenizer: object
     device: str
     dtype: str
@@ -88,23 +91,26 @@ def check_model_dir(model_dir: Path) -> Path:
     return weights[0]
 
 
-def _read_model(model_dir: Path, weight_file: Path, dtype):
-    """Build the model with uninitialised weights of ``dtype`` and fill them from disk."""
-    import torch
-    from transformers import BloomConfig, BloomForCausalLM
-
+def _read_weights(model_dir: Path, weight_file: Path, dtype, device: str) -> tuple[dict, BloomWeights]:
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     if weight_file.suffix == ".bin":
-        # Legacy pickle checkpoints: transformers reads them with torch.load(weights_only=True).
-        return BloomForCausalLM.from_pretrained(
-            model_dir, local_files_only=True, trust_remote_code=False, dtype=dtype, use_safetensors=False
-        )
-    config = BloomConfig.from_pretrained(model_dir, local_files_only=True)
-    with torch.device("meta"):
-        model = BloomForCausalLM._from_config(config, dtype=dtype)
-    model.to_empty(device="cpu")
-    load_into(model, safetensors_files(model_dir))
-    model.tie_weights()
-    return model
+        state = read_pickle_state_dict(weight_file, dtype)
+    elif device == "cpu":
+        # On the CPU the embedding (half of all weights) stays memory-mapped in its stored
+        # dtype and its rows are converted as they are used; see BloomRunner.
+        files = safetensors_files(model_dir)
+        state = read_state_dict(files, dtype, skip=(EMBEDDING,))
+        state[EMBEDDING] = map_tensor(files, EMBEDDING)
+        if state[EMBEDDING] is None:
+            raise ValueError(f"the weights have no tensor {EMBEDDING}")
+    else:
+        state = read_state_dict(safetensors_files(model_dir), dtype)
+    num_heads = config.get("n_head", config.get("num_attention_heads"))
+    weights = BloomWeights.from_state_dict(state, num_heads, config.get("layer_norm_epsilon", 1e-5))
+    hidden = weights.embedding.shape[1]
+    if hidden != config.get("hidden_size", config.get("n_embed")) or len(weights.blocks) != config.get("n_layer"):
+        raise ValueError(f"the weights do not match config.json (hidden {hidden}, {len(weights.blocks)} layers)")
+    return config, weights
 
 
 def load_model(settings: Settings, device: str | None = None) -> LoadedModel:
@@ -130,19 +136,18 @@ def load_model(settings: Settings, device: str | None = None) -> LoadedModel:
             f"the tokenizer in {settings.model_dir} could not be read ({exc}): {HOW_TO_INSTALL}"
         ) from exc
     try:
-        model = _read_model(settings.model_dir, weight_file, getattr(torch, dtype))
+        config, weights = _read_weights(settings.model_dir, weight_file, getattr(torch, dtype), device)
     except Exception as exc:
         raise ModelLoadError(
             f"the weights in {weight_file} could not be read ({type(exc).__name__}: {exc}); the file may be "
             f"truncated or corrupt: download it again with `python scripts/download_model.py`"
         ) from exc
     try:
-        model.to(device)
+        weights = weights.to(device)
     except torch.OutOfMemoryError as exc:
         raise ModelLoadError(f"CUDA out of memory while moving the model to the GPU: {exc}") from exc
-    model.eval()
-    model.requires_grad_(False)
     if tokenizer.eos_token_id is None:
         raise ModelLoadError(f"the tokenizer in {settings.model_dir} has no end-of-sequence token")
     log.info("loaded %s on %s as %s", settings.model_dir, device, dtype)
-    return LoadedModel(model, tokenizer, device, dtype, is_demo=(settings.model_dir / DEMO_MARKER).exists())
+    is_demo = (settings.model_dir / DEMO_MARKER).exists()
+    return LoadedModel(weights, config, tokenizer, device, dtype, is_demo)

@@ -8,13 +8,47 @@ from __future__ import annotations
 
 import torch
 
+from .bloom_weights import BloomWeights
 from .parsing import find_occurrences, match_label, parse_extraction
 from .prompts import CLASSIFY, EXTRACT, build_prompt
 from .results import Classification, Extraction, Mention
 
+_BLOCK_PARTS = {
+    "input_norm": "input_layernorm",
+    "qkv": "self_attention.query_key_value",
+    "dense": "self_attention.dense",
+    "post_attention_norm": "post_attention_layernorm",
+    "up": "mlp.dense_h_to_4h",
+    "down": "mlp.dense_4h_to_h",
+}
+
 NUM_BEAMS = 4
 REPETITION_PENALTY = 2.0
 LABELS_PER_CHUNK = 6
+
+
+def build_reference_model(config: dict, weights: BloomWeights):
+    """A transformers BloomForCausalLM that shares the engine's weight tensors (no second copy)."""
+    from transformers import BloomConfig, BloomForCausalLM
+
+    dtype = weights.blocks[0].qkv.weight.dtype
+    embedding = weights.embedding.to(dtype)  # a real copy where the engine keeps it memory-mapped
+    state = {
+        "transformer.word_embeddings.weight": embedding,
+        "transformer.word_embeddings_layernorm.weight": weights.embedding_norm.weight,
+        "transformer.word_embeddings_layernorm.bias": weights.embedding_norm.bias,
+        "transformer.ln_f.weight": weights.final_norm.weight,
+        "transformer.ln_f.bias": weights.final_norm.bias,
+        "lm_head.weight": embedding if weights.output is weights.embedding else weights.output.to(dtype),
+    }
+    for i, block in enumerate(weights.blocks):
+        for part, name in _BLOCK_PARTS.items():
+            state[f"transformer.h.{i}.{name}.weight"] = getattr(block, part).weight
+            state[f"transformer.h.{i}.{name}.bias"] = getattr(block, part).bias
+    with torch.device("meta"):
+        model = BloomForCausalLM(BloomConfig.from_dict(config))
+    model.load_state_dict(state, assign=True, strict=True)
+    return model.eval()
 
 
 def official_generate(model, tokenizer, prompts: list[str], max_new_tokens: int) -> list[tuple[str, float]]:

@@ -30,7 +30,7 @@ def build_prompt(text: str, task: str, labels: Sequence[str]) -> str:
 def split_prompt(text: str, task: str, labels: Sequence[str]) -> tuple[str, str]:
     """The prompt cut where the text ends, so one prefix can serve several label sets."""
     prompt = build_prompt(text, task, labels)
-    cut = prompt.index(f"\n{task}: ")
+    cut = len(f"输入: {text.strip()}")
     return prompt[:cut], prompt[cut:]
 
 

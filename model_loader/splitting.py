@@ -74,11 +74,13 @@ def split_text(
         pieces.append(Piece(sentences[first].start, sentences[last].end))
         if last + 1 >= len(sentences):
             break
-        # Step back over whole sentences that fit in the overlap, but always move forward.
+        # Step back over whole sentences that fit in the overlap, as long as the next
+        # piece can still reach past this one, so that every piece adds new text.
         next_first = last + 1
         while (
             next_first - 1 > first
             and sentences[last].end - sentences[next_first - 1].start <= overlap_chars
+            and count_tokens(text[sentences[next_first - 1].start : sentences[last + 1].end]) <= budget_tokens
         ):
             next_first -= 1
         first = next_first

@@ -104,9 +104,11 @@ class Planner:
             # Each field gets its own prompt; tokenising whole prompts and sharing their
             # common start keeps the tokens exactly those of the single-field prompt.
             prompts = [self.encode(build_prompt(chunk, EXTRACT, [f])) for f in fields]
-            shared = _common_prefix_length(prompts)
-            if shared == min(len(p) for p in prompts):
-                shared -= 1  # every suffix needs at least one token
+            # Where the shared part ends depends on the text alone (two fixed probe fields),
+            # so a field decodes the same whatever other fields come with it.
+            probes = [self.encode(build_prompt(chunk, EXTRACT, [probe])) for probe in ("甲", "乙")]
+            shared = min(_common_prefix_length(probes), _common_prefix_length([probes[0], *prompts]))
+            shared = min(shared, min(len(p) for p in prompts) - 1)  # every suffix needs at least one token
             # An answer copies the text, its field name and the separators; nothing else.
             vocabulary = self.vocabulary
             spellable = vocabulary.spelling_tokens(chunk)

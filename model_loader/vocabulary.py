@@ -34,6 +34,9 @@ class Vocabulary:
         special = set(tokenizer.all_special_ids)
         self.token_bytes: list[bytes] = []
         self.ids_by_bytes: dict[bytes, list[int]] = {}
+        # The few very long tokens are checked with a substring search instead of
+        # widening the window every text position is looked up with.
+        self.long_tokens: list[tuple[bytes, int]] = []
         for token_id, token in enumerate(tokenizer.convert_ids_to_tokens(range(len(tokenizer)))):
             if token is None or token_id in special:
                 data = b""
@@ -44,6 +47,8 @@ class Vocabulary:
             self.token_bytes.append(data)
             if data and len(data) <= max_token_bytes:
                 self.ids_by_bytes.setdefault(data, []).append(token_id)
+            elif data:
+                self.long_tokens.append((data, token_id))
         self.max_token_bytes = max_token_bytes
         self.newline_ids = [i for i, data in enumerate(self.token_bytes) if b"\n" in data]
 
@@ -57,6 +62,7 @@ class Vocabulary:
                 piece = data[start:end]
                 found.update(lookup.get(piece, ()))
                 found.update(lookup.get(b" " + piece, ()))
+        found.update(token_id for token, token_id in self.long_tokens if token in data or token in b" " + data)
         return found
 
     def decode(self, token_ids: list[int]) -> tuple[str, list[int]]:

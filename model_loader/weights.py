@@ -62,39 +62,67 @@ def safetensors_files(model_dir: Path) -> list[Path]:
     return [model_dir / "model.safetensors"]
 
 
-def load_into(model: torch.nn.Module, files: list[Path]) -> None:
-    """Copy every tensor of ``files`` into the same-named parameter of ``model``, converting dtype."""
-    targets = dict(model.state_dict(keep_vars=True))
-    prefix = getattr(model, "base_model_prefix", "")
-    loaded: set[str] = set()
+def read_state_dict(files: list[Path], dtype: torch.dtype, skip: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+    """Every tensor of ``files`` but those named in ``skip``, converted to ``dtype``;
+    names lose a leading ``transformer.``."""
+    tensors: dict[str, torch.Tensor] = {}
     buffer = bytearray(_BUFFER_BYTES)
     for path in files:
         header, data_start = read_header(path)
         with path.open("rb", buffering=0) as f:
             for name, entry in header.items():
-                key = name if name in targets else f"{prefix}.{name}"
-                if key not in targets:
+                if name.removeprefix("transformer.") in skip:
                     continue
-                target = targets[key].data
                 source_dtype = _DTYPES[entry["dtype"]]
-                if list(target.shape) != entry["shape"]:
-                    raise CorruptWeightsError(
-                        f"{path}: tensor {name} has shape {entry['shape']}, the model expects {list(target.shape)}"
-                    )
+                target = torch.empty(entry["shape"], dtype=dtype if source_dtype.is_floating_point else source_dtype)
                 begin, end = entry["data_offsets"]
-                flat = target.view(-1)
                 item = torch.empty((), dtype=source_dtype).element_size()
-                step = max(1, len(buffer) // item)
+                if target.numel() * item != end - begin:
+                    raise CorruptWeightsError(
+                        f"{path}: tensor {name} has {end - begin} bytes for shape {entry['shape']}"
+                    )
+                flat, step = target.view(-1), max(1, len(buffer) // item)
                 f.seek(data_start + begin)
-                for first in range(0, (end - begin) // item, step):
+                for first in range(0, flat.numel(), step):
                     count = min(step, flat.numel() - first)
                     view = memoryview(buffer)[: count * item]
                     if f.readinto(view) != count * item:
                         raise CorruptWeightsError(f"{path} ended early while reading {name}")
-                    chunk = torch.frombuffer(view, dtype=source_dtype, count=count)
-                    flat[first : first + count].copy_(chunk)
-                loaded.add(key)
-    tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
-    missing = [k for k in targets if k not in loaded and k not in tied and not k.endswith("attn.masked_bias")]
-    if missing:
-        raise CorruptWeightsError(f"the weights lack {len(missing)} tensors the model needs, e.g. {missing[:3]}")
+                    flat[first : first + count].copy_(torch.frombuffer(view, dtype=source_dtype, count=count))
+                tensors[name.removeprefix("transformer.")] = target
+    return tensors
+
+
+def read_pickle_state_dict(path: Path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """A legacy ``pytorch_model.bin``, read without executing pickled code (``weights_only``)."""
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return {
+        name.removeprefix("transformer."): tensor.to(dtype) if tensor.is_floating_point() else tensor
+        for name, tensor in state.items()
+    }
+
+
+def map_tensor(files: list[Path], name: str) -> torch.Tensor | None:
+    """A read-only memory map of one stored tensor, in its stored dtype; None when absent.
+
+    Only the pages that are read become resident, and the kernel may drop them
+    again under pressure: right for the 250,880-row embedding, of which a
+    request touches a few thousand rows.
+    """
+    import warnings
+
+    import numpy as np
+
+    for path in files:
+        header, data_start = read_header(path)
+        for stored in (name, f"transformer.{name}"):
+            entry = header.get(stored)
+            if entry is None:
+                continue
+            begin, end = entry["data_offsets"]
+            raw = np.memmap(path, dtype=np.uint8, mode="r", offset=data_start + begin, shape=(end - begin,))
+            with warnings.catch_warnings():  # read-only on purpose: nothing writes to weights
+                warnings.simplefilter("ignore", UserWarning)
+                flat = torch.from_numpy(raw)
+            return flat.view(_DTYPES[entry["dtype"]]).view(entry["shape"])
+    return None

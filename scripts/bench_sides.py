@@ -1,0 +1,123 @@
+"""The two sides of the benchmark, each run in its own process by scripts/bench.py.
+
+``reference``: the official SeqGPT settings through plain transformers ``generate``
+(fp32 on CPU, 4 beams, repetition penalty 2.0, 6 labels a prompt).
+``engine``: our engine as users get it by default.
+
+Both read one JSON command a line on stdin and answer one JSON line on stdout;
+output lengths are pinned so both sides generate the same number of tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from model_loader import Engine, Settings  # noqa: E402
+from model_loader.prompts import CLASSIFY, EXTRACT, build_prompt  # noqa: E402
+
+LABELS_PER_CHUNK = 6
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Reference:
+    def __init__(self, model_dir: Path, tokens_per_field: int) -> None:
+        from transformers import AutoTokenizer, BloomForCausalLM
+
+        started = time.perf_counter()
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left", truncation_side="left")
+        self.model = BloomForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+        self.load_seconds = time.perf_counter() - started
+        self.tokens_per_field = tokens_per_field
+
+    def _generate(self, prompts: list[str], new_tokens: int) -> None:
+        inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=1024)
+        with torch.inference_mode():
+            self.model.generate(
+                **inputs,
+                num_beams=4,
+                do_sample=False,
+                repetition_penalty=2.0,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,  # pinned: random weights give end-of-sequence no meaning
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+
+    def classify(self, text: str, labels: list[str]) -> None:
+        longest = max(len(self.tokenizer(label, add_special_tokens=False)["input_ids"]) for label in labels)
+        self._generate([build_prompt(text, CLASSIFY, labels)], longest + 1)
+
+    def extract(self, text: str, fields: list[str]) -> None:
+        chunks = [fields[i : i + LABELS_PER_CHUNK] for i in range(0, len(fields), LABELS_PER_CHUNK)]
+        prompts = [build_prompt(text, EXTRACT, chunk) for chunk in chunks]
+        self._generate(prompts, self.tokens_per_field * max(len(c) for c in chunks))
+
+
+class OurEngine:
+    def __init__(self, model_dir: Path, tokens_per_field: int) -> None:
+        self.engine = Engine(Settings(model_dir=model_dir, extract_exact_tokens=tokens_per_field))
+        self.engine.load()
+        self.load_seconds = self.engine.status.load_seconds
+        self.dtype = self.engine.status.dtype
+
+    def classify(self, text: str, labels: list[str]) -> None:
+        self.engine.classify(text, labels)
+
+    def extract(self, text: str, fields: list[str]) -> None:
+        self.engine.extract(text, fields)
+
+    def throughput(self, task: str, requests: list[dict], clients: int) -> float:
+        """Requests per second with ``clients`` threads sending the requests as fast as answered."""
+        call = self.classify if task == "classify" else self.extract
+        lock, pending = threading.Lock(), list(requests)
+
+        def client() -> None:
+            while True:
+                with lock:
+                    if not pending:
+                        return
+                    request = pending.pop()
+                call(request["text"], request["labels"])
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            for _ in range(clients):
+                pool.submit(client)
+        return len(requests) / (time.perf_counter() - started)
+
+
+def main() -> int:
+    side, model_dir, tokens_per_field = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    runner = Reference(model_dir, tokens_per_field) if side == "reference" else OurEngine(model_dir, tokens_per_field)
+    hello = {"ready": True, "load_seconds": runner.load_seconds}
+    print(json.dumps(hello), flush=True)
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command["op"] == "quit":
+            break
+        if command["op"] == "throughput":
+            rate = runner.throughput(command["task"], command["requests"], command["clients"])
+            answer = {"per_second": rate}
+        else:
+            started = time.perf_counter()
+            getattr(runner, command["op"])(command["text"], command["labels"])
+            answer = {"seconds": time.perf_counter() - started}
+        answer["peak_rss_mb"] = peak_rss_mb()
+        print(json.dumps(answer), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

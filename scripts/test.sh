@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The one test command: sets up what the suite needs, runs `ruff check`, then the whole
+# pytest suite. Extra arguments go to pytest (scripts/test.sh -k supervisor -x).
+# Exits with pytest's status; "no tests collected" (5) is a failure like any other.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+
+# Tests never phone home and never reach a model hub.
+export GRADIO_ANALYTICS_ENABLED=False
+export HF_HUB_OFFLINE=1
+export PIP_NO_INPUT=1
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+    echo "==> creating $VENV with ${PYTHON:-python3}"
+    "${PYTHON:-python3}" -m venv "$VENV"
+fi
+# Reinstall only when a requirements file changed since the last successful install.
+stamp="$VENV/.requirements-dev.txt.sha256"
+want="$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
+if [[ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]]; then
+    echo "==> installing requirements-dev.txt into .venv"
+    "$VENV/bin/python" -m pip install --no-input --progress-bar off -q -r requirements-dev.txt
+    printf '%s\n' "$want" >"$stamp"
+fi
+
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not
+# assumed to be reachable). Install it only where that is ours to do: as root, or in CI.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [[ "$(id -u)" == 0 ]]; then
+        echo "==> installing Debian chromium"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+    elif [[ "${CI:-}" == true ]] && command -v sudo >/dev/null 2>&1; then
+        echo "==> installing Debian chromium (sudo)"
+        sudo -n apt-get update -qq
+        sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+    else
+        echo "!! chromium is missing and this is not root: install it (apt-get install chromium)" >&2
+        echo "   or the browser tests will fail" >&2
+    fi
+fi
+
+echo "==> ruff check ."
+"$VENV/bin/ruff" check .
+
+echo "==> pytest $*"
+status=0
+"$VENV/bin/python" -m pytest "$@" || status=$?
+if [[ "$status" == 5 ]]; then
+    echo "!! pytest collected no tests: that is a failure" >&2
+fi
+exit "$status"

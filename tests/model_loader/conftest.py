@@ -1,0 +1,110 @@
+"""Shared fixtures for the engine tests: demo weights built once, engines loaded once, real Chinese texts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from model_loader import Engine, Settings
+from model_loader.decoding import FieldAnswer
+from model_loader.demo import build_demo_model
+
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def _text_of(row: dict) -> str:
+    return row["text"] if "text" in row else row["sentence"]  # CLUENER rows have text, TNEWS rows sentence
+
+
+def _read_jsonl_texts(name: str) -> list[str]:
+    path = SHARED_DATA / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the engine tests read real texts from ../shared/data (SPEC §6)")
+    with path.open(encoding="utf-8") as handle:
+        return [_text_of(json.loads(line)) for line in handle if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_demo_model(tmp_path_factory.mktemp("weights") / "seqgpt-demo")
+
+
+@pytest.fixture(scope="session")
+def engine(demo_dir: Path):
+    """The engine as users get it: default settings (dtype auto, fast decoding) on demo weights."""
+    eng = Engine(Settings(model_dir=demo_dir))
+    eng.load()
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="session")
+def engine_fp32(demo_dir: Path):
+    """Float32 on CPU, the precision `transformers` is compared with."""
+    eng = Engine(Settings(model_dir=demo_dir, dtype="float32"))
+    eng.load()
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="session")
+def engines_by_dtype(engine, engine_fp32) -> dict[str, Engine]:
+    return {"auto": engine, "float32": engine_fp32}
+
+
+@pytest.fixture(scope="session")
+def hf_model(demo_dir: Path):
+    """The same demo weights through plain `transformers`, float32: the reference implementation."""
+    import torch
+    from transformers import BloomForCausalLM
+
+    model = BloomForCausalLM.from_pretrained(demo_dir, local_files_only=True, dtype=torch.float32)
+    model.eval()
+    return model
+
+
+@pytest.fixture(scope="session")
+def cluener_rows() -> list[dict]:
+    path = SHARED_DATA / "cluener_dev.jsonl"
+    _read_jsonl_texts("cluener_dev.jsonl")  # a clear error if the data is missing
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def cluener_texts(cluener_rows: list[dict]) -> list[str]:
+    return [row["text"] for row in cluener_rows]
+
+
+@pytest.fixture(scope="session")
+def tnews_texts() -> list[str]:
+    return _read_jsonl_texts("tnews_dev.jsonl")
+
+
+@pytest.fixture(scope="session")
+def long_chinese_text(cluener_texts: list[str]) -> str:
+    """About 5,000 characters of real Chinese news sentences, far beyond the 1,024-token window."""
+    text = ""
+    for row in cluener_texts:
+        if len(text) + len(row) > 5_000:
+            break
+        text += row
+    assert len(text) > 4_900
+    return text
+
+
+@pytest.fixture(scope="session")
+def make_answer(engine):
+    """Build what the decoder would return had the model written ``line``: its token ids and probabilities."""
+    tokenizer = engine._planner.tokenizer
+    vocabulary = engine._planner.vocabulary
+
+    def make(line: str, probability: float | list[float] = 0.9) -> FieldAnswer:
+        ids = list(tokenizer(line, add_special_tokens=False)["input_ids"])
+        assert vocabulary.decode(ids)[0] == line, "the demo tokenizer must spell the line back exactly"
+        probabilities = [probability] * len(ids) if isinstance(probability, float) else list(probability)
+        return FieldAnswer(tokens=ids, probabilities=probabilities)
+
+    return make

@@ -1,0 +1,228 @@
+"""Our BLOOM runner and decoders against plain `transformers` on the same demo weights, in float32."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model_loader.decoding import LabelSet, decode_fields, greedy_generate, score_labels
+from model_loader.official import build_reference_model
+from model_loader.prompts import CLASSIFY, build_prompt, complete_free_prompt
+
+PROMPTS = [
+    "输入: 小米集团今天发布了新款手机，售价3999元。\n分类: 财经，体育，科技\n输出:",
+    "输入: 阿里巴巴在杭州发布了2023年第三季度财报。\n抽取: 公司名称，地点，时间\n输出:",
+    "The quick brown fox jumps over the lazy dog.",
+    "温格",
+    "输入: 客户反馈：订单号20231105的快递三天没有更新物流信息，希望尽快处理。\n分类: 投诉，咨询，表扬\n输出:",
+]
+NEW_TOKENS = 24
+
+
+@pytest.fixture(scope="module")
+def runner(engine_fp32):
+    assert engine_fp32._runner.dtype == torch.float32
+    return engine_fp32._runner
+
+
+@pytest.fixture(scope="module")
+def planner(engine_fp32):
+    return engine_fp32._planner
+
+
+@pytest.fixture(scope="module")
+def prompt_ids(planner) -> list[list[int]]:
+    return [planner.encode(complete_free_prompt(p)) for p in PROMPTS]
+
+
+def hf_greedy(hf_model, ids: list[int], max_new_tokens: int, eos_id: int) -> list[int]:
+    with torch.inference_mode():
+        out = hf_model.generate(
+            input_ids=torch.tensor([ids]),
+            attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
+            do_sample=False,
+            num_beams=1,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=eos_id,
+            pad_token_id=eos_id,
+        )
+    return out[0, len(ids) :].tolist()
+
+
+def hf_logits(hf_model, ids: list[int]) -> torch.Tensor:
+    with torch.inference_mode():
+        return hf_model(input_ids=torch.tensor([ids])).logits[0].float()
+
+
+# ---- weights ---------------------------------------------------------------------------------
+
+
+def test_loader_reads_exactly_the_weights_transformers_reads(engine_fp32, engine, hf_model):
+    loaded = engine_fp32._loaded
+    ours = build_reference_model(loaded.config, loaded.weights).state_dict()
+    reference = hf_model.state_dict()
+    assert set(ours) == set(reference)
+    for name, tensor in reference.items():
+        assert torch.equal(ours[name], tensor), name
+    default_dtype = build_reference_model(engine._loaded.config, engine._loaded.weights).state_dict()
+    for name, tensor in reference.items():
+        assert torch.equal(default_dtype[name], tensor.to(default_dtype[name].dtype)), name
+
+
+# ---- logits ----------------------------------------------------------------------------------
+
+
+def test_runner_prefill_logits_match_transformers_at_every_position(runner, hf_model, prompt_ids):
+    ids = prompt_ids[1]
+    # Every prefix of the prompt as one left-padded batch: row k ends at position k.
+    _, last = runner.prefill([ids[: k + 1] for k in range(len(ids))])
+    ours = runner.scores(last)
+    reference = hf_logits(hf_model, ids)
+    torch.testing.assert_close(ours, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_runner_left_padded_batch_logits_match_each_prompt_alone(runner, hf_model, prompt_ids):
+    _, last = runner.prefill(prompt_ids)
+    ours = runner.scores(last)
+    assert len({len(ids) for ids in prompt_ids}) > 1, "prompts of different lengths, so rows are padded"
+    for row, ids in enumerate(prompt_ids):
+        torch.testing.assert_close(ours[row], hf_logits(hf_model, ids)[-1], atol=1e-4, rtol=1e-4)
+
+
+def test_runner_scores_for_chosen_tokens_equal_the_full_scores_at_those_tokens(runner, prompt_ids):
+    _, last = runner.prefill(prompt_ids[:2])
+    vocab = runner.output_weight.shape[0]
+    chosen = torch.tensor([5, 17, vocab // 2, 3, vocab - 1])
+    torch.testing.assert_close(runner.scores(last, chosen), runner.scores(last)[:, chosen])
+
+
+# ---- greedy generation -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hf_reference(hf_model, planner, prompt_ids) -> list[list[int]]:
+    return [hf_greedy(hf_model, ids, NEW_TOKENS, planner.eos_id) for ids in prompt_ids]
+
+
+def test_greedy_generate_is_token_identical_to_transformers_generate(runner, planner, prompt_ids, hf_reference):
+    eos = planner.eos_id
+    reference = hf_reference
+    for ids, expected in zip(prompt_ids, reference, strict=True):
+        assert greedy_generate(runner, [ids], [NEW_TOKENS], eos) == [expected]
+    assert greedy_generate(runner, prompt_ids, [NEW_TOKENS] * len(prompt_ids), eos) == reference
+
+
+def test_greedy_generate_stops_after_eos_exactly_like_transformers(runner, hf_model, prompt_ids, hf_reference):
+    stopped = 0
+    for ids, free in zip(prompt_ids, hf_reference, strict=True):
+        if stopped == 3:
+            break
+        # Declare as end-of-sequence a token the model writes mid-answer for the first time.
+        candidates = [(i, t) for i, t in enumerate(free) if i > 0 and t not in free[:i]]
+        if not candidates:
+            continue
+        position, eos = candidates[len(candidates) // 2]
+        expected = hf_greedy(hf_model, ids, NEW_TOKENS, eos)
+        assert expected == free[: position + 1]
+        assert greedy_generate(runner, [ids], [NEW_TOKENS], eos) == [expected]
+        stopped += 1
+    assert stopped >= 3
+
+
+def test_greedy_generate_batch_with_different_lengths_matches_each_alone(runner, prompt_ids, planner):
+    limits = [1, 5, 24, 9, 13]
+    together = greedy_generate(runner, prompt_ids, limits, planner.eos_id)
+    for ids, limit, output in zip(prompt_ids, limits, together, strict=True):
+        assert len(output) <= limit
+        assert output == greedy_generate(runner, [ids], [limit], planner.eos_id)[0]
+
+
+def test_engine_generate_decodes_what_transformers_generates(engine_fp32, hf_model, planner):
+    for prompt in PROMPTS[:3]:
+        result = engine_fp32.generate(prompt, 16)
+        expected = hf_greedy(hf_model, planner.encode(complete_free_prompt(prompt)), 16, planner.eos_id)
+        assert result.new_tokens == len(expected)
+        assert result.text == planner.tokenizer.decode(expected, skip_special_tokens=True)
+
+
+# ---- label scoring ---------------------------------------------------------------------------
+
+
+def reference_label_logprobs(hf_model, prompt: list[int], labels: list[list[int]], eos: int) -> list[float]:
+    """Each label (then eos) scored token by token, each step normalised over the tokens that continue some label."""
+    sequences = [label + [eos] for label in labels]
+    totals = []
+    for seq in sequences:
+        logits = hf_logits(hf_model, prompt + seq)
+        total = 0.0
+        for i, token in enumerate(seq):
+            options = sorted({other[i] for other in sequences if len(other) > i and other[:i] == seq[:i]})
+            step = torch.log_softmax(logits[len(prompt) + i - 1, options].double(), dim=0)
+            total += step[options.index(token)].item()
+        totals.append(total)
+    return totals
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        ["财经", "财经新闻", "科技"],
+        ["体育"],
+        ["sports", "sports news", "finance", "科技 tech"],
+        ["正面", "负面", "中性"],
+    ],
+)
+def test_label_scores_equal_constrained_log_probabilities_from_transformers(runner, hf_model, planner, labels):
+    text = "小米集团今天发布了新款手机，售价3999元。"
+    prompt = planner.encode(build_prompt(text, CLASSIFY, labels))
+    label_ids = [planner.tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
+    ours = score_labels(runner, [LabelSet(prompt, label_ids)], planner.eos_id)[0]
+    expected = reference_label_logprobs(hf_model, prompt, label_ids, planner.eos_id)
+    assert ours == pytest.approx(expected, abs=1e-4)
+
+
+def test_engine_classify_probabilities_are_the_softmax_of_the_label_log_probabilities(engine_fp32, hf_model, planner):
+    text, labels = "温格的球队终于又踢了一场经典的比赛。", ["体育", "体育赛事", "财经"]
+    prompt = planner.encode(build_prompt(text, CLASSIFY, labels))
+    label_ids = [planner.tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
+    expected = torch.softmax(torch.tensor(reference_label_logprobs(hf_model, prompt, label_ids, planner.eos_id)), 0)
+    result = engine_fp32.classify(text, labels)
+    assert [result.scores[label] for label in labels] == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_label_scoring_of_several_requests_together_matches_each_alone(runner, planner):
+    requests = []
+    for text, labels in [
+        ("温格的球队。", ["体育", "财经"]),
+        ("小米发布新手机，售价3999元。", ["科技", "科技公司", "财经"]),
+    ]:
+        prompt = planner.encode(build_prompt(text, CLASSIFY, labels))
+        requests.append(LabelSet(prompt, [planner.tokenizer(x, add_special_tokens=False)["input_ids"] for x in labels]))
+    together = score_labels(runner, requests, planner.eos_id)
+    for request, scores in zip(requests, together, strict=True):
+        assert scores == pytest.approx(score_labels(runner, [request], planner.eos_id)[0], abs=1e-5)
+
+
+# ---- per-field extraction decoding -----------------------------------------------------------
+
+
+def test_field_decoding_equals_a_constrained_greedy_loop_over_transformers(runner, hf_model, planner):
+    text = "甲方：北京星河科技有限公司，乙方：上海云帆信息技术有限公司，合同金额人民币一百万元整。"
+    fields = ["公司名称", "金额", "甲方"]
+    steps = 12
+    (request,) = planner.plan_extraction(text, fields).requests
+    (answers,) = decode_fields(runner, [request], planner.stop_ids, steps)
+    for i, answer in enumerate(answers):
+        allowed = request.allowed[i].tolist()
+        ids = request.prefix + request.suffixes[i]
+        tokens, probabilities = [], []
+        for _ in range(steps):
+            probs = torch.softmax(hf_logits(hf_model, ids)[-1, allowed], dim=0)
+            best = int(probs.argmax())
+            if allowed[best] in planner.stop_ids:
+                break
+            tokens.append(allowed[best])
+            probabilities.append(probs[best].item())
+            ids = ids + [allowed[best]]
+        assert answer.tokens == tokens, f"field {fields[i]!r}"
+        assert answer.probabilities == pytest.approx(probabilities, abs=1e-4)

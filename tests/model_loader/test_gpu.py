@@ -1,0 +1,82 @@
+"""The engine on a CUDA device in fp16: runs only where a GPU exists."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from model_loader import Engine, Settings
+from model_loader.decoding import greedy_generate
+from model_loader.prompts import complete_free_prompt
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+PROMPTS = [
+    "输入: 小米集团今天发布了新款手机，售价3999元。\n分类: 财经，体育，科技\n输出:",
+    "输入: 阿里巴巴在杭州发布了2023年第三季度财报。\n抽取: 公司名称，地点，时间\n输出:",
+    "温格",
+]
+
+
+@pytest.fixture(scope="module")
+def cuda_engine(demo_dir):
+    engine = Engine(Settings(model_dir=demo_dir, device="cuda"))
+    engine.load()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def hf_cuda_fp16(demo_dir):
+    from transformers import BloomForCausalLM
+
+    model = BloomForCausalLM.from_pretrained(demo_dir, local_files_only=True, dtype=torch.float16).to("cuda")
+    return model.eval()
+
+
+def test_cuda_engine_loads_in_float16_and_passes_its_health_check(cuda_engine):
+    assert cuda_engine.status.ready
+    assert cuda_engine.status.device == "cuda" and cuda_engine.status.dtype == "float16"
+    assert cuda_engine._runner.device.type == "cuda"
+    cuda_engine.health_check()
+
+
+def test_cuda_classify_answers_a_given_label_with_scores_summing_to_one(cuda_engine, tnews_texts):
+    for labels in (["财经", "财经新闻", "体育"], ["sports"], ["正面", "负面", "中性", "科技 tech"]):
+        result = cuda_engine.classify(tnews_texts[0], labels)
+        assert result.label in labels
+        assert math.isclose(sum(result.scores.values()), 1.0, abs_tol=1e-6)
+
+
+def test_cuda_extract_returns_mentions_that_index_the_text(cuda_engine, cluener_texts, long_chinese_text):
+    for text in [*cluener_texts[:3], long_chinese_text]:
+        result = cuda_engine.extract(text, ["人名", "地址", "组织机构"])
+        assert list(result.fields) == ["人名", "地址", "组织机构"]
+        for mentions in result.fields.values():
+            assert all(text[m.start : m.end] == m.text for m in mentions)
+    assert result.split
+
+
+def test_cuda_runner_logits_match_transformers_within_fp16_tolerance(cuda_engine, hf_cuda_fp16):
+    runner, planner = cuda_engine._runner, cuda_engine._planner
+    prompts = [planner.encode(complete_free_prompt(p)) for p in PROMPTS]
+    _, last = runner.prefill(prompts)  # left-padded batch
+    ours = runner.scores(last)
+    for row, ids in enumerate(prompts):
+        with torch.inference_mode():
+            reference = hf_cuda_fp16(input_ids=torch.tensor([ids], device="cuda")).logits[0, -1].float()
+        scale = reference.abs().max().item()
+        torch.testing.assert_close(ours[row], reference, atol=2e-2 * scale, rtol=2e-2)
+
+
+def test_cuda_greedy_generation_runs_and_respects_the_limit(cuda_engine):
+    runner, planner = cuda_engine._runner, cuda_engine._planner
+    prompts = [planner.encode(complete_free_prompt(p)) for p in PROMPTS]
+    outputs = greedy_generate(runner, prompts, [8, 3, 16], planner.eos_id)
+    assert [len(o) <= limit for o, limit in zip(outputs, [8, 3, 16], strict=True)] == [True] * 3
+    assert all(0 <= t < runner.output_weight.shape[0] for o in outputs for t in o)

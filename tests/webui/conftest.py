@@ -1,0 +1,17 @@
+"""Fixtures of the webui tests: one shared server on demo weights."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from servers import RunningServer, start_server, stop_server
+
+
+@pytest.fixture(scope="session")
+def demo_server(tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path) -> Iterator[RunningServer]:
+    """One server on demo weights, shared by the HTTP, gradio_client and browser tests."""
+    server = start_server(tmp_path_factory.mktemp("demo-server"), demo_model_dir)
+    yield server
+    stop_server(server)

@@ -1,0 +1,108 @@
+"""Batch files: CSV / JSONL / TXT are read within limits, errors say how to fix them, results round-trip."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from webui.batch import (
+    BatchFileError,
+    BatchItem,
+    flat_record,
+    parse_batch,
+    read_batch_file,
+    result_record,
+    write_results,
+)
+
+
+def test_csv_reads_the_text_column_and_keeps_row_numbers():
+    data = "id,text\n1,合同已签订\n2,\n3,快递没有更新\n".encode()
+    assert parse_batch(data, "tickets.csv", 10) == [BatchItem(1, "合同已签订"), BatchItem(3, "快递没有更新")]
+
+
+def test_csv_with_chinese_header_and_quoted_newlines():
+    data = '编号,文本\n1,"第一行\n第二行"\n'.encode()
+    assert parse_batch(data, "a.csv", 10) == [BatchItem(1, "第一行\n第二行")]
+
+
+def test_single_column_csv_needs_no_text_header():
+    assert parse_batch("内容摘要\n甲方付款\n".encode(), "a.csv", 10) == [BatchItem(1, "甲方付款")]
+
+
+def test_csv_without_a_text_column_names_the_columns_it_found():
+    with pytest.raises(BatchFileError, match="id, body.*`text`"):
+        parse_batch(b"id,body\n1,x\n", "a.csv", 10)
+
+
+def test_gb18030_csv_from_excel_is_decoded():
+    data = "text\n订单投诉\n".encode("gb18030")
+    assert parse_batch(data, "excel.csv", 10) == [BatchItem(1, "订单投诉")]
+
+
+def test_utf8_bom_is_ignored():
+    assert parse_batch("\ufefftext\n你好\n".encode(), "a.csv", 10) == [BatchItem(1, "你好")]
+
+
+def test_jsonl_takes_objects_with_text_or_plain_strings():
+    data = '{"text": "工单一"}\n\n"工单二"\n'.encode()
+    assert parse_batch(data, "a.jsonl", 10) == [BatchItem(1, "工单一"), BatchItem(3, "工单二")]
+
+
+def test_jsonl_error_names_the_line():
+    with pytest.raises(BatchFileError, match="line 2 is not valid JSON"):
+        parse_batch(b'{"text": "a"}\n{oops\n', "a.jsonl", 10)
+    with pytest.raises(BatchFileError, match="line 1 has no text"):
+        parse_batch(b'{"body": "a"}\n', "a.jsonl", 10)
+
+
+def test_txt_is_one_text_per_non_empty_line():
+    assert parse_batch("甲\n\n乙\n".encode(), "a.txt", 10) == [BatchItem(1, "甲"), BatchItem(3, "乙")]
+
+
+def test_too_many_rows_is_refused_with_the_limit_and_the_way_out():
+    with pytest.raises(BatchFileError, match="3 texts, more than the limit of 2.*SEQGPT_BATCH_MAX_ROWS"):
+        parse_batch(b"a\nb\nc\n", "a.txt", 2)
+
+
+def test_too_big_file_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "big.txt"
+    path.write_bytes(b"x" * 2048)
+    with pytest.raises(BatchFileError, match="SEQGPT_BATCH_MAX_BYTES"):
+        read_batch_file(path, max_bytes=1024, max_rows=10)
+
+
+def test_unknown_format_and_empty_file_are_refused():
+    with pytest.raises(BatchFileError, match="not a CSV, JSONL or TXT"):
+        parse_batch(b"x", "a.xlsx", 10)
+    with pytest.raises(BatchFileError, match="no texts"):
+        parse_batch(b"text\n", "a.csv", 10)
+
+
+def test_results_are_written_as_csv_and_jsonl(tmp_path):
+    item = BatchItem(1, "甲方付款")
+    classified = result_record(item, {"label": "合同", "scores": {"合同": 0.75, "新闻": 0.25}}, None)
+    failed = result_record(BatchItem(2, "x"), None, "text is empty")
+    records = [classified, failed]
+    flat = [flat_record("classify", record, ["合同", "新闻"]) for record in records]
+    csv_path, jsonl_path = write_results(records, flat, tmp_path / "out")
+
+    with csv_path.open(encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows[0] == {"row": "1", "text": "甲方付款", "label": "合同", "score": "0.75", "error": ""}
+    assert rows[1]["error"] == "text is empty"
+    lines = [json.loads(line) for line in jsonl_path.read_text(encoding="utf-8").splitlines()]
+    assert lines[0]["scores"] == {"合同": 0.75, "新闻": 0.25}
+
+
+def test_extraction_rows_get_one_column_per_field():
+    record = result_record(
+        BatchItem(1, "小米在北京"),
+        {"fields": {"公司": [{"text": "小米", "start": 0, "end": 2, "score": 0.9}], "地点": []}},
+        None,
+    )
+    assert flat_record("extract", record, ["公司", "地点"]) == {
+        "row": 1, "text": "小米在北京", "公司": "小米", "地点": "", "error": "",
+    }

@@ -1,0 +1,174 @@
+"""The classification, extraction and free-prompt tabs, and how their handlers reach the engine."""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+from pydantic import BaseModel, ValidationError
+
+from model_loader.engine import Engine
+from model_loader.errors import InvalidInputError, ModelNotReadyError
+
+from . import examples
+from .concurrency import BusyError
+from .logging_setup import REQUEST_ID, new_request_id
+from .render import TABLE_HEADERS, details_line, extraction_markdown, extraction_rows, highlight_spans
+from .schemas import ClassifyRequest, ExtractRequest, GenerateRequest, describe_errors, extraction_json
+from .service import RequestInfo, Served, Service
+from .settings import ServerSettings
+
+FORMATS = [("JSON", "json"), ("表格 Table", "table"), ("Markdown", "markdown")]
+
+
+@dataclass(frozen=True)
+class UiContext:
+    engine: Engine
+    service: Service
+    settings: ServerSettings
+
+
+def ui_error(message: str, title: str = "错误 Error") -> gr.Error:
+    """A calm error toast. Gradio renders toast text as HTML, so user text inside it is escaped."""
+    return gr.Error(html.escape(message), title=title, print_exception=False)
+
+
+def start_ui_request() -> str:
+    """Each UI event is a request of its own, with a fresh id for its log lines."""
+    request_id = new_request_id()
+    REQUEST_ID.set(request_id)
+    return request_id
+
+
+def validate(ctx: UiContext, model: type[BaseModel], info: RequestInfo, data: dict[str, Any]) -> Any:
+    """The same validation as the JSON API; bad input is logged and shown, and never reaches the model."""
+    started = time.perf_counter()
+    try:
+        return model.model_validate(data, context={"limits": ctx.engine.settings})
+    except ValidationError as exc:
+        message = describe_errors(exc.errors())
+        ctx.service.record(info, started, InvalidInputError(message))
+        raise ui_error(message, "输入有误 Invalid input") from None
+
+
+async def call_engine(ctx: UiContext, info: RequestInfo, fn: Any, *args: Any) -> Served[Any]:
+    """Run an engine call for the UI, turning each kind of failure into a message that says what to do."""
+    try:
+        return await ctx.service.run(info, fn, *args)
+    except InvalidInputError as exc:
+        raise ui_error(str(exc), "输入有误 Invalid input") from None
+    except BusyError:
+        raise ui_error("服务繁忙，请稍后再试 · Busy: too many requests right now, try again in a few seconds.",
+                       "繁忙 Busy") from None
+    except ModelNotReadyError as exc:
+        raise ui_error(f"模型未就绪 · {exc}", "模型未就绪 Not ready") from None
+    except Exception:  # logged with its traceback by the service
+        raise ui_error(
+            f"内部错误 · Internal error while running the model. Request id {REQUEST_ID.get()} "
+            "is in the server log with the details."
+        ) from None
+
+
+def classification_tab(ctx: UiContext) -> None:
+    with gr.Tab("文本分类 Classification", id="classify"):
+        with gr.Row():
+            with gr.Column():
+                text = gr.Textbox(label="文本 Text", lines=6, placeholder="粘贴要分类的文本 · Paste a text",
+                                  elem_id="classify-text")
+                labels = gr.Textbox(label="标签 Labels（逗号分隔 · comma-separated）", placeholder="财经，体育，科技",
+                                    elem_id="classify-labels")
+                run = gr.Button("分类 Classify", variant="primary", elem_id="classify-run")
+            with gr.Column():
+                result = gr.Label(label="结果与置信度 Label and confidence", elem_id="classify-result")
+                details = gr.Markdown(elem_id="classify-details")
+        gr.Examples(examples.CLASSIFY, inputs=[text, labels], label="示例 Examples")
+
+    async def classify(text: str, labels: str) -> tuple[dict[str, float], str]:
+        start_ui_request()
+        req = validate(ctx, ClassifyRequest, RequestInfo("classify", "ui", text or ""),
+                       {"text": text, "labels": labels})
+        info = RequestInfo("classify", "ui", req.text, len(req.labels))
+        served = await call_engine(ctx, info, ctx.engine.classify, req.text, req.labels)
+        return dict(served.result.scores), details_line(served.request_id, served.latency_ms, served.result.pieces)
+
+    run.click(classify, [text, labels], [result, details], api_name="classify")
+
+
+def extraction_tab(ctx: UiContext) -> None:
+    with gr.Tab("信息抽取 Extraction", id="extract"):
+        with gr.Row():
+            with gr.Column():
+                text = gr.Textbox(label="文本 Text", lines=6, placeholder="粘贴要抽取的文本 · Paste a text",
+                                  elem_id="extract-text")
+                fields = gr.Textbox(label="字段 Fields（逗号分隔 · comma-separated）",
+                                    placeholder="公司名称，金额，时间", elem_id="extract-fields")
+                threshold = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="置信度阈值 Confidence threshold")
+                run = gr.Button("抽取 Extract", variant="primary", elem_id="extract-run")
+            with gr.Column():
+                highlighted = gr.HighlightedText(label="原文标注 Highlighted in the text", show_legend=True,
+                                                 elem_id="extract-highlight")
+                output_format = gr.Radio(FORMATS, value="json", label="输出格式 Output format")
+                as_json = gr.JSON(label="JSON", elem_id="extract-json")
+                as_table = gr.Dataframe(headers=TABLE_HEADERS, label="表格 Table", visible=False,
+                                        interactive=False, elem_id="extract-table")
+                as_markdown = gr.Code(language="markdown", label="Markdown", visible=False,
+                                      elem_id="extract-markdown")
+                details = gr.Markdown(elem_id="extract-details")
+        gr.Examples(examples.EXTRACT, inputs=[text, fields], label="示例 Examples")
+
+    async def extract(text: str, fields: str, threshold: float) -> tuple[Any, ...]:
+        start_ui_request()
+        req = validate(ctx, ExtractRequest, RequestInfo("extract", "ui", text or ""),
+                       {"text": text, "fields": fields, "threshold": threshold})
+        info = RequestInfo("extract", "ui", req.text, len(req.fields))
+        served = await call_engine(ctx, info, ctx.engine.extract, req.text, req.fields, req.threshold)
+        result = served.result
+        return (
+            highlight_spans(req.text, result),
+            extraction_json(result),
+            extraction_rows(result),
+            extraction_markdown(result),
+            details_line(served.request_id, served.latency_ms, result.pieces),
+        )
+
+    def show_format(choice: str) -> tuple[Any, Any, Any]:
+        return (gr.update(visible=choice == "json"), gr.update(visible=choice == "table"),
+                gr.update(visible=choice == "markdown"))
+
+    run.click(extract, [text, fields, threshold], [highlighted, as_json, as_table, as_markdown, details],
+              api_name="extract")
+    output_format.change(show_format, output_format, [as_json, as_table, as_markdown], queue=False,
+                         api_visibility="private")
+
+
+def prompt_tab(ctx: UiContext) -> None:
+    limit = ctx.engine.settings.max_new_tokens
+    with gr.Tab("自由Prompt Free prompt", id="generate"):
+        with gr.Row():
+            with gr.Column():
+                prompt = gr.Textbox(value=examples.DEFAULT_PROMPT, label="Prompt（SeqGPT 格式 · SeqGPT format）",
+                                    lines=8, elem_id="generate-prompt")
+                max_new_tokens = gr.Slider(1, limit, value=min(64, limit), step=1,
+                                           label="最多生成 Max new tokens")
+                run = gr.Button("生成 Generate", variant="primary", elem_id="generate-run")
+            with gr.Column():
+                output = gr.Textbox(label="原始输出 Raw output", lines=8, interactive=False, buttons=["copy"],
+                                    elem_id="generate-output")
+                details = gr.Markdown(elem_id="generate-details")
+        gr.Examples(examples.PROMPTS, inputs=[prompt], label="示例 Examples")
+
+    async def generate(prompt: str, max_new_tokens: float) -> tuple[str, str]:
+        start_ui_request()
+        req = validate(ctx, GenerateRequest, RequestInfo("generate", "ui", prompt or ""),
+                       {"prompt": prompt, "max_new_tokens": int(max_new_tokens)})
+        served = await call_engine(ctx, RequestInfo("generate", "ui", req.prompt), ctx.engine.generate,
+                                   req.prompt, req.max_new_tokens)
+        note = details_line(served.request_id, served.latency_ms)
+        if served.result.truncated:
+            note += " · 提示过长，已截断开头 · The prompt was longer than the model window and its start was cut."
+        return served.result.text, note
+
+    run.click(generate, [prompt, max_new_tokens], [output, details], api_name="generate")
