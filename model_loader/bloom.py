@@ -69,6 +69,14 @@ class Rows:
     length: int = 0
 
     @property
+    def in_order(self) -> bool:
+        """True when row i sits in slot i, so grouping needs no gather or scatter."""
+        return bool(self._in_order)
+
+    def __post_init__(self) -> None:
+        self._in_order = torch.equal(self.slots.cpu(), torch.arange(len(self.slots)))
+
+    @property
     def count(self) -> int:
         return self.mask.shape[0]
 
@@ -139,16 +147,35 @@ class BloomRunner:
         )
 
     def prefill(self, sequences: list[list[int]]) -> tuple[Prefix, torch.Tensor]:
-        """Run whole prompts (left-padded together); returns them as a Prefix and each one's last hidden state."""
-        width = max(len(s) for s in sequences)
-        tokens = torch.zeros((len(sequences), width), dtype=torch.long)
-        present = torch.zeros((len(sequences), width), dtype=torch.bool)
+        """Run whole prompts; returns them as one left-padded Prefix and each one's last hidden state.
+
+        Each prompt runs on its own, writing straight into its row of the Prefix: a prompt
+        is long enough to keep the matrix units busy alone, and padding prompts of
+        different lengths to one width would only add work.
+        """
+        width, count = max(len(s) for s in sequences), len(sequences)
+        shape = (count, self.num_heads, width, self.head_dim)
+        # Zeros, not empty: padded keys are masked, but garbage there could be NaN.
+        keys = [torch.zeros(shape, dtype=ATTENTION_DTYPE, device=self.device) for _ in range(self.layers)]
+        values = [torch.zeros(shape, dtype=ATTENTION_DTYPE, device=self.device) for _ in range(self.layers)]
+        mask = torch.zeros((count, width), dtype=torch.bool, device=self.device)
+        last = []
+        one = torch.zeros(1, dtype=torch.long, device=self.device)
         for row, seq in enumerate(sequences):
-            tokens[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-            present[row, width - len(seq) :] = True
-        rows = self.new_rows(list(range(len(sequences))), width)
-        hidden = self.forward(tokens.to(self.device), present.to(self.device), rows)
-        return Prefix(rows.keys, rows.values, rows.mask), hidden[:, -1]
+            start = width - len(seq)
+            mask[row, start:] = True
+            own = Rows(
+                [k[row : row + 1, :, start:] for k in keys],
+                [v[row : row + 1, :, start:] for v in values],
+                torch.zeros((1, len(seq)), dtype=torch.bool, device=self.device),
+                owners=one,
+                slots=one,
+                group_width=1,
+            )
+            tokens = torch.tensor([seq], dtype=torch.long, device=self.device)
+            hidden = self.forward(tokens, torch.ones_like(tokens, dtype=torch.bool), own)
+            last.append(hidden[0, -1])
+        return Prefix(keys, values, mask), torch.stack(last)
 
     # ---- forward ----------------------------------------------------------------------
 
@@ -210,15 +237,18 @@ class BloomRunner:
 
     def _to_groups(self, t: torch.Tensor, rows: Rows, groups: int) -> torch.Tensor:
         """``[rows, heads, q, n]`` -> ``[groups, heads, width * q, n]`` (empty slots are zero)."""
-        _, heads, q, n = t.shape
-        grid = t.new_zeros((groups * rows.group_width, heads, q, n))
-        grid[rows.slots] = t
+        count, heads, q, n = t.shape
+        if count == groups * rows.group_width and rows.in_order:
+            grid = t  # every slot is filled, in order: a reshape suffices
+        else:
+            grid = t.new_zeros((groups * rows.group_width, heads, q, n))
+            grid[rows.slots] = t
         return grid.view(groups, rows.group_width, heads, q, n).transpose(1, 2).reshape(groups, heads, -1, n)
 
     def _from_groups(self, t: torch.Tensor, rows: Rows, q: int) -> torch.Tensor:
         groups, heads, _, n = t.shape
         t = t.view(groups, heads, rows.group_width, q, n).transpose(1, 2).reshape(-1, heads, q, n)
-        return t[rows.slots]
+        return t if t.shape[0] == rows.count and rows.in_order else t[rows.slots]
 
     def _attend_with_prefix(self, query, keys, values, bias, rows: Rows, prefix: Prefix, layer: int):
         """Attention over the owner's prompt (one product per prompt for all its rows) and the row's own tokens."""

@@ -80,6 +80,7 @@ class Engine:
                 "health": self._run_health,
             },
             max_batch=self.settings.max_batch_size,
+            gather_seconds=self.settings.batch_gather_ms / 1000,
         )
         if old_worker is not None:
             old_worker.stop()

@@ -36,6 +36,8 @@ class Settings:
     window_tokens: int = 1024
     overlap_chars: int = 120
     max_batch_size: int = 16
+    # How long the model worker waits for more requests after the first, to batch them.
+    batch_gather_ms: int = 5
     torch_threads: int = 0
 
     def __post_init__(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -28,9 +29,12 @@ class _Job:
 
 
 class BatchWorker:
-    def __init__(self, handlers: dict[str, Handler], max_batch: int, name: str = "seqgpt-model") -> None:
+    def __init__(
+        self, handlers: dict[str, Handler], max_batch: int, gather_seconds: float = 0.0, name: str = "seqgpt-model"
+    ) -> None:
         self._handlers = handlers
         self._max_batch = max(1, max_batch)
+        self._gather_seconds = gather_seconds
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -55,9 +59,12 @@ class BatchWorker:
         if first is None:
             return None
         batch = [first]
+        # Clients that send at the same moment arrive a few milliseconds apart; waiting
+        # that long for them lets one forward pass serve them all.
+        deadline = time.monotonic() + self._gather_seconds
         while len(batch) < self._max_batch:
             try:
-                job = self._queue.get_nowait()
+                job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
             if job is None:
