@@ -196,8 +196,8 @@ class Engine:
         if self.settings.decoding == "official":
             model, tokenizer = self._reference(), self._loaded.tokenizer
             return [
-                official_extraction(model, tokenizer, plan, threshold, self.settings.max_new_tokens)
-                for plan, threshold, _ in payloads
+                official_extraction(model, tokenizer, plan, threshold, exclusive, self.settings.max_new_tokens)
+                for plan, threshold, exclusive in payloads
             ]
         requests = [r for plan, _, _ in payloads for r in plan.requests]
         exact = self.settings.extract_exact_tokens or None

@@ -12,6 +12,7 @@ from .bloom_weights import BloomWeights
 from .parsing import find_occurrences, match_label, parse_extraction
 from .prompts import CLASSIFY, EXTRACT, build_prompt
 from .results import Classification, Extraction, Mention
+from .tasks import select_mentions
 
 _BLOCK_PARTS = {
     "input_norm": "input_layernorm",
@@ -79,9 +80,12 @@ def official_classification(model, tokenizer, plan, scored: Classification, max_
     return scored
 
 
-def official_extraction(model, tokenizer, plan, threshold: float, max_new_tokens: int) -> Extraction:
+def official_extraction(
+    model, tokenizer, plan, threshold: float, exclusive: bool, max_new_tokens: int
+) -> Extraction:
+    """Each chunk's beam-search answer, parsed on its own; a mention scores its answer's probability."""
     chunks = [plan.fields[i : i + LABELS_PER_CHUNK] for i in range(0, len(plan.fields), LABELS_PER_CHUNK)]
-    fields: dict[str, dict[tuple[int, int], Mention]] = {name: {} for name in plan.fields}
+    found: dict[tuple[str, int, int], Mention] = {}
     dropped: dict[str, list[str]] = {}
     raws = []
     for piece in plan.pieces:
@@ -94,17 +98,15 @@ def official_extraction(model, tokenizer, plan, threshold: float, max_new_tokens
             for name, mentions in parse_extraction(output, chunk).items():
                 for mention in mentions:
                     spans = find_occurrences(chunk_text, mention)
-                    if not spans:
-                        dropped.setdefault(name, []).append(mention)
+                    if not spans and mention not in dropped.setdefault(name, []):
+                        dropped[name].append(mention)
                     for start, end in spans:
-                        key = (piece.start + start, piece.start + end)
-                        fields[name][key] = Mention(mention, key[0], key[1], probability)
+                        key = (name, piece.start + start, piece.start + end)
+                        if key not in found or found[key].score < probability:
+                            found[key] = Mention(mention, key[1], key[2], probability)
     return Extraction(
-        fields={
-            name: sorted((m for m in found.values() if m.score >= threshold), key=lambda m: m.start)
-            for name, found in fields.items()
-        },
+        fields=select_mentions(found, plan.fields, threshold, exclusive),
         raw="\n".join(raws),
         pieces=len(plan.pieces),
-        dropped=dropped,
+        dropped={name: texts for name, texts in dropped.items() if texts},
     )

@@ -145,12 +145,7 @@ class Planner:
                         if key not in best or best[key].score < score:
                             best[key] = mention
             raw_pieces.append("\n".join(lines))
-        if exclusive:
-            best = _keep_best_field_per_span(best)
-        fields = {name: [] for name in plan.fields}
-        for (name, _, _), mention in sorted(best.items(), key=lambda item: (item[0][1], item[0][0])):
-            if mention.score >= threshold:
-                fields[name].append(mention)
+        fields = select_mentions(best, plan.fields, threshold, exclusive)
         if len(raw_pieces) == 1:
             raw = raw_pieces[0]
         else:
@@ -166,6 +161,20 @@ def _span_score(start: int, end: int, starts: list[int], line_length: int, proba
     if not chosen:
         return 0.0
     return math.exp(sum(math.log(max(p, 1e-12)) for p in chosen) / len(chosen))
+
+
+def select_mentions(
+    found: dict[tuple[str, int, int], Mention], names: list[str], threshold: float, exclusive: bool
+) -> dict[str, list[Mention]]:
+    """Mentions per field in text order, at or above the threshold; with ``exclusive``, a span
+    found under several fields stays only under the one that scored it highest."""
+    if exclusive:
+        found = _keep_best_field_per_span(found)
+    fields: dict[str, list[Mention]] = {name: [] for name in names}
+    for (name, _, _), mention in sorted(found.items(), key=lambda item: (item[0][1], item[0][0])):
+        if mention.score >= threshold:
+            fields[name].append(mention)
+    return fields
 
 
 def _keep_best_field_per_span(

@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> dict:
     from transformers import AutoTokenizer
 
     texts = load_texts(args.data)
-    model_dir = build_model(args.cache / "seqgpt-560m-random", texts)
+    model_dir = args.model or build_model(args.cache / "seqgpt-560m-random", texts)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     sample = texts[:500]
     chars_per_token = sum(map(len, sample)) / sum(len(tokenizer(t)["input_ids"]) for t in sample)
@@ -242,6 +242,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--cache", type=Path, default=ROOT / ".bench")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--model", type=Path, help="use this model folder instead (figures then describe it)")
     args = parser.parse_args()
     report = run(args)
     print_report(report)
