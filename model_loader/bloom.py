@@ -146,6 +146,34 @@ class BloomRunner:
             width,
         )
 
+    def run_tree(self, prompt: list[int], branches: list[list[int]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One pass over a prompt and several continuations of it, each seeing the prompt and
+        itself only; returns the prompt's last hidden state and each continuation's hidden states.
+
+        Scoring labels this way rides the label tokens along the prompt's matrix products
+        instead of reading all the weights once more for a separate pass.
+        """
+        length = len(prompt)
+        tokens = prompt + [t for branch in branches for t in branch]
+        count = len(tokens)
+        positions = torch.tensor(
+            list(range(length)) + [length + j for branch in branches for j in range(len(branch))],
+            dtype=torch.float32,
+            device=self.device,
+        )
+        visible = torch.ones((count, count), dtype=torch.bool, device=self.device).tril()
+        offset = length
+        for branch in branches:  # a continuation does not see the ones before it
+            visible[offset : offset + len(branch), length:offset] = False
+            offset += len(branch)
+        bias = (self.slopes[:, None, None] * positions[None, None, :]).expand(-1, count, -1)
+        bias = bias.masked_fill(~visible[None], torch.finfo(ATTENTION_DTYPE).min)[None]
+        wanted = torch.tensor([length - 1, *range(length, count)], device=self.device)
+        rows = self.new_rows([0], count)
+        ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
+        hidden = self.forward(ids, torch.ones_like(ids, dtype=torch.bool), rows, bias=bias, outputs=wanted)[0]
+        return hidden[0], list(hidden[1:].split([len(b) for b in branches]))
+
     def prefill(self, sequences: list[list[int]]) -> tuple[Prefix, torch.Tensor]:
         """Run whole prompts; returns them as one left-padded Prefix and each one's last hidden state.
 
@@ -173,7 +201,8 @@ class BloomRunner:
                 group_width=1,
             )
             tokens = torch.tensor([seq], dtype=torch.long, device=self.device)
-            hidden = self.forward(tokens, torch.ones_like(tokens, dtype=torch.bool), own)
+            final = torch.tensor([len(seq) - 1], device=self.device)
+            hidden = self.forward(tokens, torch.ones_like(tokens, dtype=torch.bool), own, outputs=final)
             last.append(hidden[0, -1])
         return Prefix(keys, values, mask), torch.stack(last)
 
@@ -200,29 +229,42 @@ class BloomRunner:
 
     @torch.inference_mode()
     def forward(
-        self, tokens: torch.Tensor, present: torch.Tensor, rows: Rows, prefix: Prefix | None = None
+        self,
+        tokens: torch.Tensor,
+        present: torch.Tensor,
+        rows: Rows,
+        prefix: Prefix | None = None,
+        bias: torch.Tensor | None = None,
+        outputs: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Feed ``tokens`` ``[rows, new]`` (``present`` False on padding) into ``rows``;
-        returns final-norm hidden states ``[rows, new, hidden]``."""
+        returns final-norm hidden states ``[rows, new, hidden]``, or ``[rows, len(outputs), hidden]``
+        for only the ``outputs`` columns (the last layer then skips the others' attention and MLP).
+        ``bias`` replaces the causal ALiBi bias, for token trees."""
         count, new = tokens.shape
         start = rows.length
         if start + new > rows.capacity:
             raise ValueError(f"row cache full: {start}+{new} > {rows.capacity}")
         rows.mask[:, start : start + new] = present
         rows.length = start + new
-        bias = self._bias(rows, new, prefix)
+        if bias is None:
+            bias = self._bias(rows, new, prefix)
         x = self._norm(F.embedding(tokens, self.weights.embedding).to(self.dtype), self.weights.embedding_norm)
+        last = self.layers - 1
         for layer, block in enumerate(self.weights.blocks):
-            x = self._block(block, x, bias, rows, prefix, layer, start)
+            x = self._block(block, x, bias, rows, prefix, layer, start, outputs if layer == last else None)
         return self._norm(x, self.weights.final_norm)
 
-    def _block(self, block: Block, x, bias, rows: Rows, prefix: Prefix | None, layer: int, start: int):
+    def _block(self, block: Block, x, bias, rows: Rows, prefix: Prefix | None, layer: int, start: int, outputs=None):
         count, new, _ = x.shape
         h = self._norm(x, block.input_norm)
         qkv = F.linear(h, block.qkv.weight, block.qkv.bias).view(count, new, self.num_heads, 3, self.head_dim)
         end = start + new
         rows.keys[layer][:, :, start:end] = qkv[..., 1, :].transpose(1, 2)
         rows.values[layer][:, :, start:end] = qkv[..., 2, :].transpose(1, 2)
+        if outputs is not None:  # every key and value is stored; only these queries go on
+            qkv, x, bias = qkv[:, outputs], x[:, outputs], bias[:, :, outputs]
+            count, new, _ = x.shape
         query = qkv[..., 0, :].transpose(1, 2).to(ATTENTION_DTYPE)
         keys, values = rows.keys[layer][:, :, :end], rows.values[layer][:, :, :end]
         if prefix is None:

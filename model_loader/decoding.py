@@ -54,27 +54,15 @@ def _label_trie_children(sequences: list[list[int]]) -> dict[tuple[int, ...], se
 def score_labels(runner: BloomRunner, requests: list[LabelSet], eos_id: int) -> list[list[float]]:
     """Log-probability of each label as the whole answer, end-of-sequence included.
 
-    The prompt is prefilled once per request and all its labels are scored in one
-    batch over that cache. At every step the model may only continue some label,
-    so each step's distribution is taken over those tokens (constrained decoding):
-    the label probabilities then sum to one, and 财经 is told from 财经新闻 by
-    whether end-of-sequence or 新闻 follows 财经.
+    Each request's prompt and all its labels run as one token tree: every label
+    continues the prompt and sees nothing of the other labels. At every step the
+    model may only continue some label, so each step's distribution is taken over
+    those tokens (constrained decoding): the label probabilities then sum to one,
+    and 财经 is told from 财经新闻 by whether end-of-sequence or 新闻 follows 财经.
     """
-    width = max(len(label) for request in requests for label in request.labels)
-    prefix, last = runner.prefill([r.prompt for r in requests])
-    owners = [i for i, request in enumerate(requests) for _ in request.labels]
-    labels = [label for request in requests for label in request.labels]
-    rows = runner.new_rows(owners, width)
-    tokens = torch.zeros((len(labels), width), dtype=torch.long)
-    present = torch.zeros((len(labels), width), dtype=torch.bool)
-    for row, label in enumerate(labels):
-        tokens[row, : len(label)] = torch.tensor(label)
-        present[row, : len(label)] = True
-    hidden = runner.forward(tokens.to(runner.device), present.to(runner.device), rows, prefix)
-
     results: list[list[float]] = []
-    row = 0
-    for owner, request in enumerate(requests):
+    for request in requests:
+        last, branches = runner.run_tree(request.prompt, request.labels)
         sequences = [label + [eos_id] for label in request.labels]
         children = _label_trie_children(sequences)
         union = sorted(set().union(*children.values()))
@@ -82,7 +70,7 @@ def score_labels(runner: BloomRunner, requests: list[LabelSet], eos_id: int) -> 
         contexts, allowed, targets, which = [], [], [], []
         for index, seq in enumerate(sequences):
             for i, token in enumerate(seq):
-                contexts.append(last[owner] if i == 0 else hidden[row + index, i - 1])
+                contexts.append(last if i == 0 else branches[index][i - 1])
                 allowed.append([column[t] for t in children[tuple(seq[:i])]])
                 targets.append(column[token])
                 which.append(index)
@@ -94,7 +82,6 @@ def score_labels(runner: BloomRunner, requests: list[LabelSet], eos_id: int) -> 
         picked = logprobs[torch.arange(len(targets)), torch.tensor(targets)].double()
         totals = torch.zeros(len(sequences), dtype=torch.float64).index_add_(0, torch.tensor(which), picked.cpu())
         results.append(totals.tolist())
-        row += len(request.labels)
     return results
 
 
