@@ -260,22 +260,34 @@ class BloomRunner:
         h = self._norm(x, block.input_norm)
         qkv = F.linear(h, block.qkv.weight, block.qkv.bias).view(count, new, self.num_heads, 3, self.head_dim)
         end = start + new
-        rows.keys[layer][:, :, start:end] = qkv[..., 1, :].transpose(1, 2)
-        rows.values[layer][:, :, start:end] = qkv[..., 2, :].transpose(1, 2)
+        new_keys, new_values = qkv[..., 1, :].transpose(1, 2), qkv[..., 2, :].transpose(1, 2)
+        rows.keys[layer][:, :, start:end] = new_keys
+        rows.values[layer][:, :, start:end] = new_values
         if outputs is not None:  # every key and value is stored; only these queries go on
             qkv, x, bias = qkv[:, outputs], x[:, outputs], bias[:, :, outputs]
             count, new, _ = x.shape
-        query = qkv[..., 0, :].transpose(1, 2).to(ATTENTION_DTYPE)
-        keys, values = rows.keys[layer][:, :, :end], rows.values[layer][:, :, :end]
-        if prefix is None:
-            context = F.scaled_dot_product_attention(query, keys, values, attn_mask=bias)
+        query = qkv[..., 0, :].transpose(1, 2)
+        if prefix is None and start == 0 and count == 1:
+            context = self._attend_alone(query, new_keys, new_values, bias)
+        elif prefix is None:
+            keys, values = rows.keys[layer][:, :, :end], rows.values[layer][:, :, :end]
+            context = F.scaled_dot_product_attention(query.to(ATTENTION_DTYPE), keys, values, attn_mask=bias)
         else:
-            context = self._attend_with_prefix(query, keys, values, bias, rows, prefix, layer)
+            keys, values = rows.keys[layer][:, :, :end], rows.values[layer][:, :, :end]
+            context = self._attend_with_prefix(
+                query.to(ATTENTION_DTYPE), keys, values, bias, rows, prefix, layer
+            )
         context = context.transpose(1, 2).reshape(count, new, self.hidden_size).to(self.dtype)
         x = x + F.linear(context, block.dense.weight, block.dense.bias)
         h = self._norm(x, block.post_attention_norm)
         h = F.gelu(F.linear(h, block.up.weight, block.up.bias), approximate="tanh")
         return x + F.linear(h, block.down.weight, block.down.bias)
+
+    def _attend_alone(self, query, keys, values, bias) -> torch.Tensor:
+        """Attention of one whole sequence over itself, in the weights' dtype with the softmax
+        and ALiBi in fp32: it depends on nothing else in a batch, so it may use the faster dtype."""
+        scores = torch.matmul(query, keys.transpose(-1, -2)).to(ATTENTION_DTYPE) * self.scale + bias
+        return torch.matmul(torch.softmax(scores, dim=-1).to(values.dtype), values)
 
     def _to_groups(self, t: torch.Tensor, rows: Rows, groups: int) -> torch.Tensor:
         """``[rows, heads, q, n]`` -> ``[groups, heads, width * q, n]`` (empty slots are zero)."""
