@@ -27,13 +27,6 @@ def build_prompt(text: str, task: str, labels: Sequence[str]) -> str:
     return f"输入: {text.strip()}\n{task}: {joined}\n输出: {GEN_TOKEN}"
 
 
-def split_prompt(text: str, task: str, labels: Sequence[str]) -> tuple[str, str]:
-    """The prompt cut where the text ends, so one prefix can serve several label sets."""
-    prompt = build_prompt(text, task, labels)
-    cut = len(f"输入: {text.strip()}")
-    return prompt[:cut], prompt[cut:]
-
-
 def complete_free_prompt(prompt: str) -> str:
     """Append ``[GEN]`` when a free prompt stops at ``输出:`` as the model expects it there."""
     stripped = prompt.rstrip()

@@ -62,7 +62,8 @@ class Vocabulary:
                 piece = data[start:end]
                 found.update(lookup.get(piece, ()))
                 found.update(lookup.get(b" " + piece, ()))
-        found.update(token_id for token, token_id in self.long_tokens if token in data or token in b" " + data)
+        spaced = b" " + data  # holds every substring of data too
+        found.update(token_id for token, token_id in self.long_tokens if token in spaced)
         return found
 
     def decode(self, token_ids: list[int]) -> tuple[str, list[int]]:

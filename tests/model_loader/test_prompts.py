@@ -12,14 +12,13 @@ from model_loader.prompts import (
     check_text,
     complete_free_prompt,
     parse_labels,
-    split_prompt,
 )
 
 MAX_LABELS = 64
 MAX_LABEL_CHARS = 64
 
 
-# ---- build_prompt / split_prompt -------------------------------------------------------------
+# ---- build_prompt -------------------------------------------------------------
 
 
 def test_build_prompt_is_exactly_the_seqgpt_classification_format():
@@ -44,28 +43,6 @@ def test_build_prompt_with_one_label_has_no_joiner():
 def test_build_prompt_rejects_a_task_seqgpt_was_not_trained_on():
     with pytest.raises(ValueError, match="分类"):
         build_prompt("text", "翻译", ["英文"])
-
-
-@pytest.mark.parametrize("task", [CLASSIFY, EXTRACT])
-def test_split_prompt_halves_join_back_into_the_full_prompt(task):
-    text, labels = " 温格的球队终于又踢了一场经典的比赛。 ", ["人名", "组织机构"]
-    head, tail = split_prompt(text, task, labels)
-    assert head + tail == build_prompt(text, task, labels)
-    assert head == "输入: 温格的球队终于又踢了一场经典的比赛。"
-    assert tail == f"\n{task}: 人名，组织机构\n输出: [GEN]"
-
-
-def test_split_prompt_head_is_shared_by_every_label_set():
-    text = "以色列空袭之后，又一国大军进入叙利亚。"
-    heads = {split_prompt(text, EXTRACT, labels)[0] for labels in (["人名"], ["地点", "时间"], ["输出"])}
-    assert len(heads) == 1
-
-
-def test_split_prompt_cuts_after_the_text_even_when_the_text_mentions_the_task():
-    text = "他说：\n分类: 这不是指令"
-    head, tail = split_prompt(text, CLASSIFY, ["财经"])
-    assert head + tail == build_prompt(text, CLASSIFY, ["财经"])
-    assert tail == "\n分类: 财经\n输出: [GEN]"
 
 
 # ---- complete_free_prompt --------------------------------------------------------------------
