@@ -13,7 +13,7 @@ in place, so ten fields over one text keep one copy of the text's cache.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -67,14 +67,11 @@ class Rows:
     slots: torch.Tensor  # [rows] long
     group_width: int
     length: int = 0
-
-    @property
-    def in_order(self) -> bool:
-        """True when row i sits in slot i, so grouping needs no gather or scatter."""
-        return bool(self._in_order)
+    # True when row i sits in slot i, so grouping needs no gather or scatter.
+    in_order: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        self._in_order = torch.equal(self.slots.cpu(), torch.arange(len(self.slots)))
+        self.in_order = torch.equal(self.slots.cpu(), torch.arange(len(self.slots)))
 
     @property
     def count(self) -> int:

@@ -13,6 +13,15 @@ import torch
 from .bloom import BloomRunner
 
 
+def split_by_sizes(items: list, sizes: list[int]) -> list[list]:
+    """Cut a flat list back into consecutive groups of the given sizes."""
+    groups, start = [], 0
+    for size in sizes:
+        groups.append(items[start : start + size])
+        start += size
+    return groups
+
+
 def greedy_generate(
     runner: BloomRunner, prompts: list[list[int]], max_new_tokens: list[int], eos_id: int
 ) -> list[list[int]]:
@@ -138,6 +147,7 @@ def decode_fields(
     stops = torch.isin(union, torch.tensor(stop_ids, dtype=torch.long)).to(device)
 
     answers = [FieldAnswer() for _ in suffixes]
+    union_ids = union.tolist()
     active = list(range(len(suffixes)))  # original row of each current cache row
     everyone = torch.ones((len(suffixes), 1), dtype=torch.bool, device=device)
     for step in range(steps):
@@ -147,12 +157,9 @@ def decode_fields(
         finished = stops[best] if exact_new_tokens is None else torch.zeros_like(best, dtype=torch.bool)
         columns, probs, stopped = best.tolist(), best_prob.tolist(), finished.tolist()
         for i, (column, prob, stop) in enumerate(zip(columns, probs, stopped, strict=True)):
-            answer = answers[active[i]]
-            answer.tokens.append(int(union[column]))
-            answer.probabilities.append(prob)
-            if stop:
-                answer.tokens.pop()
-                answer.probabilities.pop()
+            if not stop:  # the stop token itself is not part of the answer
+                answers[active[i]].tokens.append(union_ids[column])
+                answers[active[i]].probabilities.append(prob)
         if step == steps - 1:
             break
         keep = (~finished).nonzero().flatten()
@@ -165,8 +172,4 @@ def decode_fields(
             best, forbidden, last = best[keep], forbidden[keep], last[keep]
             everyone = everyone[: len(active)]
         last = runner.forward(weight_rows[best][:, None], everyone, rows, prefix)[:, -1]
-    grouped, start = [], 0
-    for request in requests:
-        grouped.append(answers[start : start + len(request.suffixes)])
-        start += len(request.suffixes)
-    return grouped
+    return split_by_sizes(answers, [len(r.suffixes) for r in requests])

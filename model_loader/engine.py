@@ -12,7 +12,7 @@ import threading
 import time
 
 from .bloom import BloomRunner
-from .decoding import decode_fields, greedy_generate, score_labels
+from .decoding import decode_fields, greedy_generate, score_labels, split_by_sizes
 from .errors import InvalidInputError, ModelLoadError, ModelNotReadyError
 from .loading import LoadedModel, load_model, resolve_device
 from .official import build_reference_model, official_classification, official_extraction
@@ -180,16 +180,14 @@ class Engine:
     def _run_classify(self, plans: list[ClassifyPlan]) -> list[Classification]:
         label_sets = [s for plan in plans for s in plan.label_sets]
         scores = score_labels(self._runner, label_sets, self._planner.eos_id)
-        results, start = [], 0
-        for plan in plans:
-            count = len(plan.label_sets)
-            result = self._planner.classification_result(plan, scores[start : start + count])
+        results = []
+        for plan, plan_scores in zip(plans, split_by_sizes(scores, [len(p.label_sets) for p in plans]), strict=True):
+            result = self._planner.classification_result(plan, plan_scores)
             if self.settings.decoding == "official":
                 result = official_classification(
                     self._reference(), self._loaded.tokenizer, plan, result, self.settings.max_new_tokens
                 )
             results.append(result)
-            start += count
         return results
 
     def _run_extract(self, payloads: list[tuple[ExtractPlan, float, bool]]) -> list[Extraction]:
@@ -204,14 +202,11 @@ class Engine:
         answers = decode_fields(
             self._runner, requests, self._planner.stop_ids, self.settings.extract_max_new_tokens, exact
         )
-        results, start = [], 0
-        for plan, threshold, exclusive in payloads:
-            count = len(plan.requests)
-            results.append(
-                self._planner.extraction_result(plan, answers[start : start + count], threshold, exclusive)
-            )
-            start += count
-        return results
+        per_plan = split_by_sizes(answers, [len(plan.requests) for plan, _, _ in payloads])
+        return [
+            self._planner.extraction_result(plan, plan_answers, threshold, exclusive)
+            for (plan, threshold, exclusive), plan_answers in zip(payloads, per_plan, strict=True)
+        ]
 
     def _run_generate(self, payloads: list[tuple[list[int], int, bool]]) -> list[Generation]:
         eos = self._planner.eos_id

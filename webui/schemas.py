@@ -39,14 +39,19 @@ def _check_text(name: str, value: str, limit: int) -> str:
     return value
 
 
-class ClassifyRequest(BaseModel):
+class _TextRequest(BaseModel):
+    """A request about one text, limited to SEQGPT_MAX_TEXT_CHARS."""
+
     text: StrictStr
-    labels: StrictStr | list[StrictStr]
 
     @field_validator("text")
     @classmethod
     def _text(cls, value: str, info: ValidationInfo) -> str:
         return _check_text("text", value, _limits(info).max_text_chars)
+
+
+class ClassifyRequest(_TextRequest):
+    labels: StrictStr | list[StrictStr]
 
     @field_validator("labels")
     @classmethod
@@ -55,16 +60,10 @@ class ClassifyRequest(BaseModel):
         return parse_labels(value, limits.max_labels, limits.max_label_chars)
 
 
-class ExtractRequest(BaseModel):
-    text: StrictStr
+class ExtractRequest(_TextRequest):
     fields: StrictStr | list[StrictStr]
     threshold: float = Field(0.0, ge=0.0, le=1.0)
     exclusive: StrictBool = False
-
-    @field_validator("text")
-    @classmethod
-    def _text(cls, value: str, info: ValidationInfo) -> str:
-        return _check_text("text", value, _limits(info).max_text_chars)
 
     @field_validator("fields")
     @classmethod
