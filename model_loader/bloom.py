@@ -255,7 +255,7 @@ class BloomRunner:
     def _block(self, block: Block, x, bias, rows: Rows, prefix: Prefix | None, layer: int, start: int, outputs=None):
         count, new, _ = x.shape
         h = self._norm(x, block.input_norm)
-        qkv = F.linear(h, block.qkv.weight, block.qkv.bias).view(count, new, self.num_heads, 3, self.head_dim)
+        qkv = block.qkv(h).view(count, new, self.num_heads, 3, self.head_dim)
         end = start + new
         new_keys, new_values = qkv[..., 1, :].transpose(1, 2), qkv[..., 2, :].transpose(1, 2)
         rows.keys[layer][:, :, start:end] = new_keys
@@ -275,10 +275,10 @@ class BloomRunner:
                 query.to(ATTENTION_DTYPE), keys, values, bias, rows, prefix, layer
             )
         context = context.transpose(1, 2).reshape(count, new, self.hidden_size).to(self.dtype)
-        x = x + F.linear(context, block.dense.weight, block.dense.bias)
+        x = x + block.dense(context)
         h = self._norm(x, block.post_attention_norm)
-        h = F.gelu(F.linear(h, block.up.weight, block.up.bias), approximate="tanh")
-        return x + F.linear(h, block.down.weight, block.down.bias)
+        h = F.gelu(block.up(h), approximate="tanh")
+        return x + block.down(h)
 
     def _attend_alone(self, query, keys, values, bias) -> torch.Tensor:
         """Attention of one whole sequence over itself, in the weights' dtype with the softmax

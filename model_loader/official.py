@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .bloom_weights import BloomWeights
+from .bloom_weights import BloomWeights, Linear, Norm
 from .parsing import find_occurrences, match_label, parse_extraction
 from .prompts import CLASSIFY, EXTRACT, build_prompt
 from .results import Classification, Extraction, Mention
@@ -29,7 +29,8 @@ LABELS_PER_CHUNK = 6
 
 
 def build_reference_model(config: dict, weights: BloomWeights):
-    """A transformers BloomForCausalLM that shares the engine's weight tensors (no second copy)."""
+    """A transformers BloomForCausalLM that shares the engine's weight tensors (no second copy,
+    except of matrices the engine holds packed for oneDNN, which transformers cannot read)."""
     from transformers import BloomConfig, BloomForCausalLM
 
     dtype = weights.blocks[0].qkv.weight.dtype
@@ -44,12 +45,16 @@ def build_reference_model(config: dict, weights: BloomWeights):
     }
     for i, block in enumerate(weights.blocks):
         for part, name in _BLOCK_PARTS.items():
-            state[f"transformer.h.{i}.{name}.weight"] = getattr(block, part).weight
+            state[f"transformer.h.{i}.{name}.weight"] = _plain_weight(getattr(block, part))
             state[f"transformer.h.{i}.{name}.bias"] = getattr(block, part).bias
     with torch.device("meta"):
         model = BloomForCausalLM(BloomConfig.from_dict(config))
     model.load_state_dict(state, assign=True, strict=True)
     return model.eval()
+
+
+def _plain_weight(part: Linear | Norm) -> torch.Tensor:
+    return part.plain_weight if isinstance(part, Linear) else part.weight
 
 
 def official_generate(model, tokenizer, prompts: list[str], max_new_tokens: int) -> list[tuple[str, float]]:

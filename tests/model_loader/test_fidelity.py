@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
+import torch.nn.functional as F
 
+from model_loader.bloom import BloomRunner
+from model_loader.bloom_weights import BloomWeights, Linear
 from model_loader.decoding import LabelSet, decode_fields, greedy_generate, score_labels
+from model_loader.loading import cpu_has_native_bf16
 from model_loader.official import build_reference_model
 from model_loader.prompts import CLASSIFY, build_prompt, complete_free_prompt
 
@@ -67,6 +73,43 @@ def test_loader_reads_exactly_the_weights_transformers_reads(engine_fp32, engine
     default_dtype = build_reference_model(engine._loaded.config, engine._loaded.weights).state_dict()
     for name, tensor in reference.items():
         assert torch.equal(default_dtype[name], tensor.to(default_dtype[name].dtype)), name
+
+
+def _with_plain_linears(weights: BloomWeights) -> BloomWeights:
+    def plain(part):
+        return Linear(part.plain_weight, part.bias) if isinstance(part, Linear) else part
+
+    blocks = [
+        type(block)(*(plain(getattr(block, f.name)) for f in dataclasses.fields(block))) for block in weights.blocks
+    ]
+    return dataclasses.replace(weights, blocks=blocks)
+
+
+def test_bf16_matrices_are_packed_on_cpus_with_native_bf16(engine):
+    weights = engine._loaded.weights
+    assert weights.blocks[0].qkv.weight.is_mkldnn == (engine.status.dtype == "bfloat16" and cpu_has_native_bf16())
+
+
+def test_a_packed_matrix_multiplies_exactly_like_the_plain_one_on_any_input_layout():
+    generator = torch.Generator().manual_seed(0)
+    plain = Linear(torch.randn(96, 64, generator=generator).bfloat16(), torch.randn(96, generator=generator).bfloat16())
+    packed = plain.packed()
+    batch = torch.randn(3, 7, 64, generator=generator).bfloat16()
+    for x in (batch, batch[:, 2:5], batch.transpose(0, 1)):
+        assert torch.equal(packed(x), F.linear(x.contiguous(), plain.weight, plain.bias))
+    assert torch.equal(packed.plain_weight, plain.weight)
+
+
+def test_packed_weights_give_bit_identical_logits_and_generations(engine, planner, prompt_ids):
+    packed = engine._runner
+    plain = BloomRunner(_with_plain_linears(engine._loaded.weights))
+    _, packed_last = packed.prefill(prompt_ids)
+    _, plain_last = plain.prefill(prompt_ids)
+    assert torch.equal(packed.scores(packed_last), plain.scores(plain_last))
+    lengths = [NEW_TOKENS] * len(prompt_ids)
+    assert greedy_generate(packed, prompt_ids, lengths, planner.eos_id) == greedy_generate(
+        plain, prompt_ids, lengths, planner.eos_id
+    )
 
 
 # ---- logits ----------------------------------------------------------------------------------
