@@ -10,6 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
 
 from .bloom import BloomRunner
 from .decoding import decode_fields, greedy_generate, score_labels, split_by_sizes
@@ -119,43 +122,49 @@ class Engine:
 
     def health_check(self) -> None:
         """A real one-token forward pass on the model's device; raises ModelNotReadyError."""
-        self._submit("health", None, timeout=60.0)
+        self._submit("health", None).result(timeout=60.0)
 
     # ---- the interface ------------------------------------------------------------------
 
     def classify(self, text: str, labels: str | list[str]) -> Classification:
-        planner = self._ready_planner()
-        text = check_text(text, self.settings.max_text_chars)
-        labels = parse_labels(labels, self.settings.max_labels, self.settings.max_label_chars)
-        return self._submit("classify", planner.plan_classification(text, labels))
+        with self._preparing():
+            planner = self._ready_planner()
+            text = check_text(text, self.settings.max_text_chars)
+            labels = parse_labels(labels, self.settings.max_labels, self.settings.max_label_chars)
+            job = self._submit("classify", planner.plan_classification(text, labels))
+        return job.result(timeout=REQUEST_TIMEOUT_S)
 
     def extract(
         self, text: str, fields: str | list[str], threshold: float = 0.0, exclusive: bool = False
     ) -> Extraction:
-        planner = self._ready_planner()
-        text = check_text(text, self.settings.max_text_chars)
-        fields = parse_labels(fields, self.settings.max_labels, self.settings.max_label_chars, what="fields")
-        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 <= threshold <= 1.0:
-            raise InvalidInputError(f"threshold must be a number from 0 to 1, got {threshold!r}")
-        plan = planner.plan_extraction(text, fields)
-        return self._submit("extract", (plan, float(threshold), bool(exclusive)))
+        with self._preparing():
+            planner = self._ready_planner()
+            text = check_text(text, self.settings.max_text_chars)
+            fields = parse_labels(fields, self.settings.max_labels, self.settings.max_label_chars, what="fields")
+            if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 <= threshold <= 1.0:
+                raise InvalidInputError(f"threshold must be a number from 0 to 1, got {threshold!r}")
+            plan = planner.plan_extraction(text, fields)
+            job = self._submit("extract", (plan, float(threshold), bool(exclusive)))
+        return job.result(timeout=REQUEST_TIMEOUT_S)
 
     def generate(self, prompt: str, max_new_tokens: int | None = None) -> Generation:
-        planner = self._ready_planner()
-        prompt = check_text(prompt, self.settings.max_prompt_chars, what="prompt")
         limit = self.settings.max_new_tokens
         if max_new_tokens is None:
             max_new_tokens = limit
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= limit:
             raise InvalidInputError(f"max_new_tokens must be a whole number from 1 to {limit}, got {max_new_tokens!r}")
-        tokens = planner.encode(complete_free_prompt(prompt))
-        room = self.settings.window_tokens - len(tokens)
-        if room < 1:
-            raise InvalidInputError(
-                f"the prompt is {len(tokens)} tokens; the model reads at most {self.settings.window_tokens}: "
-                "shorten it, or use the classification / extraction tasks, which split long texts"
-            )
-        return self._submit("generate", (tokens, min(max_new_tokens, room), max_new_tokens > room))
+        with self._preparing():
+            planner = self._ready_planner()
+            prompt = check_text(prompt, self.settings.max_prompt_chars, what="prompt")
+            tokens = planner.encode(complete_free_prompt(prompt))
+            room = self.settings.window_tokens - len(tokens)
+            if room < 1:
+                raise InvalidInputError(
+                    f"the prompt is {len(tokens)} tokens; the model reads at most {self.settings.window_tokens}: "
+                    "shorten it, or use the classification / extraction tasks, which split long texts"
+                )
+            job = self._submit("generate", (tokens, min(max_new_tokens, room), max_new_tokens > room))
+        return job.result(timeout=REQUEST_TIMEOUT_S)
 
     # ---- plumbing ------------------------------------------------------------------------
 
@@ -166,11 +175,22 @@ class Engine:
             raise ModelNotReadyError(f"model not ready: {reason}")
         return self._planner
 
-    def _submit(self, kind: str, payload: object, timeout: float = REQUEST_TIMEOUT_S):
+    @contextmanager
+    def _preparing(self) -> Iterator[None]:
+        """Held while a caller validates, tokenises and hands over its request: a batch
+        being gathered meanwhile waits for it (see BatchWorker.expecting)."""
+        worker = self._worker
+        if worker is None:
+            yield
+            return
+        with worker.expecting():
+            yield
+
+    def _submit(self, kind: str, payload: object) -> Future:
         worker = self._worker
         if worker is None or not self.status.ready:
             raise ModelNotReadyError(f"model not ready: the model is {self.status.state}")
-        return worker.submit(kind, payload).result(timeout=timeout)
+        return worker.submit(kind, payload)
 
     def _reference(self):
         if self._reference_model is None:

@@ -4,6 +4,11 @@ Callers on any thread submit a job and wait on its future. The worker takes
 everything that is waiting (up to a batch size), groups it by kind, and hands
 each group to one handler call, so concurrent requests share forward passes and
 the model is only ever touched from this one thread.
+
+Callers announce a job while they prepare it (``expecting``): tokenising a request
+takes milliseconds under the GIL, so eight clients that send at once reach the
+queue over tens of milliseconds, and a fixed gather window would split them into
+several batches that each read all the weights again.
 """
 
 from __future__ import annotations
@@ -12,13 +17,18 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[list[object]], list[object]]
+
+# The longest a batch waits for jobs still being prepared: a bound, should a caller stall.
+ARRIVAL_WAIT_LIMIT_S = 0.25
+_ARRIVAL_POLL_S = 0.002
 
 
 @dataclass
@@ -36,12 +46,25 @@ class BatchWorker:
         self._max_batch = max(1, max_batch)
         self._gather_seconds = gather_seconds
         self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._arrivals_lock = threading.Lock()
+        self._arriving = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     @property
     def waiting(self) -> int:
         return self._queue.qsize()
+
+    @contextmanager
+    def expecting(self) -> Iterator[None]:
+        """Held by a caller while it prepares a job: a batch being gathered waits for it."""
+        with self._arrivals_lock:
+            self._arriving += 1
+        try:
+            yield
+        finally:
+            with self._arrivals_lock:
+                self._arriving -= 1
 
     def submit(self, kind: str, payload: object) -> Future:
         if kind not in self._handlers:
@@ -59,14 +82,23 @@ class BatchWorker:
         if first is None:
             return None
         batch = [first]
-        # Clients that send at the same moment arrive a few milliseconds apart; waiting
-        # that long for them lets one forward pass serve them all.
-        deadline = time.monotonic() + self._gather_seconds
+        # Clients that send at the same moment arrive a few milliseconds apart. The batch
+        # waits while jobs are announced as on their way, and until none has arrived or
+        # been announced for the gather window, so one forward pass serves them all.
+        started = time.monotonic()
+        last_seen, limit = started, started + ARRIVAL_WAIT_LIMIT_S
         while len(batch) < self._max_batch:
-            try:
-                job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
+            now = time.monotonic()
+            if self._arriving > 0:
+                last_seen = now
+            until = min(last_seen + self._gather_seconds, limit)
+            if now >= until:
                 break
+            try:
+                job = self._queue.get(timeout=min(until - now, _ARRIVAL_POLL_S))
+            except queue.Empty:
+                continue
+            last_seen = time.monotonic()
             if job is None:
                 self._queue.put(None)  # stop after this batch
                 break
