@@ -277,7 +277,7 @@ class BloomRunner:
         context = context.transpose(1, 2).reshape(count, new, self.hidden_size).to(self.dtype)
         x = x + block.dense(context)
         h = self._norm(x, block.post_attention_norm)
-        h = block.up.then_gelu(h)
+        h = F.gelu(block.up(h), approximate="tanh")
         return x + block.down(h)
 
     def _attend_alone(self, query, keys, values, bias) -> torch.Tensor:

@@ -22,13 +22,6 @@ class Linear:
             return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.weight, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
 
-    def then_gelu(self, x: torch.Tensor) -> torch.Tensor:
-        """BLOOM's tanh-approximated GELU of the product. Packed, oneDNN applies it to the fp32
-        sums before they are rounded to bf16: one pass over the output instead of two."""
-        if self.weight.is_mkldnn:
-            return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.weight, self.bias, "gelu", [], "tanh")
-        return F.gelu(self(x), approximate="tanh")
-
     @property
     def plain_weight(self) -> torch.Tensor:
         """The weight as an ordinary strided tensor (a copy when it is packed)."""
@@ -103,8 +96,7 @@ class BloomWeights:
         """The same weights with every block's matrices reordered once into oneDNN's packed
         layout. A bf16 product with a plain weight reorders it on every call; packed, the
         few-row products of decoding run about 1.6 times faster and prompts about 6%, with
-        bit-identical products (the fused GELU rounds once instead of twice). Left as they are
-        where this torch build cannot do it."""
+        bit-identical results. Left as they are where this torch build cannot do it."""
         if not _packing_gives_same_results(self.blocks[0].qkv):
             log.info("oneDNN weight packing unavailable or inexact here: matrices stay plain")
             return self
