@@ -92,26 +92,21 @@ class BloomWeights:
             eps=eps,
         )
 
-    def with_packed_linears(self) -> BloomWeights:
-        """The same weights with every block's matrices reordered once into oneDNN's packed
-        layout. A bf16 product with a plain weight reorders it on every call; packed, the
-        few-row products of decoding run about 1.6 times faster and prompts about 6%, with
-        bit-identical results. Left as they are where this torch build cannot do it."""
+    def pack_linears(self) -> bool:
+        """Reorder every block's matrices into oneDNN's packed layout, in place and one matrix
+        at a time, so that plain and packed copies of all weights never coexist. A bf16
+        product with a plain weight reorders it on every call; packed, the few-row products
+        of decoding run about 1.6 times faster and prompts about 6%, with bit-identical
+        results. Returns False, leaving the matrices plain, where this torch build cannot."""
         if not _packing_gives_same_results(self.blocks[0].qkv):
             log.info("oneDNN weight packing unavailable or inexact here: matrices stay plain")
-            return self
-        return BloomWeights(
-            embedding=self.embedding,
-            output=self.output,
-            embedding_norm=self.embedding_norm,
-            blocks=[
-                Block(*(_packed_part(getattr(block, f.name)) for f in fields(Block)))
-                for block in self.blocks
-            ],
-            final_norm=self.final_norm,
-            num_heads=self.num_heads,
-            eps=self.eps,
-        )
+            return False
+        for block in self.blocks:
+            for part in fields(Block):
+                linear = getattr(block, part.name)
+                if isinstance(linear, Linear):
+                    setattr(block, part.name, linear.packed())
+        return True
 
     def to(self, device: str) -> BloomWeights:
         def move(t: torch.Tensor) -> torch.Tensor:
@@ -133,10 +128,6 @@ class BloomWeights:
             num_heads=self.num_heads,
             eps=self.eps,
         )
-
-
-def _packed_part(part):
-    return part.packed() if isinstance(part, Linear) else part
 
 
 def _packing_gives_same_results(linear: Linear) -> bool:

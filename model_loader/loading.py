@@ -147,7 +147,7 @@ def load_model(settings: Settings, device: str | None = None) -> LoadedModel:
     except torch.OutOfMemoryError as exc:
         raise ModelLoadError(f"CUDA out of memory while moving the model to the GPU: {exc}") from exc
     if device == "cpu" and dtype == "bfloat16":
-        weights = weights.with_packed_linears()
+        weights.pack_linears()
     if tokenizer.eos_token_id is None:
         raise ModelLoadError(f"the tokenizer in {settings.model_dir} has no end-of-sequence token")
     log.info("loaded %s on %s as %s", settings.model_dir, device, dtype)
