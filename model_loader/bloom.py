@@ -20,10 +20,12 @@ import torch.nn.functional as F
 
 from .bloom_weights import Block, BloomWeights, Norm
 
-# Keys, values and attention arithmetic stay in fp32 whatever the weights' dtype:
-# it costs little next to the matrix products, and keeps a request's result the same
-# whichever other requests share its batch (bf16 rounding would amplify the tiny
-# differences that padding to a different width makes in the reductions).
+# Attention arithmetic is done in fp32 whatever the weights' dtype: it costs little next
+# to the matrix products, and keeps a request's result the same whichever other requests
+# share its batch (bf16 rounding would amplify the tiny differences that padding to a
+# different width makes in the reductions). The caches keep keys and values in the
+# weights' dtype, in which they were computed, so widening them at use loses nothing;
+# it halves their memory, and reading half the bytes beats reading fp32 ones.
 ATTENTION_DTYPE = torch.float32
 _OUTPUT_SLICE = 32768
 
@@ -37,6 +39,10 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
         extra = 2 ** (-(2 ** -(math.log2(2 * closest) - 3)))
         slopes += [extra**power for power in range(1, 1 + 2 * min(closest, num_heads - closest), 2)]
     return torch.tensor(slopes, dtype=torch.float32)
+
+
+def _widened(cached: torch.Tensor) -> torch.Tensor:
+    return cached.to(ATTENTION_DTYPE)
 
 
 @dataclass
@@ -135,8 +141,8 @@ class BloomRunner:
         owner_tensor = torch.tensor(owners, dtype=torch.long, device=self.device)
         slots, width = _slots(owner_tensor)
         return Rows(
-            [torch.empty(shape, dtype=ATTENTION_DTYPE, device=self.device) for _ in range(layers)],
-            [torch.empty(shape, dtype=ATTENTION_DTYPE, device=self.device) for _ in range(layers)],
+            [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in range(layers)],
+            [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in range(layers)],
             torch.zeros((count, capacity), dtype=torch.bool, device=self.device),
             owner_tensor,
             slots,
@@ -181,8 +187,8 @@ class BloomRunner:
         width, count = max(len(s) for s in sequences), len(sequences)
         shape = (count, self.num_heads, width, self.head_dim)
         # Zeros, not empty: padded keys are masked, but garbage there could be NaN.
-        keys = [torch.zeros(shape, dtype=ATTENTION_DTYPE, device=self.device) for _ in range(self.layers)]
-        values = [torch.zeros(shape, dtype=ATTENTION_DTYPE, device=self.device) for _ in range(self.layers)]
+        keys = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.layers)]
+        values = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.layers)]
         mask = torch.zeros((count, width), dtype=torch.bool, device=self.device)
         last = []
         one = torch.zeros(1, dtype=torch.long, device=self.device)
@@ -267,10 +273,10 @@ class BloomRunner:
         if prefix is None and start == 0 and count == 1:
             context = self._attend_alone(query, new_keys, new_values, bias)
         elif prefix is None:
-            keys, values = rows.keys[layer][:, :, :end], rows.values[layer][:, :, :end]
+            keys, values = _widened(rows.keys[layer][:, :, :end]), _widened(rows.values[layer][:, :, :end])
             context = F.scaled_dot_product_attention(query.to(ATTENTION_DTYPE), keys, values, attn_mask=bias)
         else:
-            keys, values = rows.keys[layer][:, :, :end], rows.values[layer][:, :, :end]
+            keys, values = _widened(rows.keys[layer][:, :, :end]), _widened(rows.values[layer][:, :, :end])
             context = self._attend_with_prefix(
                 query.to(ATTENTION_DTYPE), keys, values, bias, rows, prefix, layer
             )
@@ -306,13 +312,13 @@ class BloomRunner:
         q = query.shape[2]
         width = prefix.mask.shape[1]
         grouped_query = self._to_groups(query, rows, prefix.count)
-        prefix_scores = torch.matmul(grouped_query, prefix.keys[layer].transpose(-1, -2))
+        prefix_scores = torch.matmul(grouped_query, _widened(prefix.keys[layer]).transpose(-1, -2))
         prefix_scores = self._from_groups(prefix_scores, rows, q)
         own_scores = torch.matmul(query, keys.transpose(-1, -2))
         scores = torch.cat([prefix_scores, own_scores], dim=-1) * self.scale + bias
         probs = torch.softmax(scores, dim=-1)
         prefix_probs, own_probs = probs.split([width, probs.shape[-1] - width], dim=-1)
-        from_prefix = torch.matmul(self._to_groups(prefix_probs, rows, prefix.count), prefix.values[layer])
+        from_prefix = torch.matmul(self._to_groups(prefix_probs, rows, prefix.count), _widened(prefix.values[layer]))
         return self._from_groups(from_prefix, rows, q) + torch.matmul(own_probs, values)
 
     def scores(self, hidden: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
