@@ -289,7 +289,8 @@ class BloomRunner:
     def _attend_alone(self, query, keys, values, bias) -> torch.Tensor:
         """Attention of one whole sequence over itself, in the weights' dtype with the softmax
         and ALiBi in fp32: it depends on nothing else in a batch, so it may use the faster dtype."""
-        scores = torch.matmul(query, keys.transpose(-1, -2)).to(ATTENTION_DTYPE) * self.scale + bias
+        # One pass: the bf16 scores widen exactly, and scaling by a power of two is exact.
+        scores = torch.add(bias, torch.matmul(query, keys.transpose(-1, -2)), alpha=self.scale)
         return torch.matmul(torch.softmax(scores, dim=-1).to(values.dtype), values)
 
     def _to_groups(self, t: torch.Tensor, rows: Rows, groups: int) -> torch.Tensor:
@@ -315,7 +316,7 @@ class BloomRunner:
         prefix_scores = torch.matmul(grouped_query, _widened(prefix.keys[layer]).transpose(-1, -2))
         prefix_scores = self._from_groups(prefix_scores, rows, q)
         own_scores = torch.matmul(query, keys.transpose(-1, -2))
-        scores = torch.cat([prefix_scores, own_scores], dim=-1) * self.scale + bias
+        scores = torch.add(bias, torch.cat([prefix_scores, own_scores], dim=-1), alpha=self.scale)
         probs = torch.softmax(scores, dim=-1)
         prefix_probs, own_probs = probs.split([width, probs.shape[-1] - width], dim=-1)
         from_prefix = torch.matmul(self._to_groups(prefix_probs, rows, prefix.count), _widened(prefix.values[layer]))
