@@ -289,7 +289,7 @@ class BloomRunner:
     def _attend_alone(self, query, keys, values, bias) -> torch.Tensor:
         """Attention of one whole sequence over itself, in the weights' dtype with the softmax
         and ALiBi in fp32: it depends on nothing else in a batch, so it may use the faster dtype."""
-        # One pass: the bf16 scores widen exactly, and scaling by a power of two is exact.
+        # One pass: the bf16 scores widen exactly (and SeqGPT's scale, 1/8, multiplies exactly).
         scores = torch.add(bias, torch.matmul(query, keys.transpose(-1, -2)), alpha=self.scale)
         return torch.matmul(torch.softmax(scores, dim=-1).to(values.dtype), values)
 
