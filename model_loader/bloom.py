@@ -272,14 +272,13 @@ class BloomRunner:
         query = qkv[..., 0, :].transpose(1, 2)
         if prefix is None and start == 0 and count == 1:
             context = self._attend_alone(query, new_keys, new_values, bias)
-        elif prefix is None:
-            keys, values = _widened(rows.keys[layer][:, :, :end]), _widened(rows.values[layer][:, :, :end])
-            context = F.scaled_dot_product_attention(query.to(ATTENTION_DTYPE), keys, values, attn_mask=bias)
         else:
+            query = query.to(ATTENTION_DTYPE)
             keys, values = _widened(rows.keys[layer][:, :, :end]), _widened(rows.values[layer][:, :, :end])
-            context = self._attend_with_prefix(
-                query.to(ATTENTION_DTYPE), keys, values, bias, rows, prefix, layer
-            )
+            if prefix is None:
+                context = F.scaled_dot_product_attention(query, keys, values, attn_mask=bias)
+            else:
+                context = self._attend_with_prefix(query, keys, values, bias, rows, prefix, layer)
         context = context.transpose(1, 2).reshape(count, new, self.hidden_size).to(self.dtype)
         x = x + block.dense(context)
         h = self._norm(x, block.post_attention_norm)

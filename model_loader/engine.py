@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 
 from .bloom import BloomRunner
 from .decoding import decode_fields, greedy_generate, score_labels, split_by_sizes
@@ -175,16 +174,11 @@ class Engine:
             raise ModelNotReadyError(f"model not ready: {reason}")
         return self._planner
 
-    @contextmanager
-    def _preparing(self) -> Iterator[None]:
+    def _preparing(self) -> AbstractContextManager[None]:
         """Held while a caller validates, tokenises and hands over its request: a batch
         being gathered meanwhile waits for it (see BatchWorker.expecting)."""
         worker = self._worker
-        if worker is None:
-            yield
-            return
-        with worker.expecting():
-            yield
+        return worker.expecting() if worker is not None else nullcontext()
 
     def _submit(self, kind: str, payload: object) -> Future:
         worker = self._worker
