@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .bloom_weights import BloomWeights
+from .cpu_dtype import fastest_cpu_dtype
 from .demo import DEMO_MARKER
 from .errors import ModelLoadError
 from .settings import Settings
@@ -33,15 +34,6 @@ class LoadedModel:
     is_demo: bool
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when the processor multiplies bf16 natively (AVX512-BF16 or AMX), where bf16 beats fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
 def resolve_device(requested: str) -> str:
     import torch
 
@@ -57,12 +49,10 @@ def resolve_device(requested: str) -> str:
 
 def resolve_dtype(requested: str, device: str) -> str:
     if requested != "auto":
-        if requested == "float16" and device == "cpu":
-            raise ModelLoadError("SEQGPT_DTYPE=float16 is not supported on CPU: use bfloat16 or float32")
         return requested
     if device == "cuda":
         return "float16"
-    return "bfloat16" if cpu_has_native_bf16() else "float32"
+    return fastest_cpu_dtype()
 
 
 def check_model_dir(model_dir: Path) -> Path:
@@ -146,7 +136,7 @@ def load_model(settings: Settings, device: str | None = None) -> LoadedModel:
         weights = weights.to(device)
     except torch.OutOfMemoryError as exc:
         raise ModelLoadError(f"CUDA out of memory while moving the model to the GPU: {exc}") from exc
-    if device == "cpu" and dtype == "bfloat16":
+    if device == "cpu" and dtype in ("bfloat16", "float16"):
         weights.pack_linears()
     if tokenizer.eos_token_id is None:
         raise ModelLoadError(f"the tokenizer in {settings.model_dir} has no end-of-sequence token")

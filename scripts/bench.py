@@ -125,15 +125,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def machine_floor(trials: int = 5) -> dict[str, float]:
-    """This machine's bf16 matrix-product rate and memory-copy rate, the two limits of a forward
-    pass: the best of several trials, since a shared machine is only ever slower than its peak."""
+def machine_floor(dtype: str, trials: int = 5) -> dict:
+    """This machine's matrix-product rate in the engine's dtype and its memory-copy rate, the two
+    limits of a forward pass: the best of several trials, since a shared machine is only ever
+    slower than its peak."""
     import time
 
     import torch
 
-    a = torch.randn(2048, 2048, dtype=torch.bfloat16)
-    b = torch.randn(2048, 2048, dtype=torch.bfloat16)
+    a = torch.randn(2048, 2048).to(getattr(torch, dtype))
+    b = torch.randn(2048, 2048).to(getattr(torch, dtype))
     src = torch.empty(64 * 1024 * 1024, dtype=torch.float32)
     dst = torch.empty_like(src)
     a @ b
@@ -148,13 +149,15 @@ def machine_floor(trials: int = 5) -> dict[str, float]:
         for _ in range(2):
             dst.copy_(src)
         gbps = max(gbps, src.numel() * 4 * 2 / (time.perf_counter() - started) / 1e9)  # bytes copied per second
-    return {"bf16_gflops": gflops, "copy_gbps": gbps}
+    return {"dtype": dtype, "matmul_gflops": gflops, "copy_gbps": gbps}
 
 
 def floors(tokenizer, requests: list[dict], op: str, machine: dict, non_embedding: float) -> list[float]:
     """The least time each request could take here: every pass pays for its arithmetic or for
-    reading the bf16 weights, whichever is larger (SPEC §7)."""
-    flops, weight_read = machine["bf16_gflops"] * 1e9, 2 * non_embedding / (machine["copy_gbps"] * 1e9)
+    reading the weights, whichever is larger (SPEC §7)."""
+    weight_bytes = 4 if machine["dtype"] == "float32" else 2
+    flops = machine["matmul_gflops"] * 1e9
+    weight_read = weight_bytes * non_embedding / (machine["copy_gbps"] * 1e9)
 
     def pass_time(tokens: int) -> float:
         return max(2 * non_embedding * tokens / flops, weight_read)
@@ -184,8 +187,9 @@ def run(args: argparse.Namespace) -> dict:
         "classification": ("classify", make_workload(texts, args.inputs, seed=1)),
         "extraction": ("extract", [dict(r, labels=FIELDS) for r in make_workload(texts, args.inputs, seed=2)]),
     }
-    machine = machine_floor()  # measured here, so the sides' peak memory is theirs alone
     engine, reference = Side("engine", model_dir), Side("reference", model_dir)
+    # Measured here, so that the sides' peak memory is theirs alone.
+    machine = machine_floor(engine.hello["dtype"])
     non_embedding = 24 * (12 * 1024 * 1024 + 13 * 1024)  # per layer: 4 matrices + biases + 2 norms
     report: dict = {"machine": machine, "chars_per_token": chars_per_token,
                     "load_seconds": {"engine": engine.hello["load_seconds"],
@@ -222,7 +226,8 @@ def run(args: argparse.Namespace) -> dict:
 
 def print_report(r: dict) -> None:
     m = r["machine"]
-    print(f"\nmachine: bf16 matmul {m['bf16_gflops']:.0f} GFLOP/s, memory copy {m['copy_gbps']:.1f} GB/s; "
+    print(f"\nmachine: {m['dtype']} matmul {m['matmul_gflops']:.0f} GFLOP/s (the engine's dtype here), "
+          f"memory copy {m['copy_gbps']:.1f} GB/s; "
           f"bench tokenizer {r['chars_per_token']:.2f} Chinese characters per token")
     print(f"{'workload':<16}{'reference p50/p95 s':>22}{'engine p50/p95 s':>20}{'floor p50 s':>13}{'ratio p50':>11}")
     for name in ("classification", "extraction"):

@@ -39,6 +39,7 @@ class Reference:
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left", truncation_side="left")
         self.model = BloomForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
         self.load_seconds = time.perf_counter() - started
+        self.dtype = "float32"
         self.tokens_per_field = tokens_per_field
 
     def _generate(self, prompts: list[str], new_tokens: int) -> None:
@@ -106,7 +107,7 @@ class OurEngine:
 def main() -> int:
     side, model_dir, tokens_per_field = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
     runner = Reference(model_dir, tokens_per_field) if side == "reference" else OurEngine(model_dir, tokens_per_field)
-    hello = {"ready": True, "load_seconds": runner.load_seconds}
+    hello = {"ready": True, "load_seconds": runner.load_seconds, "dtype": runner.dtype}
     print(json.dumps(hello), flush=True)
     for line in sys.stdin:
         command = json.loads(line)

@@ -50,8 +50,19 @@ def engine_fp32(demo_dir: Path):
 
 
 @pytest.fixture(scope="session")
-def engines_by_dtype(engine, engine_fp32) -> dict[str, Engine]:
-    return {"auto": engine, "float32": engine_fp32}
+def engines_by_dtype(engine, engine_fp32, demo_dir: Path):
+    """An engine in each dtype the CPU may run (``auto`` picks one by the processor), so
+    every one is tested whichever this machine picks."""
+    engines = {"float32": engine_fp32, engine.status.dtype: engine}
+    extra = []
+    for dtype in ("bfloat16", "float16"):
+        if dtype not in engines:
+            engines[dtype] = Engine(Settings(model_dir=demo_dir, dtype=dtype))
+            engines[dtype].load()
+            extra.append(engines[dtype])
+    yield engines
+    for eng in extra:
+        eng.close()
 
 
 @pytest.fixture(scope="session")

@@ -71,7 +71,7 @@ def test_loaded_demo_engine_reports_ready_demo_weights(engine, demo_dir):
     assert status.is_demo is True
     assert status.error is None
     assert status.device == "cpu"
-    assert status.dtype in ("float32", "bfloat16")
+    assert status.dtype in ("float32", "bfloat16", "float16")
     assert status.model_dir == str(demo_dir)
     assert status.load_seconds is not None and status.load_seconds >= 0
 
@@ -286,7 +286,7 @@ def run_request(engine: Engine, kind: str, args: tuple):
     return getattr(engine, kind)(*args)
 
 
-@pytest.mark.parametrize("dtype", ["auto", "float32"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 def test_concurrent_requests_give_the_same_results_as_one_at_a_time(
     engines_by_dtype, cluener_texts, batch_sizes, dtype
 ):
@@ -314,7 +314,7 @@ def test_concurrent_requests_give_the_same_results_as_one_at_a_time(
             assert together.text == one.text
 
 
-@pytest.mark.parametrize("dtype", ["auto", "float32"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 def test_extracting_several_fields_decodes_each_field_as_if_it_were_alone(engines_by_dtype, cluener_texts, dtype):
     engine = engines_by_dtype[dtype]
     fields = ["人名", "地址", "组织机构", "公司名称"]

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from model_loader import Engine, InvalidInputError, ModelLoadError, ModelNotReadyError, SeqGPTError, Settings
-from model_loader.loading import load_model, resolve_device, resolve_dtype
+from model_loader.cpu_dtype import native_half_dtypes
+from model_loader.loading import resolve_device, resolve_dtype
 
 
 def copy_model(demo_dir: Path, tmp_path: Path) -> Path:
@@ -143,14 +144,35 @@ def test_cuda_requested_without_a_cuda_device_says_how_to_fix_it(monkeypatch):
     assert resolve_device("auto") == "cpu"
 
 
-def test_float16_on_cpu_is_refused_with_the_alternatives():
-    with pytest.raises(ModelLoadError, match="bfloat16 or float32"):
-        resolve_dtype("float16", "cpu")
+def test_an_explicit_dtype_is_kept_on_either_device():
+    for dtype in ("float32", "bfloat16", "float16"):
+        assert resolve_dtype(dtype, "cpu") == dtype
+        assert resolve_dtype(dtype, "cuda") == dtype
 
 
-def test_load_model_with_float16_on_cpu_raises_model_load_error(demo_dir):
-    with pytest.raises(ModelLoadError):
-        load_model(Settings(model_dir=demo_dir, device="cpu", dtype="float16"))
+def test_auto_dtype_on_cpu_is_a_half_type_this_processor_has_else_float32():
+    native = native_half_dtypes()
+    assert resolve_dtype("auto", "cpu") in (native or ["float32"])
+
+
+def test_native_half_types_are_read_from_the_processor_flags():
+    assert native_half_dtypes("flags : fpu sse2 avx2 fma") == []
+    assert native_half_dtypes("flags : avx512f avx512_bf16 avx512_vnni") == ["bfloat16"]
+    assert native_half_dtypes("flags : avx512f avx512_bf16 avx512_fp16") == ["float16", "bfloat16"]
+    assert native_half_dtypes("flags : amx_bf16 amx_tile amx_int8") == ["bfloat16"]
+    assert native_half_dtypes("flags : avx512_fp16x") == []  # whole flags only
+
+
+def test_float16_on_cpu_loads_packed_and_answers(demo_dir):
+    engine = Engine(Settings(model_dir=demo_dir, device="cpu", dtype="float16"))
+    engine.load()
+    try:
+        assert engine.status.dtype == "float16"
+        assert engine._loaded.weights.blocks[0].qkv.weight.dtype == torch.float16
+        result = engine.classify("小米集团今天发布了新款手机，售价3999元。", ["财经", "体育", "科技"])
+        assert sum(result.scores.values()) == pytest.approx(1.0)
+    finally:
+        engine.close()
 
 
 # ---- calls before load -----------------------------------------------------------------------

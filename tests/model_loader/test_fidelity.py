@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from model_loader.bloom import BloomRunner
 from model_loader.bloom_weights import BloomWeights, Linear
 from model_loader.decoding import LabelSet, decode_fields, greedy_generate, score_labels
-from model_loader.loading import cpu_has_native_bf16
 from model_loader.official import build_reference_model
 from model_loader.prompts import CLASSIFY, build_prompt, complete_free_prompt
 
@@ -85,16 +84,18 @@ def _with_plain_linears(weights: BloomWeights) -> BloomWeights:
     return dataclasses.replace(weights, blocks=blocks)
 
 
-def test_bf16_matrices_are_packed_on_cpus_with_native_bf16(engine):
-    weights = engine._loaded.weights
-    assert weights.blocks[0].qkv.weight.is_mkldnn == (engine.status.dtype == "bfloat16" and cpu_has_native_bf16())
+def test_half_precision_matrices_are_packed_on_the_cpu_where_packing_is_exact(engine):
+    qkv = engine._loaded.weights.blocks[0].qkv
+    half = engine.status.dtype in ("bfloat16", "float16")
+    assert qkv.weight.is_mkldnn == (half and Linear(qkv.plain_weight, qkv.bias).packs_exactly())
 
 
-def test_a_packed_matrix_multiplies_exactly_like_the_plain_one_on_any_input_layout():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_packed_matrix_multiplies_exactly_like_the_plain_one_on_any_input_layout(dtype):
     generator = torch.Generator().manual_seed(0)
-    plain = Linear(torch.randn(96, 64, generator=generator).bfloat16(), torch.randn(96, generator=generator).bfloat16())
+    plain = Linear(torch.randn(96, 64, generator=generator).to(dtype), torch.randn(96, generator=generator).to(dtype))
     packed = plain.packed()
-    batch = torch.randn(3, 7, 64, generator=generator).bfloat16()
+    batch = torch.randn(3, 7, 64, generator=generator).to(dtype)
     for x in (batch, batch[:, 2:5], batch.transpose(0, 1)):
         assert torch.equal(packed(x), F.linear(x.contiguous(), plain.weight, plain.bias))
     assert torch.equal(packed.plain_weight, plain.weight)
