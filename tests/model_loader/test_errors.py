@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from model_loader import Engine, InvalidInputError, ModelLoadError, ModelNotReadyError, SeqGPTError, Settings
-from model_loader.cpu_dtype import native_half_dtypes
+from model_loader.cpu_dtype import cpu_dtype, processor_flags
 from model_loader.loading import resolve_device, resolve_dtype
 
 
@@ -150,17 +150,23 @@ def test_an_explicit_dtype_is_kept_on_either_device():
         assert resolve_dtype(dtype, "cuda") == dtype
 
 
-def test_auto_dtype_on_cpu_is_a_half_type_this_processor_has_else_float32():
-    native = native_half_dtypes()
-    assert resolve_dtype("auto", "cpu") in (native or ["float32"])
+def test_auto_dtype_on_cpu_follows_the_processor_flags():
+    assert resolve_dtype("auto", "cpu") == cpu_dtype(processor_flags())
 
 
-def test_native_half_types_are_read_from_the_processor_flags():
-    assert native_half_dtypes("flags : fpu sse2 avx2 fma") == []
-    assert native_half_dtypes("flags : avx512f avx512_bf16 avx512_vnni") == ["bfloat16"]
-    assert native_half_dtypes("flags : avx512f avx512_bf16 avx512_fp16") == ["float16", "bfloat16"]
-    assert native_half_dtypes("flags : amx_bf16 amx_tile amx_int8") == ["bfloat16"]
-    assert native_half_dtypes("flags : avx512_fp16x") == []  # whole flags only
+@pytest.mark.parametrize(
+    ("flags", "dtype"),
+    [
+        ("fpu sse2 avx2 fma", "float32"),
+        ("avx512f avx512_bf16 avx512_vnni", "bfloat16"),  # bf16 only (AMD Zen 4, Cooper Lake)
+        ("avx512f avx512_bf16 avx512_fp16", "float16"),  # both, without AMX: fp16 is the faster
+        ("avx512_bf16 avx512_fp16 amx_bf16 amx_tile", "bfloat16"),  # AMX multiplies bf16 only
+        ("avx512_bf16 avx512_fp16 amx_bf16 amx_fp16 amx_tile", "float16"),  # AMX does both
+        ("avx512_fp16x avx512_bf16y", "float32"),  # whole flags only
+    ],
+)
+def test_cpu_dtype_is_chosen_from_the_processor_flags(flags, dtype):
+    assert cpu_dtype(set(flags.split())) == dtype
 
 
 def test_float16_on_cpu_loads_packed_and_answers(demo_dir):
