@@ -6,6 +6,7 @@ so requests that arrive at the same time share every forward pass.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -22,10 +23,54 @@ def split_by_sizes(items: list, sizes: list[int]) -> list[list]:
     return groups
 
 
+# Sequences decoded together share every forward pass, but their caches add up: one
+# 20,000-character text is 17 pieces of about 860 tokens, whose prompts and field rows
+# would cache about 2.6 GB of keys and values in fp16, and a batch holds up to 16 such
+# requests. Batches are decoded in groups of at most this many cached positions
+# (about 800 MB in fp16); the usual batch of short requests fits in one group.
+GROUP_CACHE_TOKENS = 8192
+
+
+def bounded_groups(lengths: list[int], cost: Callable[[list[int]], int], budget: int) -> list[list[int]]:
+    """Indices of the items, shortest first, cut into consecutive groups whose ``cost`` stays
+    within ``budget`` (a single item over budget is a group of its own). Sorting by length
+    keeps the padding to the longest prompt of a group small."""
+    groups: list[list[int]] = []
+    for index in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        if groups and cost([*groups[-1], index]) <= budget:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    return groups
+
+
+def in_groups(items: list, lengths: list[int], cost, run: Callable[[list], list]) -> list:
+    """``run`` over bounded groups of ``items``; the results come back in the items' order."""
+    results: list = [None] * len(items)
+    for group in bounded_groups(lengths, cost, GROUP_CACHE_TOKENS):
+        for index, result in zip(group, run([items[i] for i in group]), strict=True):
+            results[index] = result
+    return results
+
+
 def greedy_generate(
     runner: BloomRunner, prompts: list[list[int]], max_new_tokens: list[int], eos_id: int
 ) -> list[list[int]]:
     """Full-vocabulary greedy decoding, identical to ``generate(do_sample=False)``; eos is kept."""
+    lengths = [len(p) for p in prompts]
+
+    def cost(group: list[int]) -> int:
+        return len(group) * (max(lengths[i] for i in group) + max(max_new_tokens[i] for i in group))
+
+    def run(group: list[tuple[list[int], int]]) -> list[list[int]]:
+        return _generate_group(runner, [p for p, _ in group], [n for _, n in group], eos_id)
+
+    return in_groups(list(zip(prompts, max_new_tokens, strict=True)), lengths, cost, run)
+
+
+def _generate_group(
+    runner: BloomRunner, prompts: list[list[int]], max_new_tokens: list[int], eos_id: int
+) -> list[list[int]]:
     steps = max(max_new_tokens)
     prefix, last = runner.prefill(prompts)
     rows = runner.new_rows(list(range(len(prompts))), steps)
@@ -123,8 +168,24 @@ def decode_fields(
     A field stops at end-of-sequence or at a token holding a line break; with
     ``exact_new_tokens`` every field runs exactly that many steps (benchmarks).
     """
-    device = runner.device
     steps = exact_new_tokens or max_new_tokens
+    lengths = [len(r.prefix) for r in requests]
+
+    def cost(group: list[int]) -> int:
+        rows = sum(len(requests[i].suffixes) for i in group)
+        suffix_width = max(len(s) for i in group for s in requests[i].suffixes)
+        return len(group) * max(lengths[i] for i in group) + rows * (suffix_width + steps)
+
+    def run(group: list[FieldRequest]) -> list[list[FieldAnswer]]:
+        return _decode_field_group(runner, group, stop_ids, steps, exact_new_tokens is not None)
+
+    return in_groups(requests, lengths, cost, run)
+
+
+def _decode_field_group(
+    runner: BloomRunner, requests: list[FieldRequest], stop_ids: list[int], steps: int, exact: bool
+) -> list[list[FieldAnswer]]:
+    device = runner.device
     owners = [i for i, r in enumerate(requests) for _ in r.suffixes]
     suffixes = [s for r in requests for s in r.suffixes]
     suffix_width = max(len(s) for s in suffixes)
@@ -154,7 +215,7 @@ def decode_fields(
         logits = runner.scores(last, weight_rows).masked_fill(forbidden, float("-inf"))
         probabilities = torch.softmax(logits, dim=-1)
         best_prob, best = probabilities.max(-1)
-        finished = stops[best] if exact_new_tokens is None else torch.zeros_like(best, dtype=torch.bool)
+        finished = torch.zeros_like(best, dtype=torch.bool) if exact else stops[best]
         columns, probs, stopped = best.tolist(), best_prob.tolist(), finished.tolist()
         for i, (column, prob, stop) in enumerate(zip(columns, probs, stopped, strict=True)):
             if not stop:  # the stop token itself is not part of the answer

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+import model_loader.decoding as decoding
 import model_loader.engine as engine_module
 from model_loader import Classification, Engine, Extraction, Generation, ModelNotReadyError, Settings
 from model_loader.decoding import FieldAnswer
@@ -200,6 +201,23 @@ def test_extract_long_text_is_split_and_offsets_index_the_original(engine, long_
     assert result.split and result.pieces > 1
     assert result.raw.count("[piece ") == result.pieces
     assert_mentions_index_text(result, long_chinese_text)
+
+
+def test_pieces_decoded_in_bounded_groups_give_the_same_results_as_all_at_once(
+    engine, long_chinese_text, monkeypatch
+):
+    fields = ["人名", "地址"]
+    prompts = [engine._planner.encode(long_chinese_text[:n]) for n in (120, 40, 300)]
+    eos = engine._planner.eos_id
+    together = engine.extract(long_chinese_text, fields)
+    generated = decoding.greedy_generate(engine._runner, prompts, [6, 3, 5], eos)
+    # A budget below any one piece's cache: every piece, every prompt, is a group of its own.
+    monkeypatch.setattr(decoding, "GROUP_CACHE_TOKENS", 1)
+    apart = engine.extract(long_chinese_text, fields)
+    assert together.pieces > 1
+    assert apart.raw == together.raw
+    assert apart.fields == together.fields
+    assert decoding.greedy_generate(engine._runner, prompts, [6, 3, 5], eos) == generated
 
 
 @pytest.fixture
