@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
+from typing import TypeVar
 
 from .bloom import BloomRunner
 from .decoding import decode_fields, greedy_generate, score_labels, split_by_sizes
@@ -26,10 +28,24 @@ from .vocabulary import Vocabulary
 from .worker import BatchWorker
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # How long a caller waits for the model before giving up; generous, as a CPU
 # batch of long texts can take a while.
 REQUEST_TIMEOUT_S = 600.0
+
+
+def _on_a_thread_of_its_own(work: Callable[[], T]) -> T:
+    """Run ``work`` on a thread that ends with it, and return its result or raise its error.
+
+    Loading converts and reorders large tensors in parallel, which gives the calling thread
+    an OpenMP thread pool for the rest of its life. Beside the model worker's own pool that
+    makes more OpenMP threads than cores, and libgomp then stops spinning between parallel
+    regions: every later product pays for waking its threads, and single extraction
+    requests were measured a third slower. A thread that ends takes its pool with it.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seqgpt-load") as pool:
+        return pool.submit(work).result()
 
 
 class Engine:
@@ -62,9 +78,7 @@ class Engine:
         self._set_status(state="loading", error=None)
         started = time.perf_counter()
         try:
-            loaded = load_model(self.settings, device)
-            runner = BloomRunner(loaded.weights)
-            planner = Planner(loaded.tokenizer, Vocabulary(loaded.tokenizer), self.settings)
+            loaded, runner, planner = _on_a_thread_of_its_own(lambda: self._build(device))
         except ModelLoadError as exc:
             self._set_status(state="error", error=str(exc))
             raise
@@ -93,6 +107,11 @@ class Engine:
             is_demo=loaded.is_demo,
             load_seconds=round(time.perf_counter() - started, 3),
         )
+
+    def _build(self, device: str | None) -> tuple[LoadedModel, BloomRunner, Planner]:
+        loaded = load_model(self.settings, device)
+        runner = BloomRunner(loaded.weights)
+        return loaded, runner, Planner(loaded.tokenizer, Vocabulary(loaded.tokenizer), self.settings)
 
     def available_devices(self) -> list[str]:
         import torch
