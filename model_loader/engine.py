@@ -139,7 +139,18 @@ class Engine:
         return self._worker.waiting if self._worker else 0
 
     def health_check(self) -> None:
-        """A real one-token forward pass on the model's device; raises ModelNotReadyError."""
+        """A real one-token forward pass on the model's device; raises ModelNotReadyError.
+
+        While a batch is running, that batch is the proof that the model works: a check
+        queued behind it would wait for minutes on a CPU with long texts, and fail a load
+        balancer's or Docker's health check on a busy but sound appliance. A batch running
+        for longer than any request may wait is taken for a hung worker."""
+        worker = self._worker
+        busy = worker.running_for() if worker is not None else None
+        if busy is not None and self.status.ready:
+            if busy > REQUEST_TIMEOUT_S:
+                raise ModelNotReadyError(f"health check failed: one batch has been running for {busy:.0f} s")
+            return
         self._submit("health", None).result(timeout=60.0)
 
     # ---- the interface ------------------------------------------------------------------

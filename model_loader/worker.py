@@ -48,12 +48,18 @@ class BatchWorker:
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._arrivals_lock = threading.Lock()
         self._arriving = 0
+        self._running_since: float | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     @property
     def waiting(self) -> int:
         return self._queue.qsize()
+
+    def running_for(self) -> float | None:
+        """Seconds the batch now running has taken so far; None while the worker is idle."""
+        since = self._running_since
+        return None if since is None else time.monotonic() - since
 
     @contextmanager
     def expecting(self) -> Iterator[None]:
@@ -117,6 +123,7 @@ class BatchWorker:
         live = [job for job in jobs if job.future.set_running_or_notify_cancel()]
         if not live:
             return
+        self._running_since = time.monotonic()
         try:
             results = self._handlers[kind]([job.payload for job in live])
         except BaseException as exc:  # the callers get the error; the worker keeps serving
@@ -124,5 +131,7 @@ class BatchWorker:
             for job in live:
                 job.future.set_exception(exc)
             return
+        finally:
+            self._running_since = None
         for job, result in zip(live, results, strict=True):
             job.future.set_result(result)

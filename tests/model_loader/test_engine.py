@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import random
 import re
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -79,6 +81,39 @@ def test_loaded_demo_engine_reports_ready_demo_weights(engine, demo_dir):
 
 def test_health_check_passes_on_a_loaded_model(engine):
     assert engine.health_check() is None
+
+
+@pytest.fixture
+def long_batch(engine, monkeypatch):
+    """A batch that holds the model worker until released, standing in for a long CPU batch."""
+    started, release = threading.Event(), threading.Event()
+
+    def hold(payloads):
+        started.set()
+        release.wait(timeout=30)
+        return [None for _ in payloads]
+
+    monkeypatch.setitem(engine._worker._handlers, "hold", hold)
+    done = engine._worker.submit("hold", None)
+    assert started.wait(timeout=5)
+    yield
+    release.set()
+    done.result(timeout=5)
+
+
+def test_health_check_answers_at_once_while_a_batch_runs(engine, long_batch):
+    started = time.monotonic()
+    engine.health_check()
+    assert time.monotonic() - started < 1.0, "the check must not queue behind the running batch"
+
+
+def test_a_batch_running_longer_than_any_request_may_wait_fails_the_health_check(
+    engine, long_batch, monkeypatch
+):
+    time.sleep(0.1)
+    monkeypatch.setattr(engine_module, "REQUEST_TIMEOUT_S", 0.05)
+    with pytest.raises(ModelNotReadyError, match="running for"):
+        engine.health_check()
 
 
 def test_engine_does_not_load_the_model_when_constructed(demo_dir):

@@ -85,3 +85,27 @@ def test_an_announcement_that_ends_in_an_error_stops_being_waited_for(worker):
     failing.join()
     assert time.monotonic() - started < ARRIVAL_WAIT_LIMIT_S
     assert worker.batches == [["first"]]
+
+
+def test_running_for_is_none_when_idle_and_counts_up_while_a_batch_runs():
+    started, release = threading.Event(), threading.Event()
+
+    def hold(payloads):
+        started.set()
+        release.wait(timeout=30)
+        return payloads
+
+    w = BatchWorker({"hold": hold}, max_batch=8)
+    try:
+        assert w.running_for() is None
+        done = w.submit("hold", "x")
+        assert started.wait(timeout=5)
+        first = w.running_for()
+        time.sleep(0.05)
+        assert first is not None and w.running_for() >= first + 0.04
+        release.set()
+        assert done.result(timeout=5) == "x"
+        assert w.running_for() is None
+    finally:
+        release.set()
+        w.stop()
