@@ -2,8 +2,8 @@
 
 Having an instruction set is not being fast at it. With torch 2.13's oneDNN on a
 Xeon with AVX512-BF16 and AVX512-FP16 but no AMX, matrix products ran at about
-300 GFLOP/s in fp16, 300 in fp32 and only 170 in bf16; with AMX, bf16 products
-run at 400-550 GFLOP/s. So: bf16 where AMX multiplies bf16 but not fp16; else fp16
+300 GFLOP/s in fp16, 300 in fp32 and only 170 in bf16; on a Xeon with AMX, bf16
+products ran at about 400 GFLOP/s. So: bf16 where AMX multiplies bf16 but not fp16; else fp16
 where the processor has it (it also holds SeqGPT's fp16 weights exactly, where bf16
 rounds them); else bf16 where it has that; else fp32.
 

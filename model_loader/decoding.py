@@ -44,7 +44,9 @@ def bounded_groups(lengths: list[int], cost: Callable[[list[int]], int], budget:
     return groups
 
 
-def in_groups(items: list, lengths: list[int], cost, run: Callable[[list], list]) -> list:
+def in_groups(
+    items: list, lengths: list[int], cost: Callable[[list[int]], int], run: Callable[[list], list]
+) -> list:
     """``run`` over bounded groups of ``items``; the results come back in the items' order."""
     results: list = [None] * len(items)
     for group in bounded_groups(lengths, cost, GROUP_CACHE_TOKENS):
