@@ -49,8 +49,8 @@ def error_response(exc: BaseException) -> JSONResponse:
     headers = dict(outcome.headers or {})
     if isinstance(exc, BodyTooLargeError) and not exc.drained:
         headers["Connection"] = "close"
-    if isinstance(exc, RouteError) and exc.status == 405:
-        headers["Allow"] = "POST"
+    if isinstance(exc, RouteError) and exc.allow:
+        headers["Allow"] = exc.allow
     return JSONResponse(
         {"error": user_message(exc, request_id), "request_id": request_id},
         status_code=outcome.status,
@@ -159,12 +159,14 @@ def build_api_router(engine: Engine, service: Service, render_metrics: Callable[
     return router
 
 
-def route_error(method: str, path: str) -> RouteError:
-    """404 for a path the API does not have, 405 for a JSON route called with another method than POST."""
+def route_error(method: str, path: str, status: int = 404) -> RouteError:
+    """404 for a path the server does not have; 405 for a path called with a method it does not take."""
     if path in JSON_ROUTES:
         return RouteError(
-            f"方法不允许 · {method} is not allowed on {path}: send POST with a JSON body", status=405
+            f"方法不允许 · {method} is not allowed on {path}: send POST with a JSON body", status=405, allow="POST"
         )
+    if status == 405:
+        return RouteError(f"方法不允许 · {method} is not allowed on {path}", status=405)
     return RouteError(
         f"没有这个地址 · there is no {path}: the JSON routes are {', '.join(JSON_ROUTES)} (POST); "
         "the API description is at /api/openapi.json",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model_loader.errors import InvalidInputError, ModelNotReadyError
+from model_loader.errors import InvalidInputError, ModelLoadError, ModelNotReadyError
 
 from .concurrency import BusyError
 
@@ -25,9 +25,10 @@ class BodyTooLargeError(InvalidInputError):
 class RouteError(InvalidInputError):
     """No route at this path (404), or not for this method (405)."""
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, allow: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.allow = allow  # the methods the path takes, for the Allow header of a 405
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ TABLE: tuple[tuple[type[BaseException], Outcome], ...] = (
     (InvalidInputError, INVALID),
     (BusyError, Outcome("busy", 503, "繁忙 Busy", retry_after=2)),
     (ModelNotReadyError, Outcome("not_ready", 503, "模型未就绪 Not ready", retry_after=5)),
+    (ModelLoadError, Outcome("not_ready", 503, "模型加载失败 Model failed to load", retry_after=5)),
 )
 
 
@@ -81,4 +83,6 @@ def user_message(exc: BaseException, request_id: str) -> str:
         return f"服务繁忙，请稍后再试 · {exc}"
     if isinstance(exc, ModelNotReadyError):
         return f"模型未就绪，请稍后再试 · {exc}"
+    if isinstance(exc, ModelLoadError):
+        return f"模型加载失败 · {exc}"
     return str(exc)

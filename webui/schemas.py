@@ -48,7 +48,7 @@ def _check_text(name: str, value: str, limit: int) -> str:
 class _TextRequest(BaseModel):
     """A request about one text, limited to SEQGPT_MAX_TEXT_CHARS."""
 
-    text: StrictStr
+    text: StrictStr = Field(examples=["小米集团今天发布了新款手机，售价3999元。"])
 
     @field_validator("text")
     @classmethod
@@ -57,7 +57,7 @@ class _TextRequest(BaseModel):
 
 
 class ClassifyRequest(_TextRequest):
-    labels: StrictStr | list[StrictStr]
+    labels: StrictStr | list[StrictStr] = Field(examples=[["财经", "体育", "科技"]])
 
     @field_validator("labels")
     @classmethod
@@ -67,7 +67,7 @@ class ClassifyRequest(_TextRequest):
 
 
 class ExtractRequest(_TextRequest):
-    fields: StrictStr | list[StrictStr]
+    fields: StrictStr | list[StrictStr] = Field(examples=[["公司名称", "金额"]])
     # Strict like max_new_tokens: a number must come as a JSON number, never as a string.
     threshold: float = Field(0.0, ge=0.0, le=1.0, strict=True, allow_inf_nan=False)
     exclusive: StrictBool = False
@@ -80,7 +80,7 @@ class ExtractRequest(_TextRequest):
 
 
 class GenerateRequest(BaseModel):
-    prompt: StrictStr
+    prompt: StrictStr = Field(examples=["输入: 小米集团今天发布了新款手机\n分类: 财经，科技\n输出: [GEN]"])
     max_new_tokens: int | None = Field(None, ge=1, strict=True)
 
     @field_validator("prompt")

@@ -72,7 +72,7 @@ def _device_switch(ctx: UiContext) -> None:
             await anyio.to_thread.run_sync(ctx.engine.switch_device, device)
         except Exception as exc:
             log.exception("device switch to %s failed", device)
-            raise ui_error(f"切换失败 · Could not switch to {device}: {exc}") from None
+            raise ui_error(exc) from None
         gr.Info(f"已切换到 {device} · Now running on {device}")
 
     switch.change(switch_device, switch, None, api_visibility="private", concurrency_limit=1)
