@@ -29,7 +29,7 @@ from .logging_setup import REQUEST_ID
 from .outcomes import outcome_of, user_message
 from .schemas import ClassifyRequest, ExtractRequest, classification_json, describe_errors, extraction_json
 from .service import RequestInfo
-from .tabs import SchemaSlider, UiContext, start_ui_request, ui_error
+from .tabs import UiContext, schema_slider, start_ui_request, ui_error
 
 TASKS = [("分类 Classify", "classify"), ("抽取 Extract", "extract")]
 # A batch shares the model with everyone else: when the gate is full it waits its turn this long.
@@ -64,7 +64,7 @@ def batch_tab(ctx: UiContext) -> None:
                 task = gr.Radio(TASKS, value="classify", label="任务 Task", elem_id="batch-task")
                 labels = gr.Textbox(label="标签或字段 Labels or fields（逗号分隔 · comma-separated）",
                                     value="投诉，咨询，表扬，退货", elem_id="batch-labels")
-                threshold = SchemaSlider(0.0, 1.0, value=0.0, step=0.05, visible=False,
+                threshold = schema_slider(0.0, 1.0, value=0.0, step=0.05, visible=False,
                                          label="置信度阈值 Confidence threshold", elem_id="batch-threshold")
                 exclusive = gr.Checkbox(False, visible=False, elem_id="batch-exclusive",
                                         label="字段互斥 Exclusive fields（一段文字只归一个字段 · a span keeps "

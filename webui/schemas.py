@@ -123,6 +123,8 @@ def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
             messages.append(str(error.get("msg", "")).removeprefix("Value error, "))
         elif kind == "finite_number":
             messages.append(f"{zh}不是数字 · `{field}` is not a number (NaN or infinity): {hint}")
+        elif kind in ("less_than_equal", "greater_than_equal", "less_than", "greater_than"):
+            messages.append(f"{zh}超出范围 · `{field}` is out of range ({error.get('msg', '')}): {hint}")
         elif kind.endswith(("_type", "_parsing")):
             messages.append(f"{zh}类型不对 · `{field}` has the wrong type: {hint or error.get('msg', '')}")
         else:

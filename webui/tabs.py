@@ -54,17 +54,20 @@ def ui_error(exc: BaseException) -> gr.Error:
     return gr.Error(message.translate(_MARKUP), title=outcome.title, print_exception=False)
 
 
-class SchemaSlider(gr.Slider):
+def schema_slider(*args: Any, **kwargs: Any) -> gr.Slider:
     """A slider whose value is checked by the request schema, like every other input.
 
     Gradio's own range check raises before the handler runs, so a value sent through the
-    Gradio API got a traceback in the log and no request line; here it gets the same calm
-    message and ``outcome=invalid`` line as any bad input."""
+    Gradio API got a traceback in the log and no request line; unchecked here, it gets the
+    same calm message and ``outcome=invalid`` line as any bad input. (A subclass would do
+    the same, but Gradio writes a .pyi file beside the module of every Component subclass.)"""
+    slider = gr.Slider(*args, **kwargs)
+    slider.preprocess = _as_sent  # type: ignore[method-assign]
+    return slider
 
-    is_template = True  # drawn by the frontend as the slider it is
 
-    def preprocess(self, payload: Any) -> Any:
-        return payload
+def _as_sent(payload: Any) -> Any:
+    return payload
 
 
 def start_ui_request() -> str:
@@ -126,7 +129,7 @@ def extraction_tab(ctx: UiContext) -> None:
                                   elem_id="extract-text")
                 fields = gr.Textbox(label="字段 Fields（逗号分隔 · comma-separated）",
                                     placeholder="公司名称，金额，时间", elem_id="extract-fields")
-                threshold = SchemaSlider(0.0, 1.0, value=0.0, step=0.05, label="置信度阈值 Confidence threshold")
+                threshold = schema_slider(0.0, 1.0, value=0.0, step=0.05, label="置信度阈值 Confidence threshold")
                 run = gr.Button("抽取 Extract", variant="primary", elem_id="extract-run")
             with gr.Column():
                 highlighted = gr.HighlightedText(label="原文标注 Highlighted in the text", show_legend=True,
@@ -172,7 +175,7 @@ def prompt_tab(ctx: UiContext) -> None:
             with gr.Column():
                 prompt = gr.Textbox(value=examples.DEFAULT_PROMPT, label="Prompt（SeqGPT 格式 · SeqGPT format）",
                                     lines=8, elem_id="generate-prompt")
-                max_new_tokens = SchemaSlider(1, limit, value=min(64, limit), step=1,
+                max_new_tokens = schema_slider(1, limit, value=min(64, limit), step=1,
                                               label="最多生成 Max new tokens")
                 run = gr.Button("生成 Generate", variant="primary", elem_id="generate-run")
             with gr.Column():
