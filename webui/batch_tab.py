@@ -37,7 +37,7 @@ BUSY_WAIT_S = 120.0
 SAMPLE_FILE = Path(__file__).with_name("sample_batch.csv")
 # The results table shows the start of each text, so that one long text cannot push the
 # label, score and error columns off screen; the downloads have the whole text.
-PREVIEW_CHARS = 60
+PREVIEW_CHARS = 40
 # Failed rows named in the summary; the rest are in the table and the downloads.
 SUMMARY_FAILURES = 5
 

@@ -24,6 +24,8 @@ DEMO_BANNER = (
 
 CSS = """
 #seqgpt-demo-banner { background: #fff6e0; border: 1px solid #f0c36d; border-radius: 6px; padding: 8px 12px; }
+/* No column of the batch results may grow past this, so label, score and error stay on screen. */
+#batch-table th, #batch-table td { max-width: 16rem; }
 """
 
 DEVICE_CHOICES = [("GPU", "cuda"), ("CPU", "cpu")]
