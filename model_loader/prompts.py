@@ -35,52 +35,74 @@ def complete_free_prompt(prompt: str) -> str:
     return prompt
 
 
+def check_unicode(value: str, what: str) -> str:
+    """Refuse lone UTF-16 surrogates: JSON escapes allow them, but no tokenizer, log or file can hold them."""
+    for index, char in enumerate(value):
+        if "\ud800" <= char <= "\udfff":
+            raise InvalidInputError(
+                f"{what} 含有无效的 Unicode 字符 · {what} has an invalid Unicode character (a lone surrogate "
+                f"U+{ord(char):04X}) at position {index}: send it as valid UTF-8 text"
+            )
+    return value
+
+
 def check_text(text: object, max_chars: int, what: str = "text") -> str:
     """Return the text if it is usable; raise InvalidInputError saying how to fix it otherwise."""
     if not isinstance(text, str):
-        raise InvalidInputError(f"{what} must be a string, got {type(text).__name__}")
+        raise InvalidInputError(f"{what} 必须是字符串 · {what} must be a string, got {type(text).__name__}")
     if not text.strip():
-        raise InvalidInputError(f"{what} is empty: paste the text to analyse")
+        raise InvalidInputError(f"{what} 为空 · {what} is empty: paste the text to analyse")
     if len(text) > max_chars:
+        limit = "SEQGPT_MAX_PROMPT_CHARS" if what == "prompt" else "SEQGPT_MAX_TEXT_CHARS"
         raise InvalidInputError(
-            f"{what} has {len(text):,} characters; at most {max_chars:,} are accepted per request: "
-            "send it in several parts, or raise SEQGPT_MAX_TEXT_CHARS"
+            f"{what} 过长 · {what} has {len(text):,} characters; at most {max_chars:,} are accepted per request: "
+            f"send it in several parts, or raise {limit}"
         )
-    return text
+    return check_unicode(text, what)
 
 
 def parse_labels(
     labels: object, max_labels: int, max_label_chars: int, what: str = "labels"
 ) -> list[str]:
-    """Labels from ``"财经，体育"`` or ``["财经", "体育"]``: split, stripped, de-duplicated in order."""
+    """Labels from ``"财经，体育"`` or ``["财经", "体育"]``, stripped and de-duplicated in order.
+
+    One string is split at the separators; a list is taken as it is, so a list item such as
+    ``"A,B"`` stays one label (the only way for a label to hold a comma)."""
+    zh = "字段" if what == "fields" else "标签"
     if isinstance(labels, str):
         pieces = _LABEL_SEPARATORS.split(labels)
     elif isinstance(labels, list | tuple):
-        pieces = []
         for item in labels:
             if not isinstance(item, str):
                 raise InvalidInputError(
-                    f"{what} must be strings; got {type(item).__name__} {item!r}: "
+                    f"{zh}必须是字符串 · {what} must be strings; got {type(item).__name__} {_shown(item)}: "
                     'send e.g. ["财经", "体育"] or "财经，体育"'
                 )
-            pieces.extend(_LABEL_SEPARATORS.split(item))
+        pieces = list(labels)
     else:
         raise InvalidInputError(
-            f'{what} must be a list of strings or one string such as "财经，体育", '
+            f'{zh}格式不对 · {what} must be a list of strings or one string such as "财经，体育", '
             f"not {type(labels).__name__}"
         )
     result = list(dict.fromkeys(piece.strip() for piece in pieces if piece.strip()))
     if not result:
-        raise InvalidInputError(f"no {what} given: type at least one, separated by commas, e.g. 财经，体育")
+        raise InvalidInputError(f"没有{zh} · no {what} given: type at least one, separated by commas, e.g. 财经，体育")
     if len(result) > max_labels:
         raise InvalidInputError(
-            f"{len(result)} {what} given; at most {max_labels} are allowed per request: "
-            "split them over several requests, or raise SEQGPT_MAX_LABELS"
+            f"{zh}过多 · {len(result)} {what} given; at most {max_labels} are allowed per request: "
+            f"split them over several requests, or raise SEQGPT_MAX_LABELS"
         )
     for label in result:
+        check_unicode(label, what)
         if len(label) > max_label_chars:
             raise InvalidInputError(
-                f"the {what[:-1] if what.endswith('s') else what} {label[:20]!r}… has {len(label)} characters; "
+                f"{zh}过长 · the {what[:-1]} {_shown(label[:20])}… has {len(label)} characters; "
                 f"at most {max_label_chars} are allowed: use a short name such as 公司名称"
             )
     return result
+
+
+def _shown(value: object) -> str:
+    """A user's value quoted in a message, cut short so that a huge value cannot flood the message."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "…"

@@ -58,7 +58,9 @@ class Planner:
         self.stop_ids = sorted({*vocabulary.newline_ids, self.eos_id})
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text)["input_ids"]
+        # Texts longer than the window are expected here: they are counted, then split. Without
+        # verbose=False the tokenizer warns that such a sequence "will result in indexing errors".
+        return self.tokenizer(text, verbose=False)["input_ids"]
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
@@ -67,9 +69,10 @@ class Planner:
         overhead = self.count_tokens(build_prompt("", task, labels))
         budget = self.settings.window_tokens - overhead - answer_tokens - _MARGIN_TOKENS
         if budget < 32:
+            what, zh = ("fields", "字段") if task == EXTRACT else ("labels", "标签")
             raise InvalidInputError(
-                f"the labels take {overhead} of the model's {self.settings.window_tokens} tokens, leaving no "
-                "room for the text: use fewer or shorter labels"
+                f"{zh}太多或太长 · the {what} take {overhead} of the model's {self.settings.window_tokens} tokens, "
+                f"leaving no room for the text: use fewer or shorter {what}"
             )
         return split_text(text, budget, self.count_tokens, self.settings.overlap_chars)
 

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ValidationError
 from model_loader.engine import Engine
 from model_loader.errors import InvalidInputError, ModelNotReadyError
 
-from .concurrency import BusyError
 from .logging_setup import REQUEST_ID
+from .outcomes import BodyTooLargeError, RouteError, outcome_of, user_message
 from .schemas import (
     ClassifyRequest,
     ExtractRequest,
@@ -35,18 +35,33 @@ log = logging.getLogger(__name__)
 # A call is (what to log about it, the engine method, its arguments).
 Call = tuple[RequestInfo, Callable[..., Any], tuple[Any, ...]]
 
-INTERNAL_ERROR = "internal error while running the model; the server log has the details under this request id"
+# A body over the limit is still read, and thrown away, up to this many bytes: a client that is
+# still sending when the server answers and closes gets "connection reset" instead of the 413
+# (Python's urllib does). Beyond this bound the server answers at once and closes the connection.
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+JSON_ROUTES = ("/api/classify", "/api/extract", "/api/generate")
 
 
-def error_response(status_code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(exc: BaseException) -> JSONResponse:
+    """The JSON answer to a failed request: status, message and headers all come from the outcome table."""
+    request_id = REQUEST_ID.get()
+    outcome = outcome_of(exc)
+    headers = dict(outcome.headers or {})
+    if isinstance(exc, BodyTooLargeError) and not exc.drained:
+        headers["Connection"] = "close"
+    if isinstance(exc, RouteError) and exc.allow:
+        headers["Allow"] = exc.allow
     return JSONResponse(
-        {"error": message, "request_id": REQUEST_ID.get()}, status_code=status_code, headers=headers
+        {"error": user_message(exc, request_id), "request_id": request_id},
+        status_code=outcome.status,
+        headers=headers or None,
     )
 
 
 def build_api_router(engine: Engine, service: Service, render_metrics: Callable[[], bytes]) -> APIRouter:
     router = APIRouter()
     limits = engine.settings
+    # Room for the longest text in JSON escapes (\uXXXX is 6 bytes a character) plus the labels.
     max_body_bytes = 8 * max(limits.max_text_chars, limits.max_prompt_chars) + 64 * 1024
 
     async def handle(
@@ -61,21 +76,15 @@ def build_api_router(engine: Engine, service: Service, render_metrics: Callable[
         try:
             body = await _json_body(request, max_body_bytes)
             parsed = model.model_validate(body, context={"limits": limits})
-        except (InvalidInputError, ValidationError) as exc:
-            message = describe_errors(exc.errors()) if isinstance(exc, ValidationError) else str(exc)
-            service.record(RequestInfo(task, "api", _loggable_text(body)), started, InvalidInputError(message))
-            return error_response(422, message)
-        info, fn, args = call(parsed)
+            info, fn, args = call(parsed)
+        except Exception as exc:  # every failure is answered; unexpected ones with a traceback
+            error = InvalidInputError(describe_errors(exc.errors())) if isinstance(exc, ValidationError) else exc
+            service.record(RequestInfo(task, "api", _loggable_text(body)), started, error)
+            return error_response(error)
         try:
             served = await service.run(info, fn, *args)
-        except InvalidInputError as exc:
-            return error_response(422, str(exc))
-        except BusyError as exc:
-            return error_response(503, str(exc), headers={"Retry-After": "2"})
-        except ModelNotReadyError as exc:
-            return error_response(503, str(exc), headers={"Retry-After": "5"})
-        except Exception:  # logged with its traceback by the service
-            return error_response(500, INTERNAL_ERROR)
+        except Exception as exc:  # logged by the service, with a traceback when unexpected
+            return error_response(exc)
         return JSONResponse(
             {**to_json(served.result), "request_id": served.request_id, "latency_ms": served.latency_ms}
         )
@@ -134,7 +143,35 @@ def build_api_router(engine: Engine, service: Service, render_metrics: Callable[
     async def metrics() -> Response:
         return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
 
+    # Last, so that it sees only what no route above took; without it, the UI mounted at "/"
+    # would answer a GET /api/classify with its own 404 and no request id.
+    @router.api_route(
+        "/api/{path:path}",
+        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        include_in_schema=False,
+    )
+    async def unknown(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        error = route_error(request.method, request.url.path)
+        service.record(RequestInfo("route", "api", request.url.path), started, error)
+        return error_response(error)
+
     return router
+
+
+def route_error(method: str, path: str, status: int = 404) -> RouteError:
+    """404 for a path the server does not have; 405 for a path called with a method it does not take."""
+    if path in JSON_ROUTES:
+        return RouteError(
+            f"方法不允许 · {method} is not allowed on {path}: send POST with a JSON body", status=405, allow="POST"
+        )
+    if status == 405:
+        return RouteError(f"方法不允许 · {method} is not allowed on {path}", status=405)
+    return RouteError(
+        f"没有这个地址 · there is no {path}: the JSON routes are {', '.join(JSON_ROUTES)} (POST); "
+        "the API description is at /api/openapi.json",
+        status=404,
+    )
 
 
 def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -143,18 +180,46 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 async def _json_body(request: Request, max_bytes: int) -> Any:
+    """The parsed JSON body; a body over ``max_bytes`` is read to its end (up to a bound) and refused."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise InvalidInputError(f"the request body is {declared} bytes, more than {max_bytes}: send less text")
-    raw = await request.body()
-    if len(raw) > max_bytes:
-        raise InvalidInputError(f"the request body is {len(raw)} bytes, more than {max_bytes}: send less text")
+    if declared is not None and declared.isdigit() and int(declared) > DRAIN_LIMIT_BYTES:
+        raise BodyTooLargeError(_too_large(int(declared), max_bytes), drained=False)
+    chunks: list[bytes] = []
+    size = 0
+    # Counted while it streams, so a chunked body (no Content-Length) is never held whole.
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= max_bytes:
+            chunks.append(chunk)
+        elif size > DRAIN_LIMIT_BYTES:
+            raise BodyTooLargeError(_too_large(size, max_bytes, at_least=True), drained=False)
+        else:
+            chunks.clear()
+    if size > max_bytes:
+        raise BodyTooLargeError(_too_large(size, max_bytes))
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return json.loads(b"".join(chunks), parse_constant=_no_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
         raise InvalidInputError(
-            f"the request body is not valid JSON ({exc}): send a JSON object with Content-Type: application/json"
+            f"请求体不是有效的 JSON · the request body is not valid JSON ({exc}): "
+            "send a JSON object with Content-Type: application/json"
         ) from None
+    except RecursionError:
+        raise InvalidInputError(
+            "请求体嵌套过深 · the request body is nested too deeply: send a flat JSON object such as "
+            '{"text": "...", "labels": ["..."]}'
+        ) from None
+
+
+def _too_large(size: int, max_bytes: int, at_least: bool = False) -> str:
+    return (
+        f"请求体过大 · the request body is {'more than ' if at_least else ''}{size:,} bytes, over the limit of "
+        f"{max_bytes:,}: send a shorter text (the limit follows SEQGPT_MAX_TEXT_CHARS and SEQGPT_MAX_PROMPT_CHARS)"
+    )
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _loggable_text(body: Any) -> str:

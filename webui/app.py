@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import logging
+
 import gradio as gr
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.routing import Mount
+from starlette.types import ASGIApp
 
 from model_loader.engine import Engine
 
-from .api import build_api_router
+from .api import build_api_router, error_response, route_error
+from .api_docs import render_docs
 from .batch_tab import batch_dir
 from .concurrency import ModelGate
 from .metrics import Metrics
 from .middleware import BasicAuthMiddleware, RequestIdMiddleware
+from .outcomes import RouteError
 from .service import Service
 from .settings import ServerSettings
 from .status import GpuMonitor
 from .tabs import UiContext
 from .ui import CSS, build_blocks
+
+log = logging.getLogger(__name__)
 
 
 def build_app(engine: Engine, settings: ServerSettings) -> FastAPI:
@@ -30,7 +40,12 @@ def build_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     )
     service = Service(engine, gate, metrics, gpu)
 
-    app = FastAPI(title="SeqGPT-560M", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+    app = FastAPI(title="SeqGPT-560M", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+
+    @app.get("/api/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(render_docs(app.openapi()))
+
     # Routes first: the Gradio mount at "/" catches every path not matched before it.
     app.include_router(build_api_router(engine, service, metrics.render))
 
@@ -51,8 +66,27 @@ def build_app(engine: Engine, settings: ServerSettings) -> FastAPI:
         mcp_server=False,
         css=CSS,
     )
-    # Added last, so they wrap everything: auth runs first, then the request id.
-    app.add_middleware(RequestIdMiddleware)
+    for routed in (app, _mounted_ui(app)):
+        routed.add_exception_handler(404, _route_not_found)
+        routed.add_exception_handler(405, _route_not_found)
+    # Added last, so they wrap everything; the request id outermost, so a refused login has one too.
     if settings.auth is not None:
         app.add_middleware(BasicAuthMiddleware, user=settings.auth[0], password=settings.auth[1])
+    app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _mounted_ui(app: FastAPI) -> ASGIApp:
+    return next(route.app for route in app.routes if isinstance(route, Mount))
+
+
+async def _route_not_found(request: Request, exc: Exception) -> JSONResponse:
+    """404 and 405 anywhere, in the UI's routes too, answer in the API's shape: error and request id."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 404
+    error = route_error(request.method, request.url.path, status)
+    detail = getattr(exc, "detail", None)
+    if status == 404 and detail not in (None, "Not Found"):
+        # A route that exists said what it did not find (a file, a session): keep its words.
+        error = RouteError(f"没有找到 · not found: {detail}", status=404)
+    log.info("%s %s answered %d", request.method, request.url.path, error.status)
+    return error_response(error)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,12 @@ from typing import Any
 FORMATS = (".csv", ".jsonl", ".txt")
 # Column names taken as the text column of a CSV, in order of preference.
 TEXT_COLUMNS = ("text", "文本", "content", "内容", "sentence")
+# Column names (or JSONL keys) taken as the file's own id of each text, carried into the results.
+ID_COLUMNS = ("id", "编号", "ID")
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Result folders hold full texts; the newest this many are kept and older ones deleted.
+KEEP_RESULTS = 20
 
 
 class BatchFileError(ValueError):
@@ -20,10 +27,15 @@ class BatchFileError(ValueError):
 
 @dataclass(frozen=True)
 class BatchItem:
-    """One text of the file, with the row it came from (1-based, the header not counted)."""
+    """One text of the file, with the row it came from (1-based, the header not counted).
+
+    ``id`` is the file's own id of the row, if it has an id column; ``error`` says why a row
+    that could not be read fails on its own, without failing the file."""
 
     row: int
     text: str
+    id: str = ""
+    error: str = ""
 
 
 def read_batch_file(path: Path, max_bytes: int, max_rows: int) -> list[BatchItem]:
@@ -32,7 +44,7 @@ def read_batch_file(path: Path, max_bytes: int, max_rows: int) -> list[BatchItem
     size = path.stat().st_size
     if size > max_bytes:
         raise BatchFileError(
-            f"the file is {size / 1024:.0f} KiB, more than the limit of {max_bytes / 1024:.0f} KiB: "
+            f"文件过大 · the file is {size / 1024:.0f} KiB, more than the limit of {max_bytes / 1024:.0f} KiB: "
             "split it into smaller files, or raise SEQGPT_BATCH_MAX_BYTES"
         )
     return parse_batch(path.read_bytes(), path.name, max_rows)
@@ -42,7 +54,9 @@ def parse_batch(data: bytes, filename: str, max_rows: int) -> list[BatchItem]:
     """Texts of a CSV (a ``text`` column, or the only column), JSONL (``{"text": ...}`` per line) or TXT file."""
     suffix = Path(filename).suffix.lower()
     if suffix not in FORMATS:
-        raise BatchFileError(f"{filename!r} is not a CSV, JSONL or TXT file: upload one of {', '.join(FORMATS)}")
+        raise BatchFileError(
+            f"文件类型不支持 · {filename!r} is not a CSV, JSONL or TXT file: upload one of {', '.join(FORMATS)}"
+        )
     content = _decode(data)
     if suffix == ".csv":
         items = _parse_csv(content)
@@ -51,10 +65,12 @@ def parse_batch(data: bytes, filename: str, max_rows: int) -> list[BatchItem]:
     else:
         items = [BatchItem(n, line.strip()) for n, line in enumerate(content.splitlines(), 1) if line.strip()]
     if not items:
-        raise BatchFileError("the file has no texts: put one text per row (CSV column `text`, JSONL key `text`)")
+        raise BatchFileError(
+            "文件里没有文本 · the file has no texts: put one text per row (CSV column `text`, JSONL key `text`)"
+        )
     if len(items) > max_rows:
         raise BatchFileError(
-            f"the file has {len(items)} texts, more than the limit of {max_rows}: "
+            f"文本过多 · the file has {len(items)} texts, more than the limit of {max_rows}: "
             "split it into smaller files, or raise SEQGPT_BATCH_MAX_ROWS"
         )
     return items
@@ -67,47 +83,62 @@ def _decode(data: bytes) -> str:
             return data.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise BatchFileError("the file is neither UTF-8 nor GB18030 text: save it as UTF-8 and upload it again")
+    raise BatchFileError(
+        "文件编码无法识别 · the file is neither UTF-8 nor GB18030 text: save it as UTF-8 and upload it again"
+    )
 
 
 def _parse_csv(content: str) -> list[BatchItem]:
-    reader = csv.reader(io.StringIO(content))
-    header = next(reader, None)
-    if header is None:
-        return []
-    names = [name.strip().lower() for name in header]
-    column = next((names.index(name) for name in TEXT_COLUMNS if name in names), None)
-    if column is None:
-        if len(names) != 1:
-            raise BatchFileError(
-                f"the CSV has columns {', '.join(header)} but none is named `text`: "
-                "name the column that holds the texts `text` (or 文本)"
-            )
-        column = 0
-    items = []
+    # strict: an unterminated quote is an error, not the rest of the file merged into one text.
+    reader = csv.reader(io.StringIO(content), strict=True)
     try:
+        header = next(reader, None)
+        if header is None:
+            return []
+        names = [name.strip().lower() for name in header]
+        column = next((names.index(name.lower()) for name in TEXT_COLUMNS if name.lower() in names), None)
+        id_column = next((names.index(name.lower()) for name in ID_COLUMNS if name.lower() in names), None)
+        if column is None:
+            if len(names) != 1:
+                raise BatchFileError(
+                    f"CSV 没有 text 列 · the CSV has columns {', '.join(header)} but none is named `text`: "
+                    "name the column that holds the texts `text` (or 文本)"
+                )
+            column = 0
+        items = []
         for n, record in enumerate(reader, 1):
             if column < len(record) and record[column].strip():
-                items.append(BatchItem(n, record[column].strip()))
+                row_id = record[id_column].strip() if id_column is not None and id_column < len(record) else ""
+                items.append(BatchItem(n, record[column].strip(), row_id))
     except csv.Error as exc:
-        raise BatchFileError(f"the CSV is malformed near row {reader.line_num} ({exc}): check its quoting") from None
+        raise BatchFileError(
+            f"CSV 格式有误 · the CSV is malformed near line {reader.line_num} ({exc}): check its quoting — "
+            'a text with commas, quotes or line breaks goes in double quotes, and a quote inside it is written ""'
+        ) from None
     return items
 
 
 def _parse_jsonl(content: str) -> list[BatchItem]:
+    """One text per line; a line that cannot be read fails as its own row."""
     items = []
     for n, line in enumerate(content.splitlines(), 1):
         if not line.strip():
             continue
         try:
             value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BatchFileError(f"line {n} is not valid JSON ({exc.msg}): write one JSON object per line") from None
+        except (json.JSONDecodeError, RecursionError) as exc:
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+            items.append(BatchItem(n, "", error=f"此行不是有效的 JSON · line {n} is not valid JSON ({reason}): "
+                                   'write one JSON object such as {"text": "..."} per line'))
+            continue
         text = value.get("text") if isinstance(value, dict) else value
+        row_id = value.get("id", "") if isinstance(value, dict) else ""
+        row_id = "" if row_id is None else str(row_id)
         if not isinstance(text, str):
-            raise BatchFileError(f'line {n} has no text: write {{"text": "..."}} on every line')
-        if text.strip():
-            items.append(BatchItem(n, text.strip()))
+            message = f'此行没有文本 · line {n} has no text: write {{"text": "..."}}'
+            items.append(BatchItem(n, "", row_id, error=message))
+        elif text.strip():
+            items.append(BatchItem(n, text.strip(), row_id))
     return items
 
 
@@ -120,21 +151,46 @@ def write_results(rows: list[dict[str, Any]], flat_rows: list[dict[str, Any]], o
         columns = list(flat_rows[0]) if flat_rows else ["row", "text"]
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(flat_rows)
+        writer.writerows({name: neutralise_formula(value) for name, value in row.items()} for row in flat_rows)
     with jsonl_path.open("w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     return [csv_path, jsonl_path]
 
 
+def neutralise_formula(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula, made inert the OWASP way: a leading quote."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def prune_results(root: Path, keep: int = KEEP_RESULTS) -> None:
+    """Delete all but the newest ``keep`` result folders under ``root``."""
+    if not root.is_dir():
+        return
+    folders = sorted((path for path in root.iterdir() if path.is_dir()), key=lambda path: path.stat().st_mtime)
+    for old in folders[: max(0, len(folders) - keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def printable(text: str) -> str:
+    """The text with any lone surrogate written as an escape, so that files and JSON can hold it."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def result_record(item: BatchItem, result: dict[str, Any] | None, error: str | None) -> dict[str, Any]:
-    """The JSONL line of one text: its row, the text, the engine's JSON result (or the error)."""
-    return {"row": item.row, "text": item.text, **(result or {}), "error": error or ""}
+    """The JSONL line of one text: its row (and id), the text, the engine's JSON result (or the error)."""
+    ids = {"id": item.id} if item.id else {}
+    return {"row": item.row, **ids, "text": printable(item.text), **(result or {}), "error": error or ""}
 
 
-def flat_record(task: str, record: dict[str, Any], names: list[str]) -> dict[str, Any]:
+def flat_record(task: str, record: dict[str, Any], names: list[str], with_id: bool = False) -> dict[str, Any]:
     """The CSV / table row of one result: the label and its score, or one column per field."""
-    flat: dict[str, Any] = {"row": record["row"], "text": record["text"]}
+    flat: dict[str, Any] = {"row": record["row"]}
+    if with_id:
+        flat["id"] = record.get("id", "")
+    flat["text"] = record["text"]
     if task == "classify":
         label = record.get("label", "")
         flat["label"] = label

@@ -28,6 +28,10 @@ class RequestIdFilter(logging.Filter):
 
 def configure_logging(level: str = "INFO") -> None:
     """Send all logs, ours and the libraries', to stdout in one format. Call once, from ``__main__``."""
+    # A character the stream cannot encode (a lone surrogate from a JSON escape, or anything on a
+    # non-UTF-8 locale) is written as a backslash escape instead of failing the whole log line.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     # A handler-level filter sees records from every logger, including uvicorn's and the engine's.

@@ -10,11 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .logging_setup import REQUEST_ID, new_request_id
+
+log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 OPEN_PATHS = frozenset({"/health"})
@@ -60,21 +63,32 @@ class BasicAuthMiddleware:
         if scope["type"] not in ("http", "websocket") or scope.get("path") in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        if self._authorised(dict(scope.get("headers", [])).get(b"authorization", b"")):
+        header = dict(scope.get("headers", [])).get(b"authorization", b"")
+        if self._authorised(header):
             await self.app(scope, receive, send)
             return
+        client = (scope.get("client") or ("-",))[0]
+        if header:
+            log.warning("login refused: wrong user or password for %s from %s", scope.get("path"), client)
+        else:
+            log.info("login required: no credentials for %s from %s", scope.get("path"), client)
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
         body = json.dumps(
-            {"error": "authentication required: send the user and password set in SEQGPT_AUTH (HTTP basic auth)"}
+            {
+                "error": "需要登录 · authentication required: send the user and password set in SEQGPT_AUTH "
+                "(HTTP basic auth)",
+                "request_id": REQUEST_ID.get(),
+            },
+            ensure_ascii=False,
         ).encode()
         await send(
             {
                 "type": "http.response.start",
                 "status": 401,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", b"application/json; charset=utf-8"),
                     (b"content-length", str(len(body)).encode()),
                     (b"www-authenticate", f'Basic realm="{self._realm}", charset="UTF-8"'.encode()),
                 ],

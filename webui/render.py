@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from model_loader.results import Extraction, Mention
+from model_loader.results import Extraction, Generation, Mention
 
 TABLE_HEADERS = ["字段 Field", "内容 Mention", "起 Start", "止 End", "置信度 Score"]
 
@@ -71,3 +71,15 @@ def details_line(request_id: str, latency_ms: float, pieces: int = 1) -> str:
     if note:
         parts.append(note)
     return " · ".join(parts)
+
+
+def output_capped_note(result: Generation, window_tokens: int) -> str:
+    """Says when a free prompt's output was cut short by the model window (the prompt itself is never cut:
+    one too long for the window is refused)."""
+    if not result.truncated:
+        return ""
+    return (
+        f"输出被截断：提示占 {result.prompt_tokens} 个 token，只剩 {window_tokens - result.prompt_tokens} 个可生成 · "
+        f"Output capped: the prompt is {result.prompt_tokens} tokens, so only "
+        f"{window_tokens - result.prompt_tokens} of the model's {window_tokens}-token window were left for output."
+    )

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, StrictBool, StrictStr, ValidationInfo, field_validator
 
-from model_loader.prompts import parse_labels
+from model_loader.prompts import check_unicode, parse_labels
 from model_loader.results import Classification, Extraction, Generation
 from model_loader.settings import Settings
 
@@ -22,6 +22,12 @@ HINTS = {
     "exclusive": 'send true or false, or leave it out',
 }
 
+# Each field's name in the Chinese half of a message.
+ZH_NAMES = {
+    "text": "文本", "labels": "标签", "fields": "字段", "prompt": "提示", "max_new_tokens": "最多生成长度",
+    "threshold": "阈值", "exclusive": "互斥选项",
+}
+
 
 def _limits(info: ValidationInfo) -> Settings:
     context = info.context or {}
@@ -30,19 +36,19 @@ def _limits(info: ValidationInfo) -> Settings:
 
 def _check_text(name: str, value: str, limit: int) -> str:
     if not value.strip():
-        raise ValueError(f"`{name}` is empty: send the text you want analysed")
+        raise ValueError(f"{ZH_NAMES[name]}为空 · `{name}` is empty: send the text you want analysed")
     if len(value) > limit:
         raise ValueError(
-            f"`{name}` is {len(value)} characters, more than the limit of {limit}: "
+            f"{ZH_NAMES[name]}过长 · `{name}` is {len(value)} characters, more than the limit of {limit}: "
             f"send a shorter text, or raise SEQGPT_MAX_{'PROMPT' if name == 'prompt' else 'TEXT'}_CHARS"
         )
-    return value
+    return check_unicode(value, name)
 
 
 class _TextRequest(BaseModel):
     """A request about one text, limited to SEQGPT_MAX_TEXT_CHARS."""
 
-    text: StrictStr
+    text: StrictStr = Field(examples=["小米集团今天发布了新款手机，售价3999元。"])
 
     @field_validator("text")
     @classmethod
@@ -51,7 +57,7 @@ class _TextRequest(BaseModel):
 
 
 class ClassifyRequest(_TextRequest):
-    labels: StrictStr | list[StrictStr]
+    labels: StrictStr | list[StrictStr] = Field(examples=[["财经", "体育", "科技"]])
 
     @field_validator("labels")
     @classmethod
@@ -61,8 +67,9 @@ class ClassifyRequest(_TextRequest):
 
 
 class ExtractRequest(_TextRequest):
-    fields: StrictStr | list[StrictStr]
-    threshold: float = Field(0.0, ge=0.0, le=1.0)
+    fields: StrictStr | list[StrictStr] = Field(examples=[["公司名称", "金额"]])
+    # Strict like max_new_tokens: a number must come as a JSON number, never as a string.
+    threshold: float = Field(0.0, ge=0.0, le=1.0, strict=True, allow_inf_nan=False)
     exclusive: StrictBool = False
 
     @field_validator("fields")
@@ -73,7 +80,7 @@ class ExtractRequest(_TextRequest):
 
 
 class GenerateRequest(BaseModel):
-    prompt: StrictStr
+    prompt: StrictStr = Field(examples=["输入: 小米集团今天发布了新款手机\n分类: 财经，科技\n输出: [GEN]"])
     max_new_tokens: int | None = Field(None, ge=1, strict=True)
 
     @field_validator("prompt")
@@ -86,7 +93,9 @@ class GenerateRequest(BaseModel):
     def _max_new_tokens(cls, value: int | None, info: ValidationInfo) -> int | None:
         limit = _limits(info).max_new_tokens
         if value is not None and value > limit:
-            raise ValueError(f"`max_new_tokens` is {value}, more than the limit of {limit}: ask for fewer")
+            raise ValueError(
+                f"最多生成长度过大 · `max_new_tokens` is {value}, more than the limit of {limit}: ask for fewer"
+            )
         return value
 
 
@@ -101,17 +110,27 @@ def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
             continue  # a union type reports each alternative; one message per field is enough
         seen.add(field)
         kind = error.get("type", "")
+        hint = HINTS.get(field, "")
+        zh = ZH_NAMES.get(field, "")
         if not field:
-            messages.append('the request body must be a JSON object, e.g. {"text": "...", "labels": ["..."]}')
+            messages.append(
+                "请求体必须是 JSON 对象 · the request body must be a JSON object, "
+                'e.g. {"text": "...", "labels": ["..."]}'
+            )
         elif kind == "missing":
-            messages.append(f"`{field}` is missing: {HINTS.get(field, 'add it to the JSON body')}")
+            messages.append(f"缺少{zh or '字段'} · `{field}` is missing: {hint or 'add it to the JSON body'}")
         elif kind == "value_error":
             messages.append(str(error.get("msg", "")).removeprefix("Value error, "))
+        elif kind == "finite_number":
+            messages.append(f"{zh}不是数字 · `{field}` is not a number (NaN or infinity): {hint}")
+        elif kind in ("less_than_equal", "greater_than_equal", "less_than", "greater_than"):
+            messages.append(f"{zh}超出范围 · `{field}` is out of range ({error.get('msg', '')}): {hint}")
         elif kind.endswith(("_type", "_parsing")):
-            messages.append(f"`{field}` has the wrong type: {HINTS.get(field, error.get('msg', ''))}")
+            messages.append(f"{zh}类型不对 · `{field}` has the wrong type: {hint or error.get('msg', '')}")
         else:
-            messages.append(f"`{field}`: {error.get('msg', 'is not valid')}; {HINTS.get(field, '')}".rstrip("; "))
-    return "; ".join(messages) or "the request is not valid"
+            message = f"{zh}取值不对 · `{field}`: {error.get('msg', 'is not valid')}"
+            messages.append(f"{message}; {hint}" if hint else message)
+    return "; ".join(messages) or "请求无效 · the request is not valid"
 
 
 def classification_json(result: Classification) -> dict[str, Any]:

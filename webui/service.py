@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from model_loader.engine import Engine
-from model_loader.errors import InvalidInputError, ModelNotReadyError
+from model_loader.errors import ModelNotReadyError
 
-from .concurrency import BusyError, ModelGate
+from .concurrency import ModelGate
 from .logging_setup import REQUEST_ID, new_request_id
 from .metrics import Metrics
+from .outcomes import INTERNAL, outcome_of
 from .status import GpuMonitor, gpu_memory_text
 
 log = logging.getLogger(__name__)
@@ -38,19 +39,6 @@ class Served(Generic[T]):
     result: T
     request_id: str
     latency_ms: float
-
-
-def outcome_of(exc: BaseException | None) -> str:
-    """The metric / log label of how a request ended."""
-    if exc is None:
-        return "ok"
-    if isinstance(exc, InvalidInputError):
-        return "invalid"
-    if isinstance(exc, BusyError):
-        return "busy"
-    if isinstance(exc, ModelNotReadyError):
-        return "not_ready"
-    return "error"
 
 
 def request_log_line(info: RequestInfo, latency_ms: float, device: str, gpu_memory: str, outcome: str) -> str:
@@ -96,11 +84,11 @@ class Service:
         """Log the request line and count it; unexpected errors get their traceback."""
         seconds = time.perf_counter() - started
         outcome = outcome_of(exc)
-        self.metrics.observe(info.task, info.source, outcome, seconds)
+        self.metrics.observe(info.task, info.source, outcome.name, seconds)
         line = request_log_line(
-            info, seconds * 1000, self.engine.status.device, gpu_memory_text(self.gpu.read()), outcome
+            info, seconds * 1000, self.engine.status.device, gpu_memory_text(self.gpu.read()), outcome.name
         )
-        if outcome == "error":
+        if outcome is INTERNAL:
             log.error(line, exc_info=exc)
         elif exc is not None:
             log.info("%s reason=%s", line, json.dumps(str(exc), ensure_ascii=False))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -11,12 +10,19 @@ import gradio as gr
 from pydantic import BaseModel, ValidationError
 
 from model_loader.engine import Engine
-from model_loader.errors import InvalidInputError, ModelNotReadyError
+from model_loader.errors import InvalidInputError
 
 from . import examples
-from .concurrency import BusyError
 from .logging_setup import REQUEST_ID, new_request_id
-from .render import TABLE_HEADERS, details_line, extraction_markdown, extraction_rows, highlight_spans
+from .outcomes import outcome_of, user_message
+from .render import (
+    TABLE_HEADERS,
+    details_line,
+    extraction_markdown,
+    extraction_rows,
+    highlight_spans,
+    output_capped_note,
+)
 from .schemas import ClassifyRequest, ExtractRequest, GenerateRequest, describe_errors, extraction_json
 from .service import RequestInfo, Served, Service
 from .settings import ServerSettings
@@ -31,9 +37,37 @@ class UiContext:
     settings: ServerSettings
 
 
-def ui_error(message: str, title: str = "错误 Error") -> gr.Error:
-    """A calm error toast. Gradio renders toast text as HTML, so user text inside it is escaped."""
-    return gr.Error(html.escape(message), title=title, print_exception=False)
+# Gradio renders a toast's text as (sanitised) HTML, and gradio_client hands the same text to
+# programs. Full-width look-alikes keep user text from being read as markup in the one, and
+# readable, unescaped, in the other.
+_MARKUP = str.maketrans({"<": "＜", ">": "＞", "&": "＆"})
+
+
+def ui_error(exc: BaseException) -> gr.Error:
+    """A calm error toast for the UI and the Gradio API, worded by the outcome table, with the request id.
+
+    Gradio's toast shows its type ("Error") as the heading whatever title it is given, so the
+    outcome's bilingual title starts the message instead."""
+    outcome = outcome_of(exc)
+    request_id = REQUEST_ID.get()
+    message = f"{outcome.title}: {user_message(exc, request_id)} · 请求 Request {request_id}"
+    return gr.Error(message.translate(_MARKUP), title=outcome.title, print_exception=False)
+
+
+def schema_slider(*args: Any, **kwargs: Any) -> gr.Slider:
+    """A slider whose value is checked by the request schema, like every other input.
+
+    Gradio's own range check raises before the handler runs, so a value sent through the
+    Gradio API got a traceback in the log and no request line; unchecked here, it gets the
+    same calm message and ``outcome=invalid`` line as any bad input. (A subclass would do
+    the same, but Gradio writes a .pyi file beside the module of every Component subclass.)"""
+    slider = gr.Slider(*args, **kwargs)
+    slider.preprocess = _as_sent  # type: ignore[method-assign]
+    return slider
+
+
+def _as_sent(payload: Any) -> Any:
+    return payload
 
 
 def start_ui_request() -> str:
@@ -49,27 +83,17 @@ def validate(ctx: UiContext, model: type[BaseModel], info: RequestInfo, data: di
     try:
         return model.model_validate(data, context={"limits": ctx.engine.settings})
     except ValidationError as exc:
-        message = describe_errors(exc.errors())
-        ctx.service.record(info, started, InvalidInputError(message))
-        raise ui_error(message, "输入有误 Invalid input") from None
+        error = InvalidInputError(describe_errors(exc.errors()))
+        ctx.service.record(info, started, error)
+        raise ui_error(error) from None
 
 
 async def call_engine(ctx: UiContext, info: RequestInfo, fn: Any, *args: Any) -> Served[Any]:
-    """Run an engine call for the UI, turning each kind of failure into a message that says what to do."""
+    """Run an engine call for the UI; every failure becomes the toast the outcome table words."""
     try:
         return await ctx.service.run(info, fn, *args)
-    except InvalidInputError as exc:
-        raise ui_error(str(exc), "输入有误 Invalid input") from None
-    except BusyError:
-        raise ui_error("服务繁忙，请稍后再试 · Busy: too many requests right now, try again in a few seconds.",
-                       "繁忙 Busy") from None
-    except ModelNotReadyError as exc:
-        raise ui_error(f"模型未就绪 · {exc}", "模型未就绪 Not ready") from None
-    except Exception:  # logged with its traceback by the service
-        raise ui_error(
-            f"内部错误 · Internal error while running the model. Request id {REQUEST_ID.get()} "
-            "is in the server log with the details."
-        ) from None
+    except Exception as exc:  # logged by the service, with a traceback when unexpected
+        raise ui_error(exc) from None
 
 
 def classification_tab(ctx: UiContext) -> None:
@@ -105,7 +129,7 @@ def extraction_tab(ctx: UiContext) -> None:
                                   elem_id="extract-text")
                 fields = gr.Textbox(label="字段 Fields（逗号分隔 · comma-separated）",
                                     placeholder="公司名称，金额，时间", elem_id="extract-fields")
-                threshold = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="置信度阈值 Confidence threshold")
+                threshold = schema_slider(0.0, 1.0, value=0.0, step=0.05, label="置信度阈值 Confidence threshold")
                 run = gr.Button("抽取 Extract", variant="primary", elem_id="extract-run")
             with gr.Column():
                 highlighted = gr.HighlightedText(label="原文标注 Highlighted in the text", show_legend=True,
@@ -151,8 +175,8 @@ def prompt_tab(ctx: UiContext) -> None:
             with gr.Column():
                 prompt = gr.Textbox(value=examples.DEFAULT_PROMPT, label="Prompt（SeqGPT 格式 · SeqGPT format）",
                                     lines=8, elem_id="generate-prompt")
-                max_new_tokens = gr.Slider(1, limit, value=min(64, limit), step=1,
-                                           label="最多生成 Max new tokens")
+                max_new_tokens = schema_slider(1, limit, value=min(64, limit), step=1,
+                                              label="最多生成 Max new tokens")
                 run = gr.Button("生成 Generate", variant="primary", elem_id="generate-run")
             with gr.Column():
                 output = gr.Textbox(label="原始输出 Raw output", lines=8, interactive=False, buttons=["copy"],
@@ -160,15 +184,16 @@ def prompt_tab(ctx: UiContext) -> None:
                 details = gr.Markdown(elem_id="generate-details")
         gr.Examples(examples.PROMPTS, inputs=[prompt], label="示例 Examples")
 
-    async def generate(prompt: str, max_new_tokens: float) -> tuple[str, str]:
+    async def generate(prompt: str, max_new_tokens: Any) -> tuple[str, str]:
         start_ui_request()
         req = validate(ctx, GenerateRequest, RequestInfo("generate", "ui", prompt or ""),
-                       {"prompt": prompt, "max_new_tokens": int(max_new_tokens)})
+                       {"prompt": prompt, "max_new_tokens": max_new_tokens})
         served = await call_engine(ctx, RequestInfo("generate", "ui", req.prompt), ctx.engine.generate,
                                    req.prompt, req.max_new_tokens)
-        note = details_line(served.request_id, served.latency_ms)
-        if served.result.truncated:
-            note += " · 提示过长，已截断开头 · The prompt was longer than the model window and its start was cut."
+        note = " · ".join(
+            part for part in (details_line(served.request_id, served.latency_ms),
+                              output_capped_note(served.result, ctx.engine.settings.window_tokens)) if part
+        )
         return served.result.text, note
 
     run.click(generate, [prompt, max_new_tokens], [output, details], api_name="generate")

@@ -24,6 +24,8 @@ DEMO_BANNER = (
 
 CSS = """
 #seqgpt-demo-banner { background: #fff6e0; border: 1px solid #f0c36d; border-radius: 6px; padding: 8px 12px; }
+/* No column of the batch results may grow past this, so label, score and error stay on screen. */
+#batch-table th, #batch-table td { max-width: 16rem; }
 """
 
 DEVICE_CHOICES = [("GPU", "cuda"), ("CPU", "cpu")]
@@ -72,7 +74,7 @@ def _device_switch(ctx: UiContext) -> None:
             await anyio.to_thread.run_sync(ctx.engine.switch_device, device)
         except Exception as exc:
             log.exception("device switch to %s failed", device)
-            raise ui_error(f"切换失败 · Could not switch to {device}: {exc}") from None
+            raise ui_error(exc) from None
         gr.Info(f"已切换到 {device} · Now running on {device}")
 
     switch.change(switch_device, switch, None, api_visibility="private", concurrency_limit=1)

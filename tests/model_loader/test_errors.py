@@ -240,11 +240,11 @@ def test_bad_requests_raise_invalid_input_saying_how_to_fix_it(engine, task, tex
     assert engine.status.ready, "a bad request does not harm the engine"
 
 
-def test_labels_too_long_for_the_model_window_are_refused(engine):
+def test_labels_too_long_for_the_model_window_are_refused_naming_labels_or_fields(engine):
     labels = [f"{i:02d}" + "很长的标签名称" * 8 for i in range(64)]
     assert all(len(label) <= engine.settings.max_label_chars for label in labels)
-    for call in (engine.classify, engine.extract):
-        with pytest.raises(InvalidInputError, match="fewer or shorter labels"):
+    for call, what in ((engine.classify, "labels"), (engine.extract, "fields")):
+        with pytest.raises(InvalidInputError, match=f"the {what} take .* fewer or shorter {what}"):
             call("温格的球队。", labels)
 
 

@@ -64,3 +64,20 @@ def test_gradio_client_needs_the_credentials(auth_server, tmp_path):
                     headers={"Authorization": f"Basic {token}"})
     label, _ = client.predict("客户要求退货", "投诉，咨询", api_name="/classify")
     assert label["label"] in ("投诉", "咨询")
+
+
+def test_a_refusal_carries_a_request_id_and_a_wrong_password_is_logged(auth_server):
+    with auth_server.client(auth=(USER, "guess")) as http:
+        response = http.post("/api/classify", json=GOOD)
+    assert response.status_code == 401
+    request_id = response.json()["request_id"]
+    assert request_id == response.headers["X-Request-ID"]
+    [line] = [line for line in auth_server.log_text().splitlines() if request_id in line]
+    assert "login refused" in line and "guess" not in line
+
+
+def test_gradio_client_works_with_basic_auth_through_httpx_kwargs_as_the_readme_shows(auth_server, tmp_path):
+    client = Client(auth_server.url, verbose=False, analytics_enabled=False, download_files=str(tmp_path),
+                    httpx_kwargs={"auth": (USER, PASSWORD)})
+    label, _ = client.predict("客户要求退货", "投诉，咨询", api_name="/classify")
+    assert label["label"] in ("投诉", "咨询")

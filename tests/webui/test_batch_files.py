@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import pytest
 
@@ -12,20 +13,28 @@ from webui.batch import (
     BatchItem,
     flat_record,
     parse_batch,
+    prune_results,
     read_batch_file,
     result_record,
     write_results,
 )
 
 
-def test_csv_reads_the_text_column_and_keeps_row_numbers():
-    data = "id,text\n1,合同已签订\n2,\n3,快递没有更新\n".encode()
-    assert parse_batch(data, "tickets.csv", 10) == [BatchItem(1, "合同已签订"), BatchItem(3, "快递没有更新")]
+def test_csv_reads_the_text_column_and_keeps_row_numbers_and_the_id_column():
+    data = "id,text\nA-1,合同已签订\nA-2,\nA-3,快递没有更新\n".encode()
+    expected = [BatchItem(1, "合同已签订", "A-1"), BatchItem(3, "快递没有更新", "A-3")]
+    assert parse_batch(data, "tickets.csv", 10) == expected
 
 
 def test_csv_with_chinese_header_and_quoted_newlines():
-    data = '编号,文本\n1,"第一行\n第二行"\n'.encode()
-    assert parse_batch(data, "a.csv", 10) == [BatchItem(1, "第一行\n第二行")]
+    data = '编号,文本\n7,"第一行\n第二行"\n'.encode()
+    assert parse_batch(data, "a.csv", 10) == [BatchItem(1, "第一行\n第二行", "7")]
+
+
+def test_csv_with_an_unterminated_quote_is_an_error_not_a_merge():
+    data = 'text\n"第一条，引号没有结束\n第二条\n第三条\n'.encode()
+    with pytest.raises(BatchFileError, match="malformed.*quot"):
+        parse_batch(data, "a.csv", 10)
 
 
 def test_single_column_csv_needs_no_text_header():
@@ -51,11 +60,40 @@ def test_jsonl_takes_objects_with_text_or_plain_strings():
     assert parse_batch(data, "a.jsonl", 10) == [BatchItem(1, "工单一"), BatchItem(3, "工单二")]
 
 
-def test_jsonl_error_names_the_line():
-    with pytest.raises(BatchFileError, match="line 2 is not valid JSON"):
-        parse_batch(b'{"text": "a"}\n{oops\n', "a.jsonl", 10)
-    with pytest.raises(BatchFileError, match="line 1 has no text"):
-        parse_batch(b'{"body": "a"}\n', "a.jsonl", 10)
+def test_a_bad_jsonl_line_fails_as_its_own_row_naming_the_line():
+    items = parse_batch(b'{"text": "a", "id": 9}\n{oops\n{"body": "a"}\n', "a.jsonl", 10)
+    assert items[0] == BatchItem(1, "a", "9")
+    assert items[1].row == 2 and "line 2 is not valid JSON" in items[1].error
+    assert items[2].row == 3 and "line 3 has no text" in items[2].error
+
+
+def test_formula_cells_are_neutralised_in_the_csv(tmp_path):
+    texts = ["=cmd|' /C calc'!A0", "+1", "-2", "@SUM(A1)", "\tx", "\rx", "普通文本"]
+    records = [result_record(BatchItem(n, text), {"label": "=HYPERLINK(1)", "scores": {}}, None)
+               for n, text in enumerate(texts, 1)]
+    flat = [flat_record("classify", record, []) for record in records]
+    csv_path, jsonl_path = write_results(records, flat, tmp_path / "out")
+    with csv_path.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["text"] for row in rows] == ["'" + text for text in texts[:-1]] + ["普通文本"]
+    assert {row["label"] for row in rows} == {"'=HYPERLINK(1)"}
+    assert json.loads(jsonl_path.read_text(encoding="utf-8").splitlines()[0])["text"] == texts[0]
+
+
+def test_a_lone_surrogate_in_a_row_is_written_as_an_escape(tmp_path):
+    record = result_record(BatchItem(1, "坏\ud800字"), None, "invalid Unicode")
+    csv_path, jsonl_path = write_results([record], [flat_record("classify", record, [])], tmp_path / "out")
+    assert json.loads(jsonl_path.read_text(encoding="utf-8"))["text"] == "坏\\ud800字"
+    assert "坏\\ud800字" in csv_path.read_text(encoding="utf-8-sig")
+
+
+def test_only_the_newest_result_folders_are_kept(tmp_path):
+    for n in range(5):
+        folder = tmp_path / f"batch{n}"
+        folder.mkdir()
+        os.utime(folder, (1000 + n, 1000 + n))
+    prune_results(tmp_path, keep=2)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["batch3", "batch4"]
 
 
 def test_txt_is_one_text_per_non_empty_line():
