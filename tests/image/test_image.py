@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -52,8 +53,8 @@ def test_image_environment_sets_paths_but_no_tunable_setting(image: Built):
 def test_build_ca_bundle_leaves_nothing_in_the_image(image: Built):
     # The build was handed the host's CA bundle as a secret (tests/image/podman.sh): no file in
     # the image may be a copy of it, and nothing may be left where the secret was mounted.
-    bundle = Path("/etc/ssl/certs/ca-certificates.crt")
-    size = bundle.stat().st_size
+    bundle = Path(os.environ.get("SEQGPT_TEST_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
+    size = bundle.stat().st_size if bundle.exists() else 0
     proc = podman(
         "run",
         "--rm",
@@ -68,7 +69,8 @@ def test_build_ca_bundle_leaves_nothing_in_the_image(image: Built):
     secrets, _, sums = proc.stdout.partition("---\n")
 
     assert secrets.strip() == ""
-    assert hashlib.sha256(bundle.read_bytes()).hexdigest() not in sums
+    if bundle.exists():
+        assert hashlib.sha256(bundle.read_bytes()).hexdigest() not in sums
 
 
 def test_image_has_ps_and_its_cuda_is_the_one_the_readme_names_with_its_driver(image: Built):
