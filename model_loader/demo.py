@@ -90,6 +90,9 @@ def build_demo_model(out_dir: Path, vocab_size: int = 1200, seed: int = 0) -> Pa
             if param.dim() == 2:
                 param.normal_(0.0, 0.2)
     model.save_pretrained(out_dir, safe_serialization=True)
+    # save_pretrained leaves the weights owner-only (0600): a container user or a service account
+    # other than the builder could not read a mounted copy.
+    (out_dir / "model.safetensors").chmod(0o644)
 
     (out_dir / DEMO_MARKER).write_text(
         "# Demo weights\n\n"

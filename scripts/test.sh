@@ -43,6 +43,29 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 
+# The image tier (tests/image) builds the Dockerfile and runs it with rootful podman; the base
+# image comes from debootstrap. Install them where that is ours to do, as for chromium. Where
+# podman still cannot run, that tier fails and says why: it never skips.
+IMAGE_PACKAGES=(podman buildah runc debootstrap uidmap fuse-overlayfs slirp4netns)
+missing=()
+for tool in podman buildah runc debootstrap newuidmap fuse-overlayfs slirp4netns; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+    if [[ "$(id -u)" == 0 ]]; then
+        echo "==> installing ${IMAGE_PACKAGES[*]} for the image tier (missing: ${missing[*]})"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${IMAGE_PACKAGES[@]}"
+    elif [[ "${CI:-}" == true ]] && command -v sudo >/dev/null 2>&1; then
+        echo "==> installing ${IMAGE_PACKAGES[*]} for the image tier (sudo; missing: ${missing[*]})"
+        sudo -n apt-get update -qq
+        sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${IMAGE_PACKAGES[@]}"
+    else
+        echo "!! ${missing[*]} missing and this is not root: install ${IMAGE_PACKAGES[*]}" >&2
+        echo "   (apt-get install), or the image tests will fail" >&2
+    fi
+fi
+
 echo "==> ruff check ."
 "$VENV/bin/ruff" check .
 

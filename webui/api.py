@@ -116,6 +116,9 @@ def build_api_router(engine: Engine, service: Service, render_metrics: Callable[
     @router.get("/health")
     async def health() -> JSONResponse:
         status = engine.status
+        driver_problem = service.gpu.driver_problem()
+        if driver_problem:
+            return JSONResponse({"status": "error", "reason": driver_problem, "device": status.device}, status_code=503)
         if not status.ready:
             reason = status.error if status.state == "error" and status.error else None
             return JSONResponse(

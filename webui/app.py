@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def build_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     """Wire the engine to HTTP and the UI. Cheap: it loads nothing; call ``engine.load()`` separately."""
-    gpu = GpuMonitor()
+    gpu = GpuMonitor(engine.settings.device)
     gate = ModelGate(settings.concurrency, settings.queue_size)
     metrics = Metrics(
         queue_depth=lambda: float(gate.waiting + engine.queue_depth),

@@ -1,4 +1,4 @@
-"""GPU health through NVML, and the pure function that turns a reading and the model state into the status bar."""
+"""GPU health through NVML, and the pure functions that turn readings and the model state into the status bar."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import html
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pynvml
+import torch
 
 from model_loader.results import EngineStatus
 
@@ -16,6 +17,10 @@ log = logging.getLogger(__name__)
 
 HOT_CELSIUS = 85
 _GIB = 1024**3
+
+# The oldest Linux driver that runs every release of a CUDA major version (NVIDIA's "minor version
+# compatibility" table in the CUDA release notes). torch's CUDA wheels need no more than this.
+MIN_DRIVER_FOR_CUDA = {11: "450.80.02", 12: "525.60.13", 13: "580.65.06"}
 
 _COLOURS = {
     "ok": ("#e7f6ec", "#1e8e3e"),
@@ -33,6 +38,8 @@ class GpuReading:
     memory_used_bytes: int
     memory_total_bytes: int
     temperature_c: int | None
+    # Set when the NVIDIA driver cannot run this torch build's CUDA (see driver_problem).
+    driver_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,17 +56,30 @@ class StatusView:
 
 
 class GpuMonitor:
-    """Reads the model's GPU through NVML. Without a driver every read returns None, quietly."""
+    """Reads the model's GPU through NVML. Without a driver every read returns None, quietly.
 
-    def __init__(self) -> None:
+    ``device_setting`` is SEQGPT_DEVICE: with ``cpu`` the CPU is a choice, so a driver too old
+    for torch's CUDA is no problem; otherwise it is one, because torch would fall back to the CPU.
+    """
+
+    def __init__(self, device_setting: str = "auto", torch_cuda: str | None = torch.version.cuda) -> None:
         self._lock = threading.Lock()
         self._handle: object | None = None
         self._unavailable: str | None = None
         self._warned = False
+        self._device_setting = device_setting
+        self._torch_cuda = torch_cuda
+        self._driver_problem: str | None = None
 
     @property
     def unavailable_reason(self) -> str | None:
         return self._unavailable
+
+    def driver_problem(self) -> str | None:
+        """Why the GPU cannot be used by this build (the driver is too old), or None."""
+        with self._lock:
+            self._open()
+            return self._driver_problem
 
     def read(self) -> GpuReading | None:
         with self._lock:
@@ -67,7 +87,7 @@ class GpuMonitor:
             if handle is None:
                 return None
             try:
-                return _sample(handle)
+                return replace(_sample(handle), driver_problem=self._driver_problem)
             except pynvml.NVMLError as exc:
                 if not self._warned:
                     log.warning("NVML read failed, status bar falls back to the model state: %s", exc)
@@ -83,7 +103,59 @@ class GpuMonitor:
         except pynvml.NVMLError as exc:
             self._unavailable = str(exc)
             log.info("no NVIDIA GPU readable through NVML (%s): the status bar shows CPU", exc)
+            return None
+        if self._device_setting != "cpu":
+            self._driver_problem = driver_problem(*_driver_versions(), self._torch_cuda)
+            if self._driver_problem:
+                log.error("%s", self._driver_problem)
         return self._handle
+
+
+def _driver_versions() -> tuple[str | None, int | None]:
+    """The driver's version ("575.57.08") and the newest CUDA it runs (12090 for 12.9), where NVML says."""
+    try:
+        version = pynvml.nvmlSystemGetDriverVersion()
+        version = version.decode() if isinstance(version, bytes) else str(version)
+    except pynvml.NVMLError:
+        return None, None
+    try:
+        cuda = int(pynvml.nvmlSystemGetCudaDriverVersion())
+    except pynvml.NVMLError:
+        cuda = None
+    return version, cuda
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def driver_problem(driver_version: str | None, driver_cuda: int | None, torch_cuda: str | None) -> str | None:
+    """Pure: why an NVIDIA driver cannot run torch's CUDA, or None when it can or there is nothing to tell.
+
+    ``driver_version`` and ``driver_cuda`` are NVML's readings (``nvmlSystemGetDriverVersion``,
+    ``nvmlSystemGetCudaDriverVersion``: 12090 means CUDA 12.9); ``torch_cuda`` is ``torch.version.cuda``
+    (None for a CPU build of torch). A driver runs every minor release of the CUDA major versions it
+    supports, so only the major version is compared.
+    """
+    if not driver_version or not torch_cuda:
+        return None
+    need_major = _version_tuple(torch_cuda)[0]
+    need_driver = MIN_DRIVER_FOR_CUDA.get(need_major)
+    if driver_cuda:
+        if driver_cuda // 1000 >= need_major:
+            return None
+        runs = f"runs CUDA up to {driver_cuda // 1000}.{driver_cuda % 1000 // 10}"
+    elif need_driver is None or _version_tuple(driver_version) >= _version_tuple(need_driver):
+        return None
+    else:
+        runs = "is too old"
+    needed = f"driver {need_driver} or newer" if need_driver else f"a driver for CUDA {need_major}"
+    return (
+        f"NVIDIA驱动过旧，GPU不可用 NVIDIA driver too old: driver {driver_version} {runs}, "
+        f"but this build of torch uses CUDA {torch_cuda} and needs {needed}. "
+        "Update the host's NVIDIA driver, or use an image built for an older CUDA; "
+        "SEQGPT_DEVICE=cpu runs on the CPU on purpose"
+    )
 
 
 def _visible_gpu_handle() -> object:
@@ -125,13 +197,16 @@ def format_status(model: EngineStatus, gpu: GpuReading | None) -> StatusView:
     """Pure: the status bar for a model state and a GPU reading (None where there is no NVIDIA driver)."""
     parts: list[str] = []
     level = "ok"
+    if gpu is not None and gpu.driver_problem:
+        level = "error"
+        parts.append(gpu.driver_problem)
     if model.state == "ready":
         parts.append("模型 Model: 就绪 ready")
     elif model.state == "error":
         level = "error"
         parts.append(f"模型错误 Model error: {model.error or 'unknown error, see the server log'}")
     else:
-        level = "warn"
+        level = "error" if level == "error" else "warn"
         parts.append("模型加载中 Model loading…")
 
     on_cpu = gpu is None or not model.device.startswith("cuda")
@@ -141,9 +216,7 @@ def format_status(model: EngineStatus, gpu: GpuReading | None) -> StatusView:
             parts.append(f"GPU {gpu.name}")
         if gpu.utilization_pct is not None:
             parts.append(f"利用率 Util: {gpu.utilization_pct}%")
-        parts.append(
-            f"显存 Memory: {gpu.memory_used_bytes / _GIB:.1f} / {gpu.memory_total_bytes / _GIB:.1f} GiB"
-        )
+        parts.append(f"显存 Memory: {gpu.memory_used_bytes / _GIB:.1f} / {gpu.memory_total_bytes / _GIB:.1f} GiB")
         if gpu.temperature_c is not None:
             parts.append(f"温度 Temp: {gpu.temperature_c}°C")
             if gpu.temperature_c >= HOT_CELSIUS:

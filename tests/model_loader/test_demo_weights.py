@@ -101,3 +101,9 @@ def test_weights_without_the_demo_marker_are_not_reported_as_demo(demo_dir, tmp_
     shutil.copytree(demo_dir, real_looking)
     (real_looking / DEMO_MARKER).unlink()
     assert load_model(Settings(model_dir=real_looking, device="cpu")).is_demo is False
+
+
+def test_demo_files_are_readable_by_every_user(demo_model_dir: Path) -> None:
+    # Mounted into a container or read by a service account, owner-only weights would not load.
+    for path in demo_model_dir.iterdir():
+        assert path.stat().st_mode & 0o444 == 0o444, f"{path.name} is {oct(path.stat().st_mode & 0o777)}"
