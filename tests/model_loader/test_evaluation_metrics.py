@@ -118,7 +118,8 @@ def test_span_scores_agree_with_scikit_learn_multilabel_micro_averages():
 def test_extraction_report_scores_text_match_on_field_and_mention_text():
     text = "北京大学在北京"
     gold = GoldSet("extract", [
-        GoldRow(1, text, spans=(Span("组织", 0, 4, "北京大学"), Span("地点", 0, 2, "北京"), Span("地点", 5, 7, "北京"))),
+        GoldRow(1, text, spans=(Span("组织", 0, 4, "北京大学"), Span("地点", 0, 2, "北京"),
+                                Span("地点", 5, 7, "北京"))),
         GoldRow(2, "没有实体", spans=()),
         GoldRow(3, "张三来了", spans=(Span("人名", 0, 2, "张三"),)),
     ], FIELDS)
