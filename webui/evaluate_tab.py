@@ -18,6 +18,7 @@ from .tabs import UiContext, start_ui_request, ui_error
 
 TASKS = [("分类 Classify", "classify"), ("抽取 Extract", "extract")]
 SAMPLE_FILE = Path(__file__).with_name("sample_evaluate.csv")
+CHART_HEIGHT = 460
 MAP_HINT = "news_finance=财经\nnews_sports=体育"
 
 
@@ -48,8 +49,9 @@ def evaluate_tab(ctx: UiContext) -> None:
                                      elem_id="evaluate-metrics")
                 with gr.Row():
                     confusion = gr.Image(label="混淆矩阵 Confusion matrix", type="filepath", interactive=False,
-                                         elem_id="evaluate-confusion")
-                    f1_chart = gr.Image(label="F1", type="filepath", interactive=False, elem_id="evaluate-f1")
+                                         height=CHART_HEIGHT, elem_id="evaluate-confusion")
+                    f1_chart = gr.Image(label="F1", type="filepath", interactive=False, height=CHART_HEIGHT,
+                                        elem_id="evaluate-f1")
                 errors = gr.Dataframe(label="最严重的错误 Worst errors", interactive=False, elem_id="evaluate-errors")
         gr.Examples([[str(SAMPLE_FILE), "classify", ""]], inputs=[upload, task, mapping], label="示例 Example")
 
