@@ -57,14 +57,19 @@ async def _read_upload(request: Request, ctx: UiContext, max_body: int):
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidInputError(USAGE)
     try:
-        form = await request.form(max_files=1, max_fields=4)
+        form = await request.form(max_files=2, max_fields=4)
     except Exception as exc:  # Starlette raises its own error types for a malformed form
         raise InvalidInputError(f"the form could not be read ({exc}): {USAGE}") from None
     upload, task, map_text = form.get("file"), form.get("task"), form.get("map") or ""
     if upload is None or isinstance(upload, str):
         raise InvalidInputError(f"`file` is missing: {USAGE}")
-    if not isinstance(task, str) or not isinstance(map_text, str):
+    if not isinstance(task, str):
         raise InvalidInputError(f"`task` is missing: {USAGE}")
+    if not isinstance(map_text, str):  # the map sent as a file (curl -F map=@map.txt)
+        try:
+            map_text = (await map_text.read(64 * 1024)).decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise InvalidInputError("the map is not UTF-8 text: save it as UTF-8 and send it again") from None
     data = await upload.read(ctx.settings.batch_max_bytes + 1)
     return load_gold(data, upload.filename or "upload.jsonl", task, map_text, ctx.settings,
                      ctx.engine.settings.max_labels)

@@ -141,7 +141,8 @@ def test_compare_shows_the_score_change_and_the_rows_that_changed(tmp_path):
 
 def test_bad_rows_are_reported_with_line_numbers_and_bad_files_exit_calmly(demo_model_dir, tmp_path):
     data = tmp_path / "gold.jsonl"
-    data.write_text('{"text": "好看", "label": "正面"}\n{"text": "缺标签"}\n{"text": "难看", "label": "负面"}\n', "utf-8")
+    rows = ['{"text": "好看", "label": "正面"}', '{"text": "缺标签"}', '{"text": "难看", "label": "负面"}']
+    data.write_text("\n".join(rows) + "\n", "utf-8")
     done = evaluate("--task", "classify", "--data", data, "--json", tmp_path / "r.json", model_dir=demo_model_dir)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "line 2: no label" in done.stderr
