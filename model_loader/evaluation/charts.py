@@ -8,6 +8,7 @@ default font, in which Chinese characters show as boxes.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,9 @@ def write_charts(report: dict[str, Any], prefix: Path) -> list[Path]:
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     paths = [prefix.with_name(prefix.name + ".confusion.png"), prefix.with_name(prefix.name + ".f1.png")]
-    with plt.rc_context(style):
+    with plt.rc_context(style), warnings.catch_warnings():
+        # Without a CJK font matplotlib warns once per missing character; the one warning above says it all.
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
         _confusion(plt, report, paths[0])
         _f1_bars(plt, report, paths[1])
     return paths
