@@ -26,6 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from model_loader.errors import SeqGPTError  # noqa: E402
 from model_loader.evaluation import (  # noqa: E402
     EvaluationDataError,
     GoldRow,
@@ -65,7 +66,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threshold", type=float, default=0.0, help="extraction confidence threshold (0 to 1)")
     parser.add_argument("--worst", type=int, default=10, help="how many worst errors to list (default 10)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on the terminal")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.threshold <= 1.0:
+        parser.error(f"--threshold must be from 0 to 1, got {args.threshold}")
+    if args.concurrency < 1 or args.worst < 0:
+        parser.error("--concurrency must be at least 1 and --worst at least 0")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         records = read_predictions(args.predictions, gold) if args.predictions else _predict(args, gold)
         report = build_report(gold, records, worst=args.worst)
-    except EvaluationDataError as exc:
+    except (EvaluationDataError, SeqGPTError) as exc:  # a bad file, or no model where one is needed
         print(f"错误 Error: {exc}", file=sys.stderr)
         return 2
     print(markdown_summary(report), end="")

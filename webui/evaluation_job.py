@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from model_loader.errors import InvalidInputError
+from model_loader.errors import InvalidInputError, ModelNotReadyError
 from model_loader.evaluation import (
     EvaluationDataError,
     GoldRow,
@@ -92,6 +92,10 @@ async def _predict_one(service: Service, gold: GoldSet, row: GoldRow) -> dict[st
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.5)
+        except ModelNotReadyError:
+            raise
+        except Exception:  # logged with its traceback by the service; the row counts as failed
+            return {"error": "internal error: see the server log"}
 
 
 def write_outputs(gold: GoldSet, records: list[dict[str, Any]], out_dir: Path) -> tuple[dict[str, Any], list[Path]]:

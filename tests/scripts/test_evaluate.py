@@ -152,3 +152,11 @@ def test_bad_rows_are_reported_with_line_numbers_and_bad_files_exit_calmly(demo_
     missing = evaluate("--task", "classify", "--data", tmp_path / "nope.jsonl")
     assert missing.returncode == 2 and "错误 Error: no labelled file" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_no_model_where_one_is_needed_is_a_calm_error(tmp_path):
+    data = tmp_path / "gold.csv"
+    data.write_text("text,label\n好看,正面\n", encoding="utf-8")
+    done = evaluate("--task", "classify", "--data", data)
+    assert done.returncode == 2 and "错误 Error: no model at /nonexistent/no-model-here" in done.stderr
+    assert "Traceback" not in done.stderr
