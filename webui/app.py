@@ -17,6 +17,7 @@ from .api import build_api_router, error_response, route_error
 from .api_docs import render_docs
 from .batch_tab import batch_dir
 from .concurrency import ModelGate
+from .evaluate_api import build_evaluate_router
 from .metrics import Metrics
 from .middleware import BasicAuthMiddleware, RequestIdMiddleware
 from .outcomes import RouteError
@@ -50,6 +51,7 @@ def build_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     app.include_router(build_api_router(engine, service, metrics.render))
 
     ctx = UiContext(engine, service, settings)
+    app.include_router(build_evaluate_router(ctx))
     blocks = build_blocks(ctx, gpu)
     results = batch_dir(ctx)
     results.mkdir(parents=True, exist_ok=True)
