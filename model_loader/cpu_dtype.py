@@ -1,4 +1,4 @@
-"""Which dtype a CPU should run the model in, from its processor flags.
+"""What this CPU can run: the dtype the model should use on it, and whether its weights may be packed.
 
 Having an instruction set is not being fast at it. With torch 2.13's oneDNN on a
 Xeon with AVX512-BF16 and AVX512-FP16 but no AMX, matrix products ran at about
@@ -9,25 +9,92 @@ rounds them); else bf16 where it has that; else fp32.
 
 A rule rather than a timing at load: the choice, and so the results' last bits,
 then never depends on how busy the machine was at start-up.
+
+Two things can take features away, so that any machine can try the paths of a lesser one:
+``SEQGPT_CPU_FLAGS_EXCLUDE`` (flag names as /proc/cpuinfo spells them, comma-separated) hides
+flags from this module, and oneDNN's own ``ONEDNN_MAX_CPU_ISA`` caps what the library runs,
+which torch reports as the half-precision types oneDNN supports.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
+log = logging.getLogger(__name__)
 
-def processor_flags() -> set[str]:
+EXCLUDE_VARIABLE = "SEQGPT_CPU_FLAGS_EXCLUDE"
+HALF_DTYPES = frozenset({"bfloat16", "float16"})
+
+# What torch's mkldnn_reorder_linear_weight asks of the processor before it packs a matrix:
+# any one of these sets of flags.
+PACKING_NEEDS = {
+    "float16": ({"avx512_fp16"}, {"avx_ne_convert"}),
+    "bfloat16": ({"avx512bw", "avx512vl", "avx512dq"}, {"avx_ne_convert"}),
+}
+
+
+def excluded_flags(environ: Mapping[str, str] | None = None) -> set[str]:
+    env = os.environ if environ is None else environ
+    return {flag.strip().lower() for flag in env.get(EXCLUDE_VARIABLE, "").split(",") if flag.strip()}
+
+
+def processor_flags(environ: Mapping[str, str] | None = None) -> set[str]:
+    """The processor's flags, less those named in ``SEQGPT_CPU_FLAGS_EXCLUDE``."""
     try:
-        return set(Path("/proc/cpuinfo").read_text().split())
+        words = Path("/proc/cpuinfo").read_text().split()
     except OSError:
-        return set()
+        words = []
+    return set(words) - excluded_flags(environ)
 
 
-def cpu_dtype(flags: set[str]) -> str:
-    if "amx_bf16" in flags and "amx_fp16" not in flags:
+def onednn_half_dtypes() -> set[str]:
+    """The half-precision types oneDNN runs in this process; ``ONEDNN_MAX_CPU_ISA`` can take them away."""
+    import torch
+
+    supported = set()
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        supported.add("bfloat16")
+    if torch.ops.mkldnn._is_mkldnn_fp16_supported():
+        supported.add("float16")
+    return supported
+
+
+def cpu_dtype(flags: set[str], onednn: set[str] | frozenset[str] = HALF_DTYPES) -> str:
+    """The dtype for these processor flags, choosing a half type only where oneDNN runs it."""
+    if "amx_bf16" in flags and "amx_fp16" not in flags and "bfloat16" in onednn:
         return "bfloat16"
-    if flags & {"avx512_fp16", "amx_fp16"}:
+    if flags & {"avx512_fp16", "amx_fp16"} and "float16" in onednn:
         return "float16"
-    if "avx512_bf16" in flags:
+    if "avx512_bf16" in flags and "bfloat16" in onednn:
         return "bfloat16"
     return "float32"
+
+
+def auto_cpu_dtype() -> str:
+    flags, onednn = processor_flags(), onednn_half_dtypes()
+    dtype = cpu_dtype(flags, onednn)
+    hidden = sorted(excluded_flags())
+    log.info(
+        "CPU dtype %s, from the processor flags%s and oneDNN's half types (%s)",
+        dtype,
+        f" less {EXCLUDE_VARIABLE}={','.join(hidden)}" if hidden else "",
+        ", ".join(sorted(onednn)) or "none",
+    )
+    return dtype
+
+
+def packing_problem(dtype: str, flags: set[str], onednn: set[str] | frozenset[str]) -> str | None:
+    """Why oneDNN's packed weight layout cannot be used for ``dtype`` here; None when it can."""
+    needs = PACKING_NEEDS.get(dtype)
+    if needs is None:
+        return f"only half-precision weights are packed, not {dtype}"
+    if not any(need <= flags for need in needs):
+        wanted = " or ".join("+".join(sorted(need)) for need in needs)
+        hidden = f" (or {EXCLUDE_VARIABLE} hides it)" if excluded_flags() else ""
+        return f"packing {dtype} needs the CPU flag {wanted}, which this processor lacks{hidden}"
+    if dtype not in onednn:
+        return f"oneDNN does not run {dtype} here (ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')})"
+    return None

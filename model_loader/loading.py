@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .bloom_weights import BloomWeights
-from .cpu_dtype import cpu_dtype, processor_flags
+from .cpu_dtype import auto_cpu_dtype
 from .demo import DEMO_MARKER
 from .errors import ModelLoadError
 from .settings import Settings
@@ -52,7 +52,7 @@ def resolve_dtype(requested: str, device: str) -> str:
         return requested
     if device == "cuda":
         return "float16"
-    return cpu_dtype(processor_flags())
+    return auto_cpu_dtype()
 
 
 def check_model_dir(model_dir: Path) -> Path:

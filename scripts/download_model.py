@@ -64,6 +64,19 @@ def check_model_dir(model_dir: Path) -> list[str]:
     return problems
 
 
+def describe_model_dir(model_dir: Path) -> str:
+    """What a usable model folder holds, in one line: the folder, its weights, and whether they are demo weights."""
+    weights = next(name for name in (SAFETENSORS, SAFETENSORS_INDEX, PICKLE) if (model_dir / name).is_file())
+    size_mb = sum(p.stat().st_size for p in model_dir.iterdir() if p.suffix in (".safetensors", ".bin")) / 1e6
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    kind = "DEMO weights (random, meaningless output)" if (model_dir / "DEMO_WEIGHTS.md").exists() else "SeqGPT-560M"
+    return (
+        f"{kind} in {model_dir}: {ARCHITECTURE}, {config.get('n_layer', '?')} layers, hidden size "
+        f"{config.get('hidden_size', '?')}, vocabulary {config.get('vocab_size', '?')}; {weights} ({size_mb:.0f} MB), "
+        f"{TOKENIZER}"
+    )
+
+
 def _view(tensor) -> tuple:
     """Identify the memory a tensor reads: two names with the same view are one tensor."""
     return (
@@ -151,6 +164,14 @@ def unreachable_reason(url: str, timeout: float) -> str | None:
     return result[0]
 
 
+def _python() -> str:
+    """This interpreter as typed from the repository folder: .venv/bin/python there, else python."""
+    try:
+        return str(Path(sys.executable).relative_to(Path.cwd()))
+    except ValueError:
+        return "python"
+
+
 def _offline_message(source: str, url: str, reason: str, dest: Path) -> str:
     return (
         f"cannot reach {source} at {url}: {reason}.\n"
@@ -158,7 +179,7 @@ def _offline_message(source: str, url: str, reason: str, dest: Path) -> str:
         f"  - copy a SeqGPT-560M folder (config.json, weights, tokenizer.json) to {dest},\n"
         f"    or point SEQGPT_MODEL_DIR at one;\n"
         f"  - for a mirror, set HF_ENDPOINT (Hugging Face) or use --source modelscope;\n"
-        f"  - to try the appliance without the model: python scripts/make_demo_model.py models/demo\n"
+        f"  - to try the appliance without the model: {_python()} scripts/make_demo_model.py models/demo\n"
         f"    and SEQGPT_MODEL_DIR=models/demo (random weights, meaningless output)."
     )
 
@@ -235,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         problems = check_model_dir(dest)
         for problem in problems:
             print(f"model check: {problem}", file=sys.stderr)
+        if not problems:
+            print(f"ok: {describe_model_dir(dest)}")
         return EXIT_BAD_MODEL if problems else 0
     try:
         if args.source == "hf":

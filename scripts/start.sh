@@ -1,39 +1,27 @@
 #!/usr/bin/env bash
 # Start the SeqGPT-560M appliance on this machine under Supervisor, from a fresh clone.
 #
-# Sets up .venv, finds weights (real ones, a download, or loudly: demo weights), starts
-# supervisord with supervisor/supervisord.conf in the background and waits for /health.
-# Running it again while the appliance is up only reports what is running.
+# Sets up .venv, finds weights (real ones, a download, or loudly: demo weights), writes the
+# SEQGPT_* settings given to it into the workspace's settings file, starts supervisord with
+# supervisor/supervisord.conf in the background and waits for /health. It records the
+# workspace in .seqgpt-instance, so stop.sh, status.sh, supervisorctl and a second start.sh
+# find the running copy from any shell. Running it again while the appliance is up only
+# reports what is running, whatever the environment says.
 #
-# Settings (all optional): SEQGPT_MODEL_DIR, SEQGPT_WORKSPACE (default: logs/ here),
-# SEQGPT_PORT (7860), SEQGPT_HOST, SEQGPT_START_TIMEOUT (seconds to wait for /health, 900),
-# PYTHON (interpreter that creates .venv, python3), and every SEQGPT_* the app reads.
+# Settings (all optional): SEQGPT_WORKSPACE (default: the recorded one, else logs/ here),
+# SEQGPT_START_TIMEOUT (seconds to wait for /health, 900), PYTHON (interpreter that creates
+# .venv, python3), and every SEQGPT_* the app reads (SEQGPT_PORT, SEQGPT_MODEL_DIR ...): those
+# are written into $SEQGPT_WORKSPACE/seqgpt560m.env, where they stay for the next start.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CALLER_DIR="$PWD"
+source "$(dirname "${BASH_SOURCE[0]}")/instance.sh"
 cd "$ROOT"
-CONF="supervisor/supervisord.conf"
-VENV="$ROOT/.venv"
-PROGRAM="seqgpt560m"
 DEMO_DIR="$ROOT/models/demo"
-
-# supervisord.conf expands these three; it refuses to start if any is unset.
-export SEQGPT_HOME="$ROOT"
-export SEQGPT_PYTHON="$VENV/bin/python"
-export SEQGPT_WORKSPACE="${SEQGPT_WORKSPACE:-$ROOT/logs}"
-export SEQGPT_PORT="${SEQGPT_PORT:-7860}"
-MODEL_DIR="${SEQGPT_MODEL_DIR:-/root/models/seqgpt-560m}"
+DEFAULT_MODEL_DIR="/root/models/seqgpt-560m"
 START_TIMEOUT="${SEQGPT_START_TIMEOUT:-900}"
-
-# A wildcard bind address is reached through loopback from here.
-case "${SEQGPT_HOST:-}" in
-    "" | 0.0.0.0 | "::" | "[::]") CHECK_HOST="127.0.0.1" ;;
-    *) CHECK_HOST="$SEQGPT_HOST" ;;
-esac
-URL="http://${CHECK_HOST}:${SEQGPT_PORT}"
-
-say() { printf '%s\n' "$*"; }
-ctl() { "$VENV/bin/supervisorctl" -c "$CONF" "$@"; }
+# Read by start.sh itself; every other SEQGPT_* variable is a setting of the app.
+NOT_APP_SETTINGS=" SEQGPT_WORKSPACE SEQGPT_HOME SEQGPT_PYTHON SEQGPT_START_TIMEOUT "
 
 ensure_venv() {
     if [[ ! -x "$VENV/bin/python" ]]; then
@@ -50,33 +38,27 @@ ensure_venv() {
     fi
 }
 
-print_commands() {
-    # supervisorctl finds the socket through the config, which expands SEQGPT_WORKSPACE.
-    local ws="${SEQGPT_WORKSPACE#"$ROOT"/}"
-    say ""
-    say "  open the UI     $URL"
-    say "  health          $URL/health"
-    say "  status          SEQGPT_WORKSPACE=$ws .venv/bin/supervisorctl -c $CONF status"
-    say "  restart         SEQGPT_WORKSPACE=$ws .venv/bin/supervisorctl -c $CONF restart $PROGRAM"
-    say "  follow the log  tail -f $ws/$PROGRAM.log"
-    say "  stop            scripts/stop.sh"
+report_running() {
+    local ws="$1" url
+    url="$(url_in "$ws")"
+    say "==> already running (supervisord pid $(ctl_in "$ws" pid), workspace $ws); not starting a second copy."
+    if [[ -n "${SEQGPT_WORKSPACE:-}" || -n "$(app_settings_given)" ]]; then
+        say "    Settings given to this start.sh are not applied to a running copy: run scripts/stop.sh first,"
+        say "    or edit $ws/$PROGRAM.env and run scripts/supervisorctl restart $PROGRAM."
+    fi
+    ctl_in "$ws" status || true
+    say "health: $(health_at "$url")"
+    print_commands "$ws"
 }
 
-# Prints "CODE BODY" for GET /health; CODE is 000 when nothing answers.
-health() {
-    "$VENV/bin/python" - "$URL/health" <<'PY'
-import sys, urllib.error, urllib.request
-try:
-    with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
-        print(r.status, r.read(300).decode("utf-8", "replace").replace("\n", " "))
-except urllib.error.HTTPError as e:
-    print(e.code, e.read(300).decode("utf-8", "replace").replace("\n", " "))
-except OSError as e:
-    print("000", getattr(e, "reason", e))
-PY
+app_settings_given() {
+    local name
+    for name in $(compgen -e | grep '^SEQGPT_' || true); do
+        [[ "$NOT_APP_SETTINGS" == *" $name "* ]] || printf '%s=%s\n' "$name" "${!name}"
+    done
 }
 
-port_in_use() { (exec 3<>"/dev/tcp/${CHECK_HOST}/${SEQGPT_PORT}") 2>/dev/null; }
+remember() { "$VENV/bin/python" -m model_loader.settings_file remember "$WORKSPACE" "$@"; }
 
 banner() {
     say ""
@@ -86,30 +68,40 @@ banner() {
     say ""
 }
 
+# The model the settings file names, unless that is the demo fallback and the caller named none:
+# then the real model's usual place is looked at again, in case it has been installed since.
 choose_model() {
-    if "$SEQGPT_PYTHON" scripts/download_model.py --check --dest "$MODEL_DIR" 2>/dev/null; then
-        export SEQGPT_MODEL_DIR="$MODEL_DIR"
+    local wanted
+    wanted="$(setting_in "$WORKSPACE" SEQGPT_MODEL_DIR)"
+    if [[ -z "${SEQGPT_MODEL_DIR:-}" && "$wanted" == "$DEMO_DIR" ]]; then
+        wanted="$DEFAULT_MODEL_DIR"
+    fi
+    WANTED_MODEL_DIR="$wanted"
+    if "$VENV/bin/python" scripts/download_model.py --check --dest "$wanted" >/dev/null 2>&1; then
+        MODEL_DIR="$wanted"
         say "==> model: $MODEL_DIR"
-        return
+    else
+        say "==> no SeqGPT-560M in $wanted; trying to download it"
+        if "$VENV/bin/python" scripts/download_model.py --dest "$wanted"; then
+            MODEL_DIR="$wanted"
+        else
+            if ! "$VENV/bin/python" scripts/download_model.py --check --dest "$DEMO_DIR" >/dev/null 2>&1; then
+                "$VENV/bin/python" scripts/make_demo_model.py "$DEMO_DIR"
+            fi
+            MODEL_DIR="$DEMO_DIR"
+        fi
     fi
-    say "==> no SeqGPT-560M in $MODEL_DIR; trying to download it"
-    if "$SEQGPT_PYTHON" scripts/download_model.py --dest "$MODEL_DIR"; then
-        export SEQGPT_MODEL_DIR="$MODEL_DIR"
-        return
-    fi
-    if ! "$SEQGPT_PYTHON" scripts/download_model.py --check --dest "$DEMO_DIR" 2>/dev/null; then
-        "$SEQGPT_PYTHON" scripts/make_demo_model.py "$DEMO_DIR"
-    fi
-    export SEQGPT_MODEL_DIR="$DEMO_DIR"
+    remember "SEQGPT_MODEL_DIR=$MODEL_DIR"
 }
 
 warn_if_demo() {
-    if [[ -f "$SEQGPT_MODEL_DIR/DEMO_WEIGHTS.md" ]]; then
+    if [[ -f "$MODEL_DIR/DEMO_WEIGHTS.md" ]]; then
         banner "RUNNING ON DEMO WEIGHTS (random): every answer is MEANINGLESS." \
-            "Weights in use: $SEQGPT_MODEL_DIR" \
-            "For the real model, put SeqGPT-560M in $MODEL_DIR" \
-            "(python scripts/download_model.py), or set SEQGPT_MODEL_DIR; then" \
-            "run scripts/stop.sh and scripts/start.sh again."
+            "Weights in use: $MODEL_DIR" \
+            "For the real model, put SeqGPT-560M in $WANTED_MODEL_DIR" \
+            "(.venv/bin/python scripts/download_model.py --dest $WANTED_MODEL_DIR)," \
+            "or set SEQGPT_MODEL_DIR in $(from_root "$WORKSPACE")/$PROGRAM.env;" \
+            "then run scripts/stop.sh and scripts/start.sh again."
     fi
 }
 
@@ -117,9 +109,9 @@ wait_for_health() {
     local start=$SECONDS last_report=-10 reply state
     say "==> waiting for $URL/health (up to ${START_TIMEOUT}s)"
     while ((SECONDS - start < START_TIMEOUT)); do
-        reply="$(health)"
+        reply="$(health_at "$URL")"
         [[ "$reply" == 200* ]] && return 0
-        state="$(ctl status "$PROGRAM" 2>/dev/null | awk '{print $2}' || true)"
+        state="$(ctl_in "$WORKSPACE" status "$PROGRAM" 2>/dev/null | awk '{print $2}' || true)"
         if [[ "$state" == FATAL ]]; then
             say "!! $PROGRAM could not stay up (state FATAL)"
             return 1
@@ -134,18 +126,34 @@ wait_for_health() {
     return 1
 }
 
-ensure_venv
-mkdir -p "$SEQGPT_WORKSPACE"
+port_in_use() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
-if ctl pid >/dev/null 2>&1; then
-    say "==> already running (supervisord pid $(ctl pid)); not starting a second copy:"
-    ctl status || true
-    say "health: $(health)"
-    print_commands
+ensure_venv
+
+# A copy already running, in the recorded workspace or the one asked for, is reported, never doubled.
+RECORDED="$(recorded_workspace)"
+if [[ -n "$RECORDED" ]] && running_in "$RECORDED"; then
+    report_running "$RECORDED"
     exit 0
 fi
-if port_in_use; then
-    say "!! something else already listens on ${CHECK_HOST}:${SEQGPT_PORT} (not this appliance's supervisord)."
+WORKSPACE="${SEQGPT_WORKSPACE:-${RECORDED:-$ROOT/logs}}"
+[[ "$WORKSPACE" == /* ]] || WORKSPACE="$CALLER_DIR/$WORKSPACE"
+mkdir -p "$WORKSPACE"
+WORKSPACE="$(cd "$WORKSPACE" && pwd)"
+if running_in "$WORKSPACE"; then
+    printf 'SEQGPT_WORKSPACE=%s\n' "$WORKSPACE" >"$INSTANCE_FILE"
+    report_running "$WORKSPACE"
+    exit 0
+fi
+
+# The settings given here go into the settings file, where the app reads them at every start
+# and the operator edits them; supervisord gets none of them (see the start below).
+mapfile -t GIVEN < <(app_settings_given)
+remember "${GIVEN[@]}"
+URL="$(url_in "$WORKSPACE")"
+CHECK="${URL#http://}"
+if port_in_use "${CHECK%:*}" "${CHECK##*:}"; then
+    say "!! something else already listens on $CHECK (not this appliance's supervisord)."
     say "   Stop it, or choose another port: SEQGPT_PORT=7861 scripts/start.sh"
     exit 1
 fi
@@ -153,28 +161,33 @@ fi
 choose_model
 warn_if_demo
 
-say "==> starting supervisord ($CONF, workspace $SEQGPT_WORKSPACE)"
-# The config keeps supervisord in the foreground (it is PID 1 in the image), so here
-# it is detached from this terminal instead: a new session, no stdin, output to a file.
-nohup setsid "$VENV/bin/supervisord" -c "$CONF" \
-    >"$SEQGPT_WORKSPACE/supervisord.out" 2>&1 </dev/null &
+say "==> starting supervisord ($(from_root "$CONF"), workspace $WORKSPACE)"
+printf 'SEQGPT_WORKSPACE=%s\n' "$WORKSPACE" >"$INSTANCE_FILE"
+# supervisord passes its environment to the app, and the environment overrides the settings
+# file, so it starts without any SEQGPT_* of this shell: an edited file then takes effect on
+# `supervisorctl restart`. The config keeps supervisord in the foreground (it is PID 1 in the
+# image), so here it is detached instead: a new session, no stdin, output to a file.
+UNSET=()
+for name in $(compgen -e | grep '^SEQGPT_' || true); do UNSET+=(-u "$name"); done
+env "${UNSET[@]}" SEQGPT_WORKSPACE="$WORKSPACE" SEQGPT_HOME="$ROOT" SEQGPT_PYTHON="$VENV/bin/python" \
+    nohup setsid "$VENV/bin/supervisord" -c "$CONF" >"$WORKSPACE/supervisord.out" 2>&1 </dev/null &
 for _ in $(seq 1 30); do
-    ctl pid >/dev/null 2>&1 && break
+    running_in "$WORKSPACE" && break
     sleep 1
 done
-if ! ctl pid >/dev/null 2>&1; then
+if ! running_in "$WORKSPACE"; then
     say "!! supervisord did not start; its output:"
-    tail -n 30 "$SEQGPT_WORKSPACE/supervisord.out" || true
+    tail -n 30 "$WORKSPACE/supervisord.out" || true
     exit 1
 fi
 
 if ! wait_for_health; then
-    say "--- last lines of $SEQGPT_WORKSPACE/$PROGRAM.log ---"
-    tail -n 40 "$SEQGPT_WORKSPACE/$PROGRAM.log" 2>/dev/null || true
+    say "--- last lines of $WORKSPACE/$PROGRAM.log ---"
+    tail -n 40 "$WORKSPACE/$PROGRAM.log" 2>/dev/null || true
     say "--- (supervisord is left running so you can look; scripts/stop.sh stops it)"
     exit 1
 fi
 
-say "==> ready: $(health)"
+say "==> ready: $(health_at "$URL")"
 warn_if_demo
-print_commands
+print_commands "$WORKSPACE"

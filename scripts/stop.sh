@@ -1,42 +1,34 @@
 #!/usr/bin/env bash
-# Stop the appliance that scripts/start.sh started: the app first (it finishes the
-# requests in flight), then supervisord. Uses the same SEQGPT_WORKSPACE as start.sh.
+# Stop the appliance that scripts/start.sh started: the app first (it finishes the requests in
+# flight), then supervisord. Needs no environment: start.sh recorded where it runs.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/instance.sh"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-CONF="supervisor/supervisord.conf"
-VENV="$ROOT/.venv"
-export SEQGPT_HOME="$ROOT"
-export SEQGPT_PYTHON="$VENV/bin/python"
-export SEQGPT_WORKSPACE="${SEQGPT_WORKSPACE:-$ROOT/logs}"
-PIDFILE="$SEQGPT_WORKSPACE/supervisord.pid"
-
-ctl() { "$VENV/bin/supervisorctl" -c "$CONF" "$@"; }
-
+ws="$(known_workspace)"
+PIDFILE="$ws/supervisord.pid"
 pid=""
 [[ -f "$PIDFILE" ]] && pid="$(cat "$PIDFILE")"
 
-if [[ -x "$VENV/bin/supervisorctl" ]] && ctl pid >/dev/null 2>&1; then
-    pid="$(ctl pid)"
-    echo "==> stopping seqgpt560m and supervisord (pid $pid)"
-    ctl shutdown
+if running_in "$ws"; then
+    pid="$(ctl_in "$ws" pid)"
+    say "==> stopping $PROGRAM and supervisord (pid $pid, workspace $ws)"
+    ctl_in "$ws" shutdown
 elif [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
     # The socket is gone but the process is not: ask it directly, the same signal.
-    echo "==> supervisord (pid $pid) does not answer on its socket; sending it SIGTERM"
+    say "==> supervisord (pid $pid) does not answer on its socket; sending it SIGTERM"
     kill -TERM "$pid"
 else
-    echo "==> not running (no supervisord answers in $SEQGPT_WORKSPACE)"
+    say "==> not running (no supervisord answers in $ws)"
     exit 0
 fi
 
 # supervisord exits once the app has stopped (stopwaitsecs=8 bounds that), so 30 s is ample.
 for _ in $(seq 1 30); do
     if ! kill -0 "$pid" 2>/dev/null; then
-        echo "==> stopped"
+        say "==> stopped"
         exit 0
     fi
     sleep 1
 done
-echo "!! supervisord (pid $pid) is still running after 30 s; look at $SEQGPT_WORKSPACE/supervisord.log" >&2
+say "!! supervisord (pid $pid) is still running after 30 s; look at $ws/supervisord.log" >&2
 exit 1

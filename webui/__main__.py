@@ -12,6 +12,7 @@ import uvicorn
 from model_loader.engine import Engine
 from model_loader.errors import SeqGPTError
 from model_loader.settings import Settings
+from model_loader.settings_file import load_settings_file
 
 from .app import build_app
 from .logging_setup import configure_logging
@@ -40,12 +41,14 @@ def load_when_listening(server: uvicorn.Server, engine: Engine) -> None:
 
 def main() -> int:
     try:
+        settings_file = load_settings_file()  # before the settings are read: it fills in the environment
         settings = ServerSettings.from_env()
         engine_settings = Settings.from_env()
     except (SettingsError, SeqGPTError) as exc:
         print(f"seqgpt: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    log.info("settings: %s, where the environment does not set them", settings_file)
     engine = Engine(engine_settings)
     app = build_app(engine, settings)
     server = uvicorn.Server(

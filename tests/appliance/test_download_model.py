@@ -107,7 +107,10 @@ def test_cli_prepares_a_copied_in_folder_and_checks_it(demo_model_dir: Path, tmp
 
     assert code == 0, output
     assert "converted pytorch_model.bin to model.safetensors" in output
-    assert run_script("--check", "--dest", str(model_dir))[0] == 0
+    code, output, _ = run_script("--check", "--dest", str(model_dir))
+    assert code == 0
+    assert output.startswith(f"ok: DEMO weights (random, meaningless output) in {model_dir}: BloomForCausalLM")
+    assert "model.safetensors" in output and "tokenizer.json" in output
     code, output, _ = run_script("--check", "--dest", str(tmp_path / "empty"))
     assert code == 1
     assert "does not exist" in output

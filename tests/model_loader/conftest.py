@@ -1,4 +1,4 @@
-"""Shared fixtures for the engine tests: demo weights built once, engines loaded once, real Chinese texts."""
+"""Shared fixtures for the engine tests: demo weights built once, engines loaded once, Chinese texts from tests/data."""
 
 from __future__ import annotations
 
@@ -11,19 +11,12 @@ from model_loader import Engine, Settings
 from model_loader.decoding import FieldAnswer
 from model_loader.demo import build_demo_model
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
-def _text_of(row: dict) -> str:
-    return row["text"] if "text" in row else row["sentence"]  # CLUENER rows have text, TNEWS rows sentence
-
-
-def _read_jsonl_texts(name: str) -> list[str]:
-    path = SHARED_DATA / name
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: the engine tests read real texts from ../shared/data (SPEC §6)")
-    with path.open(encoding="utf-8") as handle:
-        return [_text_of(json.loads(line)) for line in handle if line.strip()]
+def _read_jsonl(name: str) -> list[dict]:
+    with (DATA / name).open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
 
 
 @pytest.fixture(scope="session")
@@ -77,30 +70,28 @@ def hf_model(demo_dir: Path):
 
 
 @pytest.fixture(scope="session")
-def cluener_rows() -> list[dict]:
-    path = SHARED_DATA / "cluener_dev.jsonl"
-    _read_jsonl_texts("cluener_dev.jsonl")  # a clear error if the data is missing
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+def entity_rows() -> list[dict]:
+    """News sentences, tickets, contract clauses and long documents with marked mentions (tests/data)."""
+    return _read_jsonl("entities.jsonl")
 
 
 @pytest.fixture(scope="session")
-def cluener_texts(cluener_rows: list[dict]) -> list[str]:
-    return [row["text"] for row in cluener_rows]
+def entity_texts(entity_rows: list[dict]) -> list[str]:
+    return [row["text"] for row in entity_rows]
 
 
 @pytest.fixture(scope="session")
-def tnews_texts() -> list[str]:
-    return _read_jsonl_texts("tnews_dev.jsonl")
+def headline_texts() -> list[str]:
+    return [row["text"] for row in _read_jsonl("headlines.jsonl")]
 
 
 @pytest.fixture(scope="session")
-def long_chinese_text(cluener_texts: list[str]) -> str:
-    """About 5,000 characters of real Chinese news sentences, far beyond the 1,024-token window."""
+def long_chinese_text(entity_texts: list[str]) -> str:
+    """About 5,000 characters: the long documents, then short rows, far beyond the 1,024-token window."""
     text = ""
-    for row in cluener_texts:
+    for row in sorted(entity_texts, key=len, reverse=True):
         if len(text) + len(row) > 5_000:
-            break
+            continue
         text += row
     assert len(text) > 4_900
     return text

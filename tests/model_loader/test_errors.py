@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from model_loader import Engine, InvalidInputError, ModelLoadError, ModelNotReadyError, SeqGPTError, Settings
-from model_loader.cpu_dtype import cpu_dtype, processor_flags
+from model_loader.cpu_dtype import cpu_dtype, onednn_half_dtypes, processor_flags
 from model_loader.loading import resolve_device, resolve_dtype
 
 
@@ -150,8 +150,8 @@ def test_an_explicit_dtype_is_kept_on_either_device():
         assert resolve_dtype(dtype, "cuda") == dtype
 
 
-def test_auto_dtype_on_cpu_follows_the_processor_flags():
-    assert resolve_dtype("auto", "cpu") == cpu_dtype(processor_flags())
+def test_auto_dtype_on_cpu_follows_the_processor_flags_and_what_onednn_runs():
+    assert resolve_dtype("auto", "cpu") == cpu_dtype(processor_flags(), onednn_half_dtypes())
 
 
 @pytest.mark.parametrize(
@@ -169,7 +169,7 @@ def test_cpu_dtype_is_chosen_from_the_processor_flags(flags, dtype):
     assert cpu_dtype(set(flags.split())) == dtype
 
 
-def test_float16_on_cpu_loads_packed_and_answers(demo_dir):
+def test_float16_on_cpu_loads_and_answers_packed_or_plain(demo_dir):
     engine = Engine(Settings(model_dir=demo_dir, device="cpu", dtype="float16"))
     engine.load()
     try:

@@ -46,15 +46,15 @@ def test_cuda_engine_loads_in_float16_and_passes_its_health_check(cuda_engine):
     cuda_engine.health_check()
 
 
-def test_cuda_classify_answers_a_given_label_with_scores_summing_to_one(cuda_engine, tnews_texts):
+def test_cuda_classify_answers_a_given_label_with_scores_summing_to_one(cuda_engine, headline_texts):
     for labels in (["财经", "财经新闻", "体育"], ["sports"], ["正面", "负面", "中性", "科技 tech"]):
-        result = cuda_engine.classify(tnews_texts[0], labels)
+        result = cuda_engine.classify(headline_texts[0], labels)
         assert result.label in labels
         assert math.isclose(sum(result.scores.values()), 1.0, abs_tol=1e-6)
 
 
-def test_cuda_extract_returns_mentions_that_index_the_text(cuda_engine, cluener_texts, long_chinese_text):
-    for text in [*cluener_texts[:3], long_chinese_text]:
+def test_cuda_extract_returns_mentions_that_index_the_text(cuda_engine, entity_texts, long_chinese_text):
+    for text in [*entity_texts[:3], long_chinese_text]:
         result = cuda_engine.extract(text, ["人名", "地址", "组织机构"])
         assert list(result.fields) == ["人名", "地址", "组织机构"]
         for mentions in result.fields.values():

@@ -244,9 +244,9 @@ def test_long_text_plans_fit_every_piece_in_the_model_window(planner, long_chine
 
 
 def test_extract_over_several_pieces_offsets_into_the_original_and_merges_overlap_duplicates(
-    planner, make_answer, cluener_rows
+    planner, make_answer, entity_rows
 ):
-    rows = cluener_rows[:120]
+    rows = entity_rows[:120]
     text = "".join(row["text"] for row in rows)
     names = sorted({name for row in rows for name in row["label"].get("name", {})})
     plan = planner.plan_extraction(text, ["人名"])
