@@ -112,8 +112,9 @@ def test_parse_labels_removes_duplicates_keeping_the_first_position():
     assert parse(["b", "a", "b", "c", "a"]) == ["b", "a", "c"]
 
 
-def test_parse_labels_splits_list_items_that_hold_several_labels():
-    assert parse(["财经，体育", "科技,娱乐"]) == ["财经", "体育", "科技", "娱乐"]
+def test_parse_labels_keeps_each_list_item_one_label_even_with_a_comma():
+    assert parse(["财经，体育", "科技,娱乐"]) == ["财经，体育", "科技,娱乐"]
+    assert parse("科技,娱乐") == ["科技", "娱乐"]
 
 
 def test_parse_labels_keeps_english_labels_with_inner_spaces():

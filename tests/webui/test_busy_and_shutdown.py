@@ -41,7 +41,7 @@ def test_full_queue_answers_503_busy_quickly_and_the_service_recovers(single_slo
         assert first.result()[0] == 200
     for status, seconds, body in busy:
         assert status == 503
-        assert body["error"].startswith("busy") and "try again" in body["error"]
+        assert "服务繁忙" in body["error"] and "busy:" in body["error"] and "try again" in body["error"]
         assert seconds < 2.0
     with single_slot_server.client() as http:
         metrics = http.get("/metrics").text
