@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .bloom_weights import Block, BloomWeights, Norm
+from .bloom_weights import Block, BloomWeights, Norm, OutputProjection
 
 # Attention arithmetic is done in fp32 whatever the weights' dtype: it costs little next
 # to the matrix products, and keeps a request's result the same whichever other requests
@@ -27,7 +27,6 @@ from .bloom_weights import Block, BloomWeights, Norm
 # weights' dtype, in which they were computed, so widening them at use loses nothing;
 # it halves their memory, and reading half the bytes beats reading fp32 ones.
 ATTENTION_DTYPE = torch.float32
-_OUTPUT_SLICE = 32768
 
 
 def alibi_slopes(num_heads: int) -> torch.Tensor:
@@ -128,6 +127,7 @@ class BloomRunner:
         self.device = weights.embedding.device
         self.dtype = weights.blocks[0].qkv.weight.dtype
         self.slopes = alibi_slopes(self.num_heads).to(self.device)
+        self.output = OutputProjection(weights, self.dtype, pack=weights.blocks[0].qkv.weight.is_mkldnn)
 
     def _norm(self, x: torch.Tensor, norm: Norm) -> torch.Tensor:
         return F.layer_norm(x, (self.hidden_size,), norm.weight, norm.bias, self.eps)
@@ -323,16 +323,11 @@ class BloomRunner:
 
     def scores(self, hidden: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Output logits in fp32, for every vocabulary token or only for ``token_ids``."""
-        weight = self.output_weight
+        return self.logits(hidden, token_ids).float()
+
+    def logits(self, hidden: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Output logits in the compute dtype (widening them to fp32 is exact, so an argmax
+        over these picks what one over ``scores`` would, without copying 250,880 columns)."""
         if token_ids is not None:
-            return F.linear(hidden, weight[token_ids].to(self.dtype)).float()
-        if weight.dtype == self.dtype:
-            return F.linear(hidden, weight).float()
-        # A memory-mapped embedding in its stored dtype: convert a slice at a time.
-        return torch.cat(
-            [
-                F.linear(hidden, weight[i : i + _OUTPUT_SLICE].to(self.dtype)).float()
-                for i in range(0, weight.shape[0], _OUTPUT_SLICE)
-            ],
-            dim=-1,
-        )
+            return F.linear(hidden, self.output_weight[token_ids].to(self.dtype))
+        return self.output(hidden)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import torch
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Linear:
     weight: torch.Tensor  # [out, in]; on the CPU possibly held in oneDNN's packed layout
-    bias: torch.Tensor
+    bias: torch.Tensor | None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.weight.is_mkldnn:
@@ -77,6 +78,9 @@ class BloomWeights:
     final_norm: Norm
     num_heads: int
     eps: float
+    # Rows [first, stop) of ``output`` in a given dtype, read without touching ``output`` itself
+    # (a memory map whose pages would otherwise become resident beside the copy); None: slice it.
+    read_output_rows: Callable[[int, int, torch.dtype], torch.Tensor] | None = None
 
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor], num_heads: int, eps: float) -> BloomWeights:
@@ -142,6 +146,7 @@ class BloomWeights:
         return BloomWeights(
             embedding=embedding,
             output=embedding if self.output is self.embedding else move(self.output),
+            read_output_rows=self.read_output_rows if device == "cpu" else None,
             embedding_norm=moved(self.embedding_norm),
             blocks=[
                 Block(*(moved(getattr(block, f.name)) for f in fields(Block)))
@@ -151,3 +156,56 @@ class BloomWeights:
             num_heads=self.num_heads,
             eps=self.eps,
         )
+
+
+# Rows of the output projection built at a time: building holds one slice twice (as read, and
+# converted or packed), never the whole 514 MB matrix.
+OUTPUT_SLICE_ROWS = 32768
+
+
+class OutputProjection:
+    """Logits over the whole vocabulary, with the output projection held in the compute dtype,
+    packed like the blocks' matrices where they are packed.
+
+    A decode step then reads the projection once, as it is multiplied. The stored matrix is
+    fp16 and, on a CPU, memory-mapped: multiplying it in another dtype would convert it at
+    every step, and even in fp16 a plain matrix multiplies slower than a packed one. Built
+    on first use, so that an appliance serving only classification and extraction (which
+    score a few hundred rows, read straight from the map) never holds it.
+    """
+
+    def __init__(self, weights: BloomWeights, dtype: torch.dtype, pack: bool) -> None:
+        self._weights, self._dtype, self._pack = weights, dtype, pack
+        self._slices: list[Linear] | None = None
+
+    @property
+    def resident(self) -> bool:
+        return self._slices is not None
+
+    def _rows(self, first: int, stop: int) -> torch.Tensor:
+        read = self._weights.read_output_rows
+        if read is not None:
+            return read(first, stop, self._dtype)
+        return self._weights.output[first:stop].to(self._dtype)
+
+    def _build(self) -> list[Linear]:
+        output = self._weights.output
+        if output.dtype == self._dtype and (self._weights.read_output_rows is None or not self._pack):
+            # Already what a product reads (and where it is resident and tied, the embedding's
+            # lookups read it too, so a packed copy would hold the matrix twice).
+            return [Linear(output, None)]
+        vocab = output.shape[0]
+        slices = []
+        for first in range(0, vocab, OUTPUT_SLICE_ROWS):
+            linear = Linear(self._rows(first, min(first + OUTPUT_SLICE_ROWS, vocab)), None)
+            slices.append(linear.packed() if self._pack else linear)
+        log.info("output projection held in %s%s", self._dtype, " (packed)" if self._pack else "")
+        return slices
+
+    def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits ``[..., vocab]`` in the compute dtype."""
+        if self._slices is None:
+            self._slices = self._build()
+        if len(self._slices) == 1:
+            return self._slices[0](hidden)
+        return torch.cat([part(hidden) for part in self._slices], dim=-1)

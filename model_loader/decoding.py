@@ -80,7 +80,7 @@ def _generate_group(
     done = [limit == 0 for limit in max_new_tokens]
     everyone = torch.ones((len(prompts), 1), dtype=torch.bool, device=runner.device)
     for _ in range(steps):
-        next_tokens = runner.scores(last).argmax(-1)
+        next_tokens = runner.logits(last).argmax(-1)
         for row, token in enumerate(next_tokens.tolist()):
             if not done[row]:
                 outputs[row].append(token)

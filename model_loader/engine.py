@@ -253,7 +253,7 @@ class Engine:
         ]
 
     def _run_generate(self, payloads: list[tuple[list[int], int, bool]]) -> list[Generation]:
-        eos = self._planner.eos_id
+        eos = -1 if self.settings.generate_ignore_eos else self._planner.eos_id  # -1: no token ends a row
         outputs = greedy_generate(self._runner, [p[0] for p in payloads], [p[1] for p in payloads], eos)
         results = []
         for (tokens, _, truncated), new in zip(payloads, outputs, strict=True):
@@ -265,6 +265,9 @@ class Engine:
         import torch
 
         _, hidden = self._runner.prefill([[self._planner.eos_id]])
-        if not torch.isfinite(self._runner.scores(hidden)).all():
+        # A few rows of the output projection: over the whole vocabulary, the first probe would
+        # make the appliance hold the projection that only free prompts need (OutputProjection).
+        some = torch.arange(min(256, self._runner.output_weight.shape[0]))
+        if not torch.isfinite(self._runner.scores(hidden, some)).all():
             raise ModelNotReadyError("health check failed: the model produced non-finite scores")
         return [None for _ in payloads]

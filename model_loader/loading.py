@@ -12,7 +12,7 @@ from .cpu_dtype import auto_cpu_dtype
 from .demo import DEMO_MARKER
 from .errors import ModelLoadError
 from .settings import Settings
-from .weights import map_tensor, read_pickle_state_dict, read_state_dict, safetensors_files
+from .weights import RowReader, map_tensor, read_pickle_state_dict, read_state_dict, safetensors_files
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,9 @@ def _read_weights(model_dir: Path, weight_file: Path, dtype, device: str) -> tup
         state = read_state_dict(safetensors_files(model_dir), dtype)
     num_heads = config.get("n_head", config.get("num_attention_heads"))
     weights = BloomWeights.from_state_dict(state, num_heads, config.get("layer_norm_epsilon", 1e-5))
+    if device == "cpu" and weight_file.suffix != ".bin" and weights.output is weights.embedding:
+        # The output projection is built from plain reads when first needed (see OutputProjection).
+        weights.read_output_rows = RowReader(safetensors_files(model_dir), EMBEDDING)
     hidden = weights.embedding.shape[1]
     if hidden != config.get("hidden_size", config.get("n_embed")) or len(weights.blocks) != config.get("n_layer"):
         raise ValueError(f"the weights do not match config.json (hidden {hidden}, {len(weights.blocks)} layers)")

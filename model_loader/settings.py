@@ -33,6 +33,8 @@ class Settings:
     # Benchmarks only: every extracted field generates exactly this many tokens,
     # ignoring end-of-sequence, so that both sides of a comparison do equal work.
     extract_exact_tokens: int = 0
+    # Benchmarks only: 1 makes free prompts ignore end-of-sequence and generate max_new_tokens.
+    generate_ignore_eos: int = 0
     window_tokens: int = 1024
     overlap_chars: int = 120
     max_batch_size: int = 16

@@ -62,6 +62,19 @@ def safetensors_files(model_dir: Path) -> list[Path]:
     return [model_dir / "model.safetensors"]
 
 
+def _read_into(f, target: torch.Tensor, source_dtype: torch.dtype, at: int, buffer: bytearray, what: str) -> None:
+    """Fill ``target`` from the stored values at byte ``at`` of ``f``, converting through ``buffer``."""
+    item = torch.empty((), dtype=source_dtype).element_size()
+    flat, step = target.view(-1), max(1, len(buffer) // item)
+    f.seek(at)
+    for first in range(0, flat.numel(), step):
+        count = min(step, flat.numel() - first)
+        view = memoryview(buffer)[: count * item]
+        if f.readinto(view) != count * item:
+            raise CorruptWeightsError(f"{what} ended early")
+        flat[first : first + count].copy_(torch.frombuffer(view, dtype=source_dtype, count=count))
+
+
 def read_state_dict(files: list[Path], dtype: torch.dtype, skip: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
     """Every tensor of ``files`` but those named in ``skip``, converted to ``dtype``;
     names lose a leading ``transformer.``."""
@@ -81,16 +94,36 @@ def read_state_dict(files: list[Path], dtype: torch.dtype, skip: tuple[str, ...]
                     raise CorruptWeightsError(
                         f"{path}: tensor {name} has {end - begin} bytes for shape {entry['shape']}"
                     )
-                flat, step = target.view(-1), max(1, len(buffer) // item)
-                f.seek(data_start + begin)
-                for first in range(0, flat.numel(), step):
-                    count = min(step, flat.numel() - first)
-                    view = memoryview(buffer)[: count * item]
-                    if f.readinto(view) != count * item:
-                        raise CorruptWeightsError(f"{path} ended early while reading {name}")
-                    flat[first : first + count].copy_(torch.frombuffer(view, dtype=source_dtype, count=count))
+                _read_into(f, target, source_dtype, data_start + begin, buffer, f"{path} while reading {name}")
                 tensors[name.removeprefix("transformer.")] = target
     return tensors
+
+
+class RowReader:
+    """Reads rows of one stored matrix with plain file reads, converted to a dtype.
+
+    For building a resident copy of a memory-mapped matrix: reading through the map
+    would make its pages resident too, and the process would hold the matrix twice.
+    """
+
+    def __init__(self, files: list[Path], name: str) -> None:
+        for path in files:
+            header, data_start = read_header(path)
+            entry = header.get(name) or header.get(f"transformer.{name}")
+            if entry is not None:
+                self.path, self.shape = path, entry["shape"]
+                self.source_dtype = _DTYPES[entry["dtype"]]
+                self.start = data_start + entry["data_offsets"][0]
+                return
+        raise KeyError(f"the weights have no tensor {name}")
+
+    def __call__(self, first: int, stop: int, dtype: torch.dtype) -> torch.Tensor:
+        target = torch.empty((stop - first, *self.shape[1:]), dtype=dtype)
+        row_bytes = target[0].numel() * torch.empty((), dtype=self.source_dtype).element_size()
+        with self.path.open("rb", buffering=0) as f:
+            where = f"{self.path} while reading rows {first}-{stop}"
+            _read_into(f, target, self.source_dtype, self.start + first * row_bytes, bytearray(_BUFFER_BYTES), where)
+        return target
 
 
 def read_pickle_state_dict(path: Path, dtype: torch.dtype) -> dict[str, torch.Tensor]:

@@ -1,7 +1,11 @@
 """Benchmark: our engine against the official SeqGPT settings, on the same full-size weights.
 
-    python scripts/bench.py [--inputs 8] [--repeats 2] [--json PATH]
+    python scripts/bench.py [--inputs 8] [--repeats 2] [--workloads ...] [--json PATH]
     python scripts/bench.py --quick     # a smoke run on demo weights in a minute or two
+
+Workloads: classification and extraction against the official settings, extraction from
+concurrent clients, and free prompts (greedy generation over the whole vocabulary) against
+transformers ``generate`` in bf16 and fp32.
 
 Builds once (cached in .bench/) a random-weight model with SeqGPT-560M's exact
 architecture and a byte-level BPE tokenizer trained on the Chinese texts in
@@ -35,6 +39,11 @@ CLIENTS = 8
 # 40,000 characters of tests/data memorises whole phrases (12,000 tokens gave 3.8 characters a token);
 # 3,000 gives 1.6, as 12,000 did on the 6,000 rows of the public CLUENER and TNEWS sets.
 TOKENIZER_VOCAB = 3000
+WORKLOADS = ("classification", "extraction", "concurrency", "generation")
+GEN_TOKENS = 32  # pinned: both sides generate exactly this many, ignoring end-of-sequence
+GEN_PROMPT_TOKENS = (100, 400)
+VOCAB, HIDDEN = 250880, 1024
+NON_EMBEDDING = 24 * (12 * 1024 * 1024 + 13 * 1024)  # per layer: 4 matrices + biases + 2 norms
 
 
 def load_texts(data_dir: Path) -> list[str]:
@@ -94,6 +103,28 @@ def make_workload(texts: list[str], count: int, seed: int) -> list[dict]:
     return requests
 
 
+def make_free_prompts(texts: list[str], tokenizer, count: int, seed: int) -> list[str]:
+    """SeqGPT-format prompts of 100-400 tokens (uniformly drawn), built from consecutive rows."""
+    rng = random.Random(seed)
+    prompts = []
+    for _ in range(count):
+        target, start = rng.randint(*GEN_PROMPT_TOKENS), rng.randrange(len(texts))
+
+        def tokens(text: str) -> int:
+            return len(tokenizer(build_prompt(text, EXTRACT, FIELDS))["input_ids"])
+
+        text = ""
+        while tokens(text) < target:
+            text += texts[start % len(texts)] + "。"
+            start += 1
+        low, high = 0, len(text)  # the longest start of the text whose prompt fits the target
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if tokens(text[:middle]) <= target else (low, middle - 1)
+        prompts.append(build_prompt(text[:low], EXTRACT, FIELDS))
+    return prompts
+
+
 class Side:
     def __init__(self, name: str, model_dir: Path) -> None:
         self.name = name
@@ -103,6 +134,7 @@ class Side:
         )
         self.hello = self._read()
         self.peak_rss_mb = 0.0
+        self.rss_mb = self.hello["rss_mb"]
 
     def _read(self) -> dict:
         line = self.process.stdout.readline()
@@ -114,7 +146,7 @@ class Side:
         self.process.stdin.write(json.dumps(command, ensure_ascii=False) + "\n")
         self.process.stdin.flush()
         answer = self._read()
-        self.peak_rss_mb = answer["peak_rss_mb"]
+        self.peak_rss_mb, self.rss_mb = answer["peak_rss_mb"], answer["rss_mb"]
         return answer
 
     def close(self) -> None:
@@ -181,6 +213,56 @@ def floors(tokenizer, requests: list[dict], op: str, machine: dict, non_embeddin
     return result
 
 
+def generation(args, sides: list[Side], prompts: list[str], tokenizer, machine: dict) -> dict:
+    """Free prompts pinned to GEN_TOKENS new tokens: one at a time, and CLIENTS at once. Each case
+    runs with 1 and with GEN_TOKENS new tokens; the first is the prefill (with its first token),
+    and the difference over GEN_TOKENS - 1 the time of one decode step."""
+    engine = sides[0]
+    before = engine.rss_mb
+    first_use = engine.ask(op="generate", prompts=prompts[:1], new_tokens=2)["seconds"]
+    report: dict = {"new_tokens": GEN_TOKENS, "clients": CLIENTS,
+                    "prompt_tokens": [len(tokenizer(p)["input_ids"]) for p in prompts],
+                    "first_use": {"seconds": first_use, "rss_added_mb": engine.rss_mb - before}}
+    for side in sides[1:]:  # warm-up, untimed
+        side.ask(op="generate", prompts=prompts[:1], new_tokens=2)
+    cases = [("batch1", [p]) for p in prompts[: args.gen_inputs]] + [("batch8", prompts[:CLIENTS])]
+    runs = {side.name: [[] for _ in cases] for side in sides}
+    for repeat in range(args.gen_repeats):
+        for i, (batch, group) in enumerate(cases):
+            shift = (i + repeat) % len(sides)
+            for side in sides[shift:] + sides[:shift]:  # alternate which side goes first
+                one = side.ask(op="generate", prompts=group, new_tokens=1)["seconds"]
+                full = side.ask(op="generate", prompts=group, new_tokens=GEN_TOKENS)["seconds"]
+                runs[side.name][i].append((one, (full - one) / (GEN_TOKENS - 1)))
+            print(f"  generation {repeat + 1}/{args.gen_repeats} {batch} case {i + 1}/{len(cases)}", flush=True)
+    names = {"engine": "engine", "reference-bf16": "transformers_bf16", "reference": "transformers_fp32"}
+    ms_per_token: dict = {}
+    prefill_ms: dict = {}
+    for side in sides:
+        medians = [(statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)) for rs in runs[side.name]]
+        single = medians[:-1]
+        ms_per_token[names[side.name]] = {"batch1": 1000 * percentile([m[1] for m in single], 0.5),
+                                          "batch8": 1000 * medians[-1][1]}
+        prefill_ms[names[side.name]] = 1000 * percentile([m[0] for m in single], 0.5)
+    # The floor of a decode step: every weight read once, at the measured copy rate, in 16 bits
+    # (the engine's dtype and transformers bf16) or in 32; a step of up to 8 rows is far from
+    # the arithmetic limit. A prefill's floor: its arithmetic, or reading the weights, and the
+    # output projection read once for the first token.
+    step_bytes = NON_EMBEDDING + VOCAB * HIDDEN
+    ms_per_token["floor_16bit"] = 1000 * 2 * step_bytes / (machine["copy_gbps"] * 1e9)
+    ms_per_token["floor_fp32"] = 2 * ms_per_token["floor_16bit"]
+    tokens = sorted(report["prompt_tokens"][: args.gen_inputs])[(args.gen_inputs - 1) // 2]
+    prefill_ms["floor"] = 1000 * (max(2 * NON_EMBEDDING * tokens / (machine["matmul_gflops"] * 1e9),
+                                      2 * NON_EMBEDDING / (machine["copy_gbps"] * 1e9))
+                                  + 2 * VOCAB * HIDDEN / (machine["copy_gbps"] * 1e9))
+    engine_ms, bf16_ms = ms_per_token["engine"], ms_per_token["transformers_bf16"]
+    report.update(ms_per_token=ms_per_token, prefill_ms=prefill_ms,
+                  ratio_p50=bf16_ms["batch1"] / engine_ms["batch1"],
+                  ratio_p50_batch8=bf16_ms["batch8"] / engine_ms["batch8"],
+                  prefill_ratio_p50=prefill_ms["transformers_bf16"] / prefill_ms["engine"])
+    return report
+
+
 def run(args: argparse.Namespace) -> dict:
     from transformers import AutoTokenizer
 
@@ -193,14 +275,18 @@ def run(args: argparse.Namespace) -> dict:
         "classification": ("classify", make_workload(texts, args.inputs, seed=1)),
         "extraction": ("extract", [dict(r, labels=FIELDS) for r in make_workload(texts, args.inputs, seed=2)]),
     }
+    wanted = set(args.workloads.split(","))
+    if not wanted <= set(WORKLOADS):
+        raise SystemExit(f"--workloads: choose from {', '.join(WORKLOADS)}")
     engine, reference = Side("engine", model_dir), Side("reference", model_dir)
     # Measured here, so that the sides' peak memory is theirs alone.
     machine = machine_floor(engine.hello["dtype"])
-    non_embedding = 24 * (12 * 1024 * 1024 + 13 * 1024)  # per layer: 4 matrices + biases + 2 norms
     report: dict = {"machine": machine, "chars_per_token": chars_per_token,
                     "load_seconds": {"engine": engine.hello["load_seconds"],
                                      "reference": reference.hello["load_seconds"]}}
     for name, (op, requests) in workloads.items():
+        if name not in wanted:
+            continue
         for side in (engine, reference):  # warm-up, untimed
             side.ask(op=op, **requests[0])
         times = {"engine": [[] for _ in requests], "reference": [[] for _ in requests]}
@@ -211,19 +297,26 @@ def run(args: argparse.Namespace) -> dict:
                     times[side.name][i].append(side.ask(op=op, **request)["seconds"])
                 print(f"  {name} {repeat + 1}/{args.repeats} input {i + 1}/{len(requests)}", flush=True)
         medians = {side: [statistics.median(t) for t in per_input] for side, per_input in times.items()}
-        floor = floors(tokenizer, requests, op, machine, non_embedding)
+        floor = floors(tokenizer, requests, op, machine, NON_EMBEDDING)
         report[name] = {
             side: {"p50": percentile(m, 0.5), "p95": percentile(m, 0.95)} for side, m in medians.items()
         }
         report[name]["floor_p50"] = percentile(floor, 0.5)
         report[name]["ratio_p50"] = report[name]["reference"]["p50"] / report[name]["engine"]["p50"]
+    if "concurrency" in wanted:
+        op, requests = workloads["extraction"]
+        burst = requests * 2
+        single = engine.ask(op="throughput", task=op, requests=burst, clients=1)["per_second"]
+        together = engine.ask(op="throughput", task=op, requests=burst, clients=CLIENTS)["per_second"]
+        report["concurrency"] = {"workload": "extraction", "clients": CLIENTS, "one_at_a_time_per_s": single,
+                                 "concurrent_per_s": together, "throughput_ratio": together / single}
+    if "generation" in wanted:
+        prompts = make_free_prompts(texts, tokenizer, max(CLIENTS, args.gen_inputs), seed=3)
+        bf16 = Side("reference-bf16", model_dir)
+        report["generation"] = generation(args, [engine, bf16, reference], prompts, tokenizer, machine)
+        bf16.close()
+        report["reference_bf16_peak_rss_mb"] = bf16.peak_rss_mb
     reference.close()
-    op, requests = workloads["extraction"]
-    burst = requests * 2
-    single = engine.ask(op="throughput", task=op, requests=burst, clients=1)["per_second"]
-    together = engine.ask(op="throughput", task=op, requests=burst, clients=CLIENTS)["per_second"]
-    report["concurrency"] = {"workload": "extraction", "clients": CLIENTS, "one_at_a_time_per_s": single,
-                             "concurrent_per_s": together, "throughput_ratio": together / single}
     report["peak_rss_mb"] = engine.peak_rss_mb
     report["reference_peak_rss_mb"] = reference.peak_rss_mb
     engine.close()
@@ -235,23 +328,54 @@ def print_report(r: dict) -> None:
     print(f"\nmachine: {m['dtype']} matmul {m['matmul_gflops']:.0f} GFLOP/s (the engine's dtype here), "
           f"memory copy {m['copy_gbps']:.1f} GB/s; "
           f"bench tokenizer {r['chars_per_token']:.2f} Chinese characters per token")
-    print(f"{'workload':<16}{'reference p50/p95 s':>22}{'engine p50/p95 s':>20}{'floor p50 s':>13}{'ratio p50':>11}")
-    for name in ("classification", "extraction"):
+    names = [name for name in ("classification", "extraction") if name in r]
+    if names:
+        print(f"{'workload':<16}{'reference p50/p95 s':>22}{'engine p50/p95 s':>20}{'floor p50 s':>13}"
+              f"{'ratio p50':>11}")
+    for name in names:
         w = r[name]
         print(f"{name:<16}{w['reference']['p50']:>12.3f} / {w['reference']['p95']:<7.3f}"
               f"{w['engine']['p50']:>10.3f} / {w['engine']['p95']:<7.3f}{w['floor_p50']:>11.3f}"
               f"{w['ratio_p50']:>10.1f}x")
-    c = r["concurrency"]
-    print(f"concurrency ({c['workload']}, {c['clients']} clients): {c['concurrent_per_s']:.2f} req/s vs "
-          f"{c['one_at_a_time_per_s']:.2f} req/s one at a time = {c['throughput_ratio']:.2f}x")
-    print(f"peak RSS: engine {r['peak_rss_mb']:.0f} MB, reference {r['reference_peak_rss_mb']:.0f} MB")
+    if "concurrency" in r:
+        c = r["concurrency"]
+        print(f"concurrency ({c['workload']}, {c['clients']} clients): {c['concurrent_per_s']:.2f} req/s vs "
+              f"{c['one_at_a_time_per_s']:.2f} req/s one at a time = {c['throughput_ratio']:.2f}x")
+    if "generation" in r:
+        print_generation(r["generation"])
+    print(f"peak RSS: engine {r['peak_rss_mb']:.0f} MB, reference {r['reference_peak_rss_mb']:.0f} MB"
+          + (f", reference bf16 {r['reference_bf16_peak_rss_mb']:.0f} MB" if "reference_bf16_peak_rss_mb" in r else ""))
     print(f"model load: engine {r['load_seconds']['engine']:.1f} s, reference {r['load_seconds']['reference']:.1f} s")
+
+
+def print_generation(g: dict) -> None:
+    tokens = sorted(g["prompt_tokens"])
+    print(f"generation: free prompts of {tokens[0]}-{tokens[-1]} tokens, {g['new_tokens']} new tokens pinned "
+          f"(medians; per token = (time for {g['new_tokens']} - time for 1) / {g['new_tokens'] - 1})")
+    per, pre = g["ms_per_token"], g["prefill_ms"]
+    batch8 = f"ms/step, {g['clients']} clients"
+    print(f"{'side':<20}{'prefill ms':>12}{'ms/token, 1':>14}{batch8:>20}")
+    floor_of = {"engine": "floor_16bit", "transformers_bf16": "floor_16bit", "transformers_fp32": "floor_fp32"}
+    for side, floor in floor_of.items():
+        print(f"{side:<20}{pre[side]:>12.0f}{per[side]['batch1']:>14.1f}{per[side]['batch8']:>20.1f}"
+              f"   (floor {per[floor]:.1f} ms a step)")
+    print(f"{'floor':<20}{pre['floor']:>12.0f}")
+    print(f"engine vs transformers bf16: {g['ratio_p50']:.2f}x per token at batch 1, "
+          f"{g['ratio_p50_batch8']:.2f}x per step with {g['clients']} clients, "
+          f"prefill {g['prefill_ratio_p50']:.2f}x")
+    first = g["first_use"]
+    print(f"first free prompt: {first['seconds']:.2f} s, engine RSS +{first['rss_added_mb']:.0f} MB "
+          f"(the output projection, held from first use)")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--inputs", type=int, default=8, help="requests per workload")
     parser.add_argument("--repeats", type=int, default=2, help="timed passes over the inputs")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated subset of: "
+                        + ", ".join(WORKLOADS))
+    parser.add_argument("--gen-inputs", type=int, default=4, help="free prompts timed one at a time")
+    parser.add_argument("--gen-repeats", type=int, default=2, help="timed passes over the free prompts")
     parser.add_argument("--data", type=Path, default=ROOT / "tests" / "data", help="folder of .jsonl texts")
     parser.add_argument("--cache", type=Path, default=ROOT / ".bench")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -262,7 +386,7 @@ def main() -> int:
     if args.quick:
         from model_loader.demo import build_demo_model
 
-        args.inputs, args.repeats = 2, 1
+        args.inputs, args.repeats, args.gen_inputs, args.gen_repeats = 2, 1, 2, 1
         args.model = args.model or build_demo_model(args.cache / "demo")
     report = run(args)
     print_report(report)

@@ -1,7 +1,8 @@
 """The two sides of the benchmark, each run in its own process by scripts/bench.py.
 
 ``reference``: the official SeqGPT settings through plain transformers ``generate``
-(fp32 on CPU, 4 beams, repetition penalty 2.0, 6 labels a prompt).
+(fp32 on CPU, 4 beams, repetition penalty 2.0, 6 labels a prompt), and greedy free prompts in fp32.
+``reference-bf16``: greedy free prompts through transformers ``generate`` in bf16.
 ``engine``: our engine as users get it by default.
 
 Both read one JSON command a line on stdin and answer one JSON line on stdout;
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from model_loader import Engine, Settings  # noqa: E402
-from model_loader.prompts import CLASSIFY, EXTRACT, build_prompt  # noqa: E402
+from model_loader.prompts import CLASSIFY, EXTRACT, build_prompt, complete_free_prompt  # noqa: E402
 
 LABELS_PER_CHUNK = 6
 
@@ -31,16 +32,49 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
+
+
+def together(call, prompts: list[str], new_tokens: int) -> None:
+    """Each prompt from its own client thread, all sent at once."""
+    start = threading.Barrier(len(prompts))
+
+    def client(prompt: str) -> None:
+        start.wait()
+        call(prompt, new_tokens)
+
+    threads = [threading.Thread(target=client, args=(p,)) for p in prompts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 class Reference:
-    def __init__(self, model_dir: Path, tokens_per_field: int) -> None:
+    def __init__(self, model_dir: Path, tokens_per_field: int, dtype: str = "float32") -> None:
         from transformers import AutoTokenizer, BloomForCausalLM
 
         started = time.perf_counter()
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left", truncation_side="left")
-        self.model = BloomForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+        self.model = BloomForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).eval()
         self.load_seconds = time.perf_counter() - started
-        self.dtype = "float32"
+        self.dtype = dtype
         self.tokens_per_field = tokens_per_field
+
+    def generate(self, prompts: list[str], new_tokens: int) -> None:
+        """Greedy free prompts, as one left-padded batch; pinned to ``new_tokens``."""
+        texts = [complete_free_prompt(p) for p in prompts]
+        inputs = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=1024)
+        with torch.inference_mode():
+            self.model.generate(
+                **inputs,
+                do_sample=False,
+                num_beams=1,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
 
     def _generate(self, prompts: list[str], new_tokens: int) -> None:
         inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=1024)
@@ -67,7 +101,9 @@ class Reference:
 
 class OurEngine:
     def __init__(self, model_dir: Path, tokens_per_field: int) -> None:
-        self.engine = Engine(Settings(model_dir=model_dir, extract_exact_tokens=tokens_per_field))
+        self.engine = Engine(
+            Settings(model_dir=model_dir, extract_exact_tokens=tokens_per_field, generate_ignore_eos=1)
+        )
         self.engine.load()
         self.load_seconds = self.engine.status.load_seconds
         self.dtype = self.engine.status.dtype
@@ -77,6 +113,13 @@ class OurEngine:
 
     def extract(self, text: str, fields: list[str]) -> None:
         self.engine.extract(text, fields)
+
+    def generate(self, prompts: list[str], new_tokens: int) -> None:
+        """One prompt, or several from concurrent clients (the engine batches them itself)."""
+        if len(prompts) == 1:
+            self.engine.generate(prompts[0], new_tokens)
+        else:
+            together(self.engine.generate, prompts, new_tokens)
 
     def throughput(self, task: str, requests: list[dict], clients: int) -> float:
         """Requests per second with ``clients`` threads sending the requests as fast as answered."""
@@ -106,8 +149,11 @@ class OurEngine:
 
 def main() -> int:
     side, model_dir, tokens_per_field = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
-    runner = Reference(model_dir, tokens_per_field) if side == "reference" else OurEngine(model_dir, tokens_per_field)
-    hello = {"ready": True, "load_seconds": runner.load_seconds, "dtype": runner.dtype}
+    if side == "engine":
+        runner = OurEngine(model_dir, tokens_per_field)
+    else:
+        runner = Reference(model_dir, tokens_per_field, "bfloat16" if side == "reference-bf16" else "float32")
+    hello = {"ready": True, "load_seconds": runner.load_seconds, "dtype": runner.dtype, "rss_mb": rss_mb()}
     print(json.dumps(hello), flush=True)
     for line in sys.stdin:
         command = json.loads(line)
@@ -116,11 +162,15 @@ def main() -> int:
         if command["op"] == "throughput":
             rate = runner.throughput(command["task"], command["requests"], command["clients"])
             answer = {"per_second": rate}
+        elif command["op"] == "generate":
+            started = time.perf_counter()
+            runner.generate(command["prompts"], command["new_tokens"])
+            answer = {"seconds": time.perf_counter() - started}
         else:
             started = time.perf_counter()
             getattr(runner, command["op"])(command["text"], command["labels"])
             answer = {"seconds": time.perf_counter() - started}
-        answer["peak_rss_mb"] = peak_rss_mb()
+        answer["peak_rss_mb"], answer["rss_mb"] = peak_rss_mb(), rss_mb()
         print(json.dumps(answer), flush=True)
     return 0
 

@@ -394,6 +394,39 @@ def test_extracting_several_fields_decodes_each_field_as_if_it_were_alone(engine
 # ---- free prompt -----------------------------------------------------------------------------
 
 
+def test_the_output_projection_is_held_only_from_the_first_free_prompt(demo_dir):
+    """Classification, extraction and health checks score a few rows of the output projection
+    straight from the stored weights; only full-vocabulary decoding needs it held whole."""
+    eng = Engine(Settings(model_dir=demo_dir, dtype="bfloat16"))
+    eng.load()
+    try:
+        projection = eng._runner.output
+        eng.classify("温格的球队终于又踢了一场经典的比赛。", ["体育", "财经"])
+        eng.extract("小米集团在北京发布了新手机。", ["公司名称", "地名"])
+        eng.health_check()
+        assert not projection.resident
+        eng.generate("输入: 温格的球队\n分类: 体育，财经\n输出:", 3)
+        assert projection.resident
+    finally:
+        eng.close()
+
+
+def test_a_benchmark_engine_ignores_end_of_sequence_and_writes_every_token_asked(engine, demo_dir):
+    prompt = "输入: 温格的球队\n分类: 体育，财经\n输出:"
+    free = engine._planner.encode(complete_free_prompt(prompt))
+    written = decoding.greedy_generate(engine._runner, [free], [24], engine._planner.eos_id)[0]
+    assert len(written) == 24
+    stop = written[5]  # declared end-of-sequence below: a token the model writes mid-answer
+    for ignore, expected in ((0, written.index(stop) + 1), (1, 24)):
+        eng = Engine(Settings(model_dir=demo_dir, generate_ignore_eos=ignore))
+        eng.load()
+        try:
+            eng._planner.eos_id = stop
+            assert eng.generate(prompt, 24).new_tokens == expected
+        finally:
+            eng.close()
+
+
 def test_generate_appends_gen_to_a_prompt_that_stops_at_output(engine):
     prompt = "输入: 小米集团今天发布了新款手机\n分类: 财经，科技\n输出:"
     result = engine.generate(prompt, 4)

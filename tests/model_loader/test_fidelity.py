@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
@@ -103,6 +104,29 @@ def test_a_packed_matrix_multiplies_exactly_like_the_plain_one_on_any_input_layo
     for x in (batch, batch[:, 2:5], batch.transpose(0, 1)):
         assert torch.equal(packed(x), F.linear(x.contiguous(), plain.weight, plain.bias))
     assert torch.equal(packed.plain_weight, plain.weight)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_the_held_output_projection_changes_no_logit_and_no_generated_token(
+    engines_by_dtype, planner, prompt_ids, dtype
+):
+    """Held in the compute dtype (packed where the blocks are), the projection gives what
+    converting the stored matrix at every call gave, bit for bit, in every dtype."""
+    runner = engines_by_dtype[dtype]._runner
+    converting = copy.copy(runner)
+    converting.output = lambda hidden: F.linear(hidden, runner.output_weight.to(runner.dtype))
+    for count in (1, len(prompt_ids)):
+        _, last = runner.prefill(prompt_ids[:count])
+        assert torch.equal(runner.scores(last), converting.scores(last))
+    assert runner.output.resident
+    lengths = [NEW_TOKENS] * len(prompt_ids)
+    for ids in prompt_ids:
+        assert greedy_generate(runner, [ids], [NEW_TOKENS], planner.eos_id) == greedy_generate(
+            converting, [ids], [NEW_TOKENS], planner.eos_id
+        )
+    assert greedy_generate(runner, prompt_ids, lengths, planner.eos_id) == greedy_generate(
+        converting, prompt_ids, lengths, planner.eos_id
+    )
 
 
 def test_packed_weights_give_bit_identical_logits_and_generations(engine, planner, prompt_ids):

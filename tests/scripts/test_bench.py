@@ -25,4 +25,10 @@ def test_bench_quick_runs_both_sides_on_the_repository_texts_and_writes_the_figu
         assert figures[workload]["floor_p50"] > 0
     assert figures["concurrency"]["throughput_ratio"] > 0
     assert figures["peak_rss_mb"] > 0
+    generation = figures["generation"]
+    assert all(95 <= n <= 400 for n in generation["prompt_tokens"]), "free prompts of 100-400 tokens"
+    assert generation["ratio_p50"] > 0 and generation["prefill_ratio_p50"] > 0
+    for side in ("engine", "transformers_bf16", "transformers_fp32"):
+        assert generation["ms_per_token"][side]["batch1"] > 0 and generation["ms_per_token"][side]["batch8"] > 0
+    assert "ms/token" in done.stdout and "first free prompt" in done.stdout
     assert "ratio p50" in done.stdout and "peak RSS" in done.stdout
