@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Iterator
 
 import httpx
 import pytest
+from servers import RunningServer, start_server, stop_server
 
 pytestmark = pytest.mark.service
 
@@ -71,7 +73,7 @@ def hostile_body(rng: random.Random, first: str, second: str) -> bytes:
             if rng.random() < 0.8:
                 body[name] = hostile_value(rng)
         if second == "max_new_tokens" and rng.random() < 0.5:
-            body[second] = rng.randint(1, 4)  # keep the few valid prompts cheap to run
+            body[second] = rng.randint(1, 8)
         return json.dumps(body).encode()
     if kind < 0.80:
         return json.dumps(hostile_value(rng)).encode()
@@ -86,13 +88,22 @@ def hostile_body(rng: random.Random, first: str, second: str) -> bytes:
     return json.dumps({first: "合同" * 10, second: ["甲方", "乙方"]}).encode()  # a good one now and then
 
 
+@pytest.fixture(scope="module")
+def short_answer_server(tmp_path_factory: pytest.TempPathFactory, demo_model_dir) -> Iterator[RunningServer]:
+    """Demo weights with short answers: the few generated inputs that are valid stay cheap to run."""
+    server = start_server(tmp_path_factory.mktemp("hostile-server"), demo_model_dir,
+                          {"SEQGPT_MAX_NEW_TOKENS": "8", "SEQGPT_EXTRACT_MAX_NEW_TOKENS": "8"})
+    yield server
+    stop_server(server)
+
+
 @pytest.mark.parametrize("route", list(ROUTES))
-def test_hostile_inputs_get_an_answer_and_never_break_the_server(demo_server, route):
+def test_hostile_inputs_get_an_answer_and_never_break_the_server(short_answer_server, route):
     first, second, result_key = ROUTES[route]
     rng = random.Random(f"{SEED}{route}")
     request_ids = []
     statuses: dict[int, int] = {}
-    with httpx.Client(base_url=demo_server.url, timeout=120.0) as http:
+    with httpx.Client(base_url=short_answer_server.url, timeout=120.0) as http:
         for n in range(PER_ROUTE):
             body = hostile_body(rng, first, second)
             content_type = rng.choice(["application/json", "text/plain", "application/x-www-form-urlencoded"])
@@ -105,7 +116,7 @@ def test_hostile_inputs_get_an_answer_and_never_break_the_server(demo_server, ro
             request_ids.append(answer["request_id"])
         good = http.post(route, json={first: "合同已签订，甲方付款。", second: ["甲方"] if first == "text" else 4})
     assert good.status_code == 200 and result_key in good.json()
-    logged = set(re.findall(r"\[([0-9a-f]{32})\]", demo_server.log_text()))
+    logged = set(re.findall(r"\[([0-9a-f]{32})\]", short_answer_server.log_text()))
     missing = [request_id for request_id in request_ids if request_id not in logged]
     assert not missing, f"{len(missing)} request ids not in the log"
     assert statuses.get(422, 0) > PER_ROUTE // 2, statuses  # the generator does produce mostly bad input
