@@ -103,6 +103,35 @@ def test_cluener_sample_reads_every_row():
         assert all(row.text[s.start:s.end] == s.text for s in row.spans)
 
 
+def _map_keys(name: str) -> set[str]:
+    lines = (DATA / name).read_text("utf-8").splitlines()
+    return {line.split("=")[0] for line in lines if line and not line.startswith("#")}
+
+
+def test_every_cluener_span_in_the_sample_reads_its_mention_with_the_inclusive_end():
+    # Read straight from the file, not through the harness, so a wrong offset cannot hide behind the code under test.
+    types = _map_keys("eval_cluener_map.txt")
+    lines = (DATA / "eval_cluener_sample.jsonl").read_text("utf-8").splitlines()
+    spans = 0
+    for number, line in enumerate(lines, 1):
+        row = json.loads(line)
+        assert set(row["label"]) <= types, f"line {number}: type not in eval_cluener_map.txt"
+        for mentions in row["label"].values():
+            for mention, places in mentions.items():
+                for start, end in places:
+                    assert row["text"][start:end + 1] == mention, f"line {number}: [{start}, {end}] is not {mention!r}"
+                    spans += 1
+    assert spans >= len(lines)
+    assert {kind for line in lines for kind in json.loads(line)["label"]} == types  # all ten types are exercised
+
+
+def test_tnews_sample_has_three_rows_of_every_mapped_slug():
+    rows = [json.loads(line) for line in (DATA / "eval_tnews_sample.jsonl").read_text("utf-8").splitlines()]
+    slugs = [row["label_desc"] for row in rows]
+    assert {slug: slugs.count(slug) for slug in slugs} == dict.fromkeys(_map_keys("eval_tnews_map.txt"), 3)
+    assert len({row["label"] for row in rows}) == 15 and all(len(row["label"]) == 3 for row in rows)
+
+
 def test_maps_inline_and_bad_entries():
     assert parse_map("news_finance=财经, news_sports = 体育，a=b") == {"news_finance": "财经", "news_sports": "体育",
                                                                         "a": "b"}
