@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from typing import TypeVar
 
+from . import allocator
 from .bloom import BloomRunner
 from .decoding import decode_fields, greedy_generate, score_labels, split_by_sizes
 from .errors import InvalidInputError, ModelLoadError, ModelNotReadyError
@@ -51,6 +52,8 @@ def _on_a_thread_of_its_own(work: Callable[[], T]) -> T:
 class Engine:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
+        # Before the model worker and the request threads exist: see allocator.py.
+        allocator.bound_arenas()
         self._lock = threading.Lock()
         self._status = EngineStatus(
             state="idle", device="", dtype="", model_dir=str(self.settings.model_dir)
@@ -97,9 +100,11 @@ class Engine:
             },
             max_batch=self.settings.max_batch_size,
             gather_seconds=self.settings.batch_gather_ms / 1000,
+            after_batch=allocator.release_freed,
         )
         if old_worker is not None:
             old_worker.stop()
+        allocator.release_freed()  # what loading converted and reordered on the way
         self._set_status(
             state="ready",
             device=loaded.device,
