@@ -52,8 +52,6 @@ def _on_a_thread_of_its_own(work: Callable[[], T]) -> T:
 class Engine:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        # Before the model worker and the request threads exist: see allocator.py.
-        allocator.bound_arenas()
         self._lock = threading.Lock()
         self._status = EngineStatus(
             state="idle", device="", dtype="", model_dir=str(self.settings.model_dir)
