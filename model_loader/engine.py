@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from typing import TypeVar
 
+from . import allocator
 from .bloom import BloomRunner
 from .decoding import decode_fields, greedy_generate, score_labels, split_by_sizes
 from .errors import InvalidInputError, ModelLoadError, ModelNotReadyError
@@ -97,9 +98,11 @@ class Engine:
             },
             max_batch=self.settings.max_batch_size,
             gather_seconds=self.settings.batch_gather_ms / 1000,
+            after_batch=allocator.release_freed,
         )
         if old_worker is not None:
             old_worker.stop()
+        allocator.release_freed()  # what loading converted and reordered on the way
         self._set_status(
             state="ready",
             device=loaded.device,

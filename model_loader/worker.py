@@ -9,6 +9,9 @@ Callers announce a job while they prepare it (``expecting``): tokenising a reque
 takes milliseconds under the GIL, so eight clients that send at once reach the
 queue over tens of milliseconds, and a fixed gather window would split them into
 several batches that each read all the weights again.
+
+When a batch ends and nothing waits, ``after_batch`` runs (the engine hands freed memory
+back to the system there), so the work between batches never delays a request.
 """
 
 from __future__ import annotations
@@ -40,9 +43,15 @@ class _Job:
 
 class BatchWorker:
     def __init__(
-        self, handlers: dict[str, Handler], max_batch: int, gather_seconds: float = 0.0, name: str = "seqgpt-model"
+        self,
+        handlers: dict[str, Handler],
+        max_batch: int,
+        gather_seconds: float = 0.0,
+        name: str = "seqgpt-model",
+        after_batch: Callable[[], None] | None = None,
     ) -> None:
         self._handlers = handlers
+        self._after_batch = after_batch
         self._max_batch = max(1, max_batch)
         self._gather_seconds = gather_seconds
         self._queue: queue.Queue[_Job | None] = queue.Queue()
@@ -119,6 +128,12 @@ class BatchWorker:
                 kinds.setdefault(job.kind, []).append(job)
             for kind, jobs in kinds.items():
                 self._run_group(kind, jobs)
+            del batch, kinds, jobs  # the payloads, and with them the requests' plans, go now
+            if self._after_batch is not None and self._queue.empty():
+                try:
+                    self._after_batch()
+                except Exception:  # housekeeping must never stop the worker
+                    log.exception("after_batch failed")
 
     def _run_group(self, kind: str, jobs: list[_Job]) -> None:
         live = [job for job in jobs if job.future.set_running_or_notify_cancel()]

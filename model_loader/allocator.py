@@ -1,0 +1,80 @@
+"""The process's memory policy: bounded kernel caches, few malloc arenas, freed memory handed back.
+
+glibc's malloc gives every thread that allocates under contention an arena of its own, up
+to eight per core, and keeps what is freed in an arena for reuse instead of returning it.
+The appliance's threads all allocate: the HTTP server's worker threads tokenise and parse,
+the model worker builds each batch's caches, and the matrix products' OpenMP threads take
+scratch space. Each arena then keeps the high-water mark of whatever ran on it, so the
+process's memory grows with every new mix of request lengths and never comes back down.
+
+Set in the process rather than by ``MALLOC_ARENA_MAX`` in a launcher, so that it holds however
+the engine is started: scripts/start.sh, Supervisor, the Docker image, the tests, a notebook.
+Elsewhere than glibc (musl, macOS) both calls do nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+from functools import lru_cache
+
+log = logging.getLogger(__name__)
+
+# mallopt parameter numbers from glibc's malloc.h
+_M_ARENA_MAX = -8
+
+# Two arenas: the model worker allocates the large per-batch tensors, and every other thread
+# is light; two keep the worker from contending for a lock with the request threads.
+ARENA_MAX = 2
+
+
+# oneDNN, which runs the CPU matrix products, keeps every primitive it builds (JIT-compiled
+# kernels and their buffers) in a cache keyed by shape, and PyTorch's ideep layer keeps
+# another; both hold 1,024 entries by default. Each new prompt length makes new shapes, so
+# memory grew by about 4 MB per new length and did not level off (the demo engine: 391 MB
+# to 1,008 MB over 160 prompts of random lengths; with 64 entries it stayed at 350-370 MB).
+# 64 entries hold every shape one decode step uses, so steps still reuse their kernels.
+KERNEL_CACHE_ENTRIES = 64
+
+
+def bound_kernel_caches(entries: int = KERNEL_CACHE_ENTRIES) -> None:
+    """Bound oneDNN's and ideep's caches of compiled kernels. Both read their variable when
+    first used, so this must run before the first matrix product; a value the user set wins."""
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(entries))
+    os.environ.setdefault("LRU_CACHE_CAPACITY", str(entries))
+
+
+@lru_cache(maxsize=1)
+def _glibc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    if libc is None or not hasattr(libc, "mallopt") or not hasattr(libc, "malloc_trim"):
+        return None
+    return libc
+
+
+def bound_arenas(arenas: int = ARENA_MAX) -> bool:
+    """Cap the number of malloc arenas. glibc fixes the cap when its ninth arena is made, so
+    this must run early, before many threads have allocated. True where it took effect."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    ok = bool(libc.mallopt(_M_ARENA_MAX, arenas))
+    log.debug("malloc arenas capped at %d: %s", arenas, ok)
+    return ok
+
+
+def release_freed() -> None:
+    """Hand the pages of freed memory in every arena back to the system (``malloc_trim``).
+
+    A batch's caches are freed when it ends, but freed memory stays in its arena, and the
+    next batch of other shapes fits only partly into the holes: without this, memory
+    creeps up batch after batch."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
