@@ -15,6 +15,7 @@
 set -euo pipefail
 
 CALLER_DIR="$PWD"
+# shellcheck disable=SC1091  # instance.sh is checked on its own
 source "$(dirname "${BASH_SOURCE[0]}")/instance.sh"
 cd "$ROOT"
 DEMO_DIR="$ROOT/models/demo"
