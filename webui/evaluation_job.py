@@ -25,6 +25,7 @@ from model_loader.evaluation import (
     write_charts,
 )
 
+from .batch import KEEP_RESULTS, prune_results
 from .concurrency import BusyError
 from .schemas import classification_json, extraction_json
 from .service import RequestInfo, Service
@@ -99,7 +100,10 @@ async def _predict_one(service: Service, gold: GoldSet, row: GoldRow) -> dict[st
 
 
 def write_outputs(gold: GoldSet, records: list[dict[str, Any]], out_dir: Path) -> tuple[dict[str, Any], list[Path]]:
-    """The report, its Markdown, the predictions and both charts under ``out_dir``."""
+    """The report, its Markdown, the predictions and both charts under ``out_dir``.
+
+    Evaluations share the batch results' folder and its bound: only the newest ones are kept."""
+    prune_results(out_dir.parent, KEEP_RESULTS - 1)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = build_report(gold, records)
     report_path, predictions_path = out_dir / "report.json", out_dir / "predictions.jsonl"
