@@ -1,7 +1,10 @@
+#!/usr/bin/env bash
 # Sourced by start.sh, stop.sh, status.sh and supervisorctl: where the appliance that start.sh
 # started lives. start.sh records its workspace in the checkout (.seqgpt-instance), and the
 # settings (port, host, model ...) live in that workspace's seqgpt560m.env, so that any shell
 # finds the running copy without repeating the environment it was started with.
+# Sourced, never run; strict like the scripts that source it.
+set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CONF="$ROOT/supervisor/supervisord.conf"
