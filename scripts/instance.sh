@@ -3,6 +3,7 @@
 # started lives. start.sh records its workspace in the checkout (.seqgpt-instance), and the
 # settings (port, host, model ...) live in that workspace's seqgpt560m.env, so that any shell
 # finds the running copy without repeating the environment it was started with.
+# Sourced, never run; strict like the scripts that source it.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -15,7 +15,7 @@
 set -euo pipefail
 
 CALLER_DIR="$PWD"
-# shellcheck disable=SC1091  # instance.sh is checked on its own
+# shellcheck source-path=SCRIPTDIR source=instance.sh
 source "$(dirname "${BASH_SOURCE[0]}")/instance.sh"
 cd "$ROOT"
 DEMO_DIR="$ROOT/models/demo"

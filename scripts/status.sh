@@ -2,7 +2,7 @@
 # Is the appliance that scripts/start.sh started running, and is it healthy? Needs no environment.
 # Exit status: 0 running and healthy, 1 running but /health is not 200, 3 not running.
 set -euo pipefail
-# shellcheck disable=SC1091  # instance.sh is checked on its own
+# shellcheck source-path=SCRIPTDIR source=instance.sh
 source "$(dirname "${BASH_SOURCE[0]}")/instance.sh"
 
 ws="$(known_workspace)"

@@ -2,7 +2,7 @@
 # Stop the appliance that scripts/start.sh started: the app first (it finishes the requests in
 # flight), then supervisord. Needs no environment: start.sh recorded where it runs.
 set -euo pipefail
-# shellcheck disable=SC1091  # instance.sh is checked on its own
+# shellcheck source-path=SCRIPTDIR source=instance.sh
 source "$(dirname "${BASH_SOURCE[0]}")/instance.sh"
 
 ws="$(known_workspace)"
