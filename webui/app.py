@@ -47,11 +47,12 @@ def build_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     async def docs() -> HTMLResponse:
         return HTMLResponse(render_docs(app.openapi()))
 
-    # Routes first: the Gradio mount at "/" catches every path not matched before it.
-    app.include_router(build_api_router(engine, service, metrics.render))
-
+    # Routes first: the Gradio mount at "/" catches every path not matched before it. The
+    # evaluation route comes before the API router, whose last route answers any other /api/ path.
     ctx = UiContext(engine, service, settings)
     app.include_router(build_evaluate_router(ctx))
+    app.include_router(build_api_router(engine, service, metrics.render))
+
     blocks = build_blocks(ctx, gpu)
     results = batch_dir(ctx)
     results.mkdir(parents=True, exist_ok=True)

@@ -7,11 +7,10 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from model_loader.errors import InvalidInputError, ModelNotReadyError
+from model_loader.errors import InvalidInputError
 
-from .api import INTERNAL_ERROR, error_response
+from .api import error_response
 from .batch_tab import batch_dir
-from .concurrency import BusyError
 from .evaluation_job import load_gold, predict_all, write_outputs
 from .logging_setup import REQUEST_ID
 from .service import RequestInfo
@@ -32,18 +31,11 @@ def build_evaluate_router(ctx: UiContext) -> APIRouter:
         info = RequestInfo("evaluate", "api", "")
         try:
             gold = await _read_upload(request, ctx, max_body)
-        except InvalidInputError as exc:
-            ctx.service.record(info, started, exc)
-            return error_response(422, str(exc))
-        try:
             records = await predict_all(ctx.service, gold, lambda _done: None)
             report, _paths = write_outputs(gold, records, batch_dir(ctx) / REQUEST_ID.get())
-        except BusyError as exc:
-            return error_response(503, str(exc), headers={"Retry-After": "5"})
-        except ModelNotReadyError as exc:
-            return error_response(503, str(exc), headers={"Retry-After": "5"})
-        except Exception:  # the rows' own errors are logged with their tracebacks by the service
-            return error_response(500, INTERNAL_ERROR)
+        except Exception as exc:  # the outcome table says what each error means; a row's own errors stay in its record
+            ctx.service.record(info, started, exc)
+            return error_response(exc)
         ctx.service.record(RequestInfo("evaluate", "api", "", len(gold.names)), started, None)
         return JSONResponse({**report, "predictions": records, "request_id": REQUEST_ID.get()})
 
