@@ -29,6 +29,12 @@ LABELS_PER_CHUNK = 6
 
 
 def peak_rss_mb() -> float:
+    """This process's own high-water mark (VmHWM). Not getrusage's ru_maxrss: Linux carries that
+    over from the parent across fork and exec, so a side started by a parent that had just built
+    the full-size model in fp32 reported the parent's 3.5 GB as its own peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
