@@ -6,19 +6,12 @@ Screenshots go to ``test-output/browser/`` at the repository root (git-ignored),
 from __future__ import annotations
 
 import csv
-import os
-from pathlib import Path
 
 import pytest
+from browser import OUTPUT, chromium_context
 
 pytestmark = [pytest.mark.browser, pytest.mark.service]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "browser"
 SCRIPT_LABEL = "<script>alert(1)</script>"
 IMG_LABEL = "<img src=x onerror=alert(2)>"
 CONTRACT = "本合同由甲方北京星河科技有限公司与乙方上海云帆信息技术有限公司签订，合同金额人民币一百万元整。"
@@ -27,26 +20,13 @@ TIMEOUT_MS = 60_000
 
 @pytest.fixture(scope="module")
 def page(demo_server):
-    if not CHROMIUM.exists():
-        if os.environ.get("SEQGPT_SKIP_BROWSER") == "1":
-            pytest.skip("SEQGPT_SKIP_BROWSER=1 and no /usr/bin/chromium")
-        pytest.fail("the browser test needs Debian chromium at /usr/bin/chromium (apt-get install chromium); "
-                    "set SEQGPT_SKIP_BROWSER=1 to skip it on purpose")
-    from playwright.sync_api import sync_playwright
-
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+    with chromium_context(TIMEOUT_MS) as context:
         page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
         page.dialogs = []
         page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
         page.goto(demo_server.url + "/")
         page.wait_for_selector("#seqgpt-status .seqgpt-status")
         yield page
-        context.close()
-        browser.close()
 
 
 def textbox(page, elem_id: str):

@@ -7,28 +7,18 @@ Screenshots go to ``test-output/browser/`` at the repository root (git-ignored).
 from __future__ import annotations
 
 import csv
-import os
 
 import httpx
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_ARGS, OUTPUT, TIMEOUT_MS, open_tab, textbox
+from browser import OUTPUT, chromium_context
+from test_browser import TIMEOUT_MS, open_tab, textbox
 
 pytestmark = [pytest.mark.browser, pytest.mark.service]
 
 
 @pytest.fixture(scope="module")
 def browser_context(demo_server):
-    if not CHROMIUM.exists():
-        if os.environ.get("SEQGPT_SKIP_BROWSER") == "1":
-            pytest.skip("SEQGPT_SKIP_BROWSER=1 and no /usr/bin/chromium")
-        pytest.fail("the browser test needs Debian chromium at /usr/bin/chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
-        context.set_default_timeout(TIMEOUT_MS)
+    with chromium_context(TIMEOUT_MS) as context:
         # The appliance must work with no internet: every request elsewhere fails, and is noted.
         context.outside = []
 
@@ -41,8 +31,6 @@ def browser_context(demo_server):
 
         context.route("**/*", only_the_appliance)
         yield context
-        context.close()
-        browser.close()
 
 
 @pytest.fixture(scope="module")
