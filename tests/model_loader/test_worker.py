@@ -109,3 +109,24 @@ def test_running_for_is_none_when_idle_and_counts_up_while_a_batch_runs():
     finally:
         release.set()
         w.stop()
+
+
+def test_housekeeping_runs_once_a_batch_ends_with_nothing_waiting_and_a_failure_there_stops_nothing():
+    ran = threading.Event()
+    calls: list[int] = []
+
+    def housekeeping() -> None:
+        calls.append(1)
+        ran.set()
+        raise RuntimeError("housekeeping failed")
+
+    w = BatchWorker({"job": lambda payloads: [f"done {p}" for p in payloads]}, max_batch=8, after_batch=housekeeping)
+    try:
+        assert w.submit("job", "first").result(timeout=5) == "done first"
+        assert ran.wait(timeout=5)
+        ran.clear()
+        assert w.submit("job", "second").result(timeout=5) == "done second"
+        assert ran.wait(timeout=5)
+    finally:
+        w.stop()
+    assert len(calls) == 2
