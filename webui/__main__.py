@@ -17,6 +17,7 @@ from model_loader.settings_file import load_settings_file
 from .app import build_app
 from .logging_setup import configure_logging
 from .settings import ServerSettings, SettingsError
+from .shutdown import DrainingServer, ShutdownClock
 
 log = logging.getLogger("webui")
 
@@ -50,8 +51,9 @@ def main() -> int:
     configure_logging(settings.log_level)
     log.info("settings: %s, where the environment does not set them", settings_file)
     engine = Engine(engine_settings)
-    app = build_app(engine, settings)
-    server = uvicorn.Server(
+    clock = ShutdownClock()
+    app = build_app(engine, settings, clock)
+    server = DrainingServer(
         uvicorn.Config(
             app,
             host=settings.host,
@@ -59,7 +61,8 @@ def main() -> int:
             log_config=None,  # logging is configured above, once, to stdout
             access_log=False,  # the request log has one richer line per request
             timeout_graceful_shutdown=settings.graceful_shutdown_s,
-        )
+        ),
+        clock,
     )
     threading.Thread(target=load_when_listening, args=(server, engine), name="model-load", daemon=True).start()
     log.info("serving on http://%s:%d (auth %s)", settings.host, settings.port, "on" if settings.auth else "off")

@@ -23,6 +23,7 @@ from .middleware import BasicAuthMiddleware, RequestIdMiddleware
 from .outcomes import RouteError
 from .service import Service
 from .settings import ServerSettings
+from .shutdown import ShutdownClock
 from .status import GpuMonitor
 from .tabs import UiContext
 from .ui import CSS, build_blocks
@@ -30,8 +31,9 @@ from .ui import CSS, build_blocks
 log = logging.getLogger(__name__)
 
 
-def build_app(engine: Engine, settings: ServerSettings) -> FastAPI:
-    """Wire the engine to HTTP and the UI. Cheap: it loads nothing; call ``engine.load()`` separately."""
+def build_app(engine: Engine, settings: ServerSettings, clock: ShutdownClock | None = None) -> FastAPI:
+    """Wire the engine to HTTP and the UI. Cheap: it loads nothing; call ``engine.load()`` separately.
+    ``clock`` is the server's shutdown clock (see shutdown.py); without one, nothing is cut short."""
     gpu = GpuMonitor(engine.settings.device)
     gate = ModelGate(settings.concurrency, settings.queue_size)
     metrics = Metrics(
@@ -39,7 +41,7 @@ def build_app(engine: Engine, settings: ServerSettings) -> FastAPI:
         load_seconds=lambda: float(engine.status.load_seconds or 0.0),
         gpu=gpu.read,
     )
-    service = Service(engine, gate, metrics, gpu)
+    service = Service(engine, gate, metrics, gpu, clock or ShutdownClock())
 
     app = FastAPI(title="SeqGPT-560M", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
 

@@ -181,6 +181,6 @@ async def _run_one(
                 raise ui_error(exc) from None
             await asyncio.sleep(0.5)
         except Exception as exc:  # logged by the service, with a traceback when unexpected
-            if outcome_of(exc).name == "not_ready":  # every row would fail alike: stop and say why
+            if outcome_of(exc).name in ("not_ready", "stopping"):  # every row would fail alike: stop, say why
                 raise ui_error(exc) from None
             return None, user_message(exc, REQUEST_ID.get())

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from model_loader.errors import InvalidInputError, ModelLoadError, ModelNotReadyError
 
 from .concurrency import BusyError
+from .shutdown import ShuttingDownError
 
 
 class BodyTooLargeError(InvalidInputError):
@@ -35,7 +36,7 @@ class RouteError(InvalidInputError):
 class Outcome:
     """How a request ended, in each of the forms the edges need."""
 
-    name: str  # the metric and log label: ok, invalid, busy, not_ready, error
+    name: str  # the metric and log label: ok, invalid, busy, stopping, not_ready, error
     status: int  # the HTTP status of the JSON API
     title: str  # the heading of the UI message, Chinese first
     retry_after: int | None = None  # seconds, for the Retry-After header of a 503
@@ -54,6 +55,7 @@ TABLE: tuple[tuple[type[BaseException], Outcome], ...] = (
     (BodyTooLargeError, Outcome("invalid", 413, "内容过大 Request too large")),
     (InvalidInputError, INVALID),
     (BusyError, Outcome("busy", 503, "繁忙 Busy", retry_after=2)),
+    (ShuttingDownError, Outcome("stopping", 503, "服务重启中 Restarting", retry_after=10)),
     (ModelNotReadyError, Outcome("not_ready", 503, "模型未就绪 Not ready", retry_after=5)),
     (ModelLoadError, Outcome("not_ready", 503, "模型加载失败 Model failed to load", retry_after=5)),
 )

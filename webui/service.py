@@ -16,6 +16,7 @@ from .concurrency import ModelGate
 from .logging_setup import REQUEST_ID, new_request_id
 from .metrics import Metrics
 from .outcomes import INTERNAL, outcome_of
+from .shutdown import ShutdownClock
 from .status import GpuMonitor, gpu_memory_text
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,11 @@ def request_log_line(info: RequestInfo, latency_ms: float, device: str, gpu_memo
 class Service:
     """The one path from the API and the UI to the engine."""
 
-    def __init__(self, engine: Engine, gate: ModelGate, metrics: Metrics, gpu: GpuMonitor) -> None:
+    def __init__(
+        self, engine: Engine, gate: ModelGate, metrics: Metrics, gpu: GpuMonitor, clock: ShutdownClock
+    ) -> None:
         self.engine = engine
+        self.clock = clock
         self.gate = gate
         self.metrics = metrics
         self.gpu = gpu
@@ -69,7 +73,7 @@ class Service:
             status = self.engine.status
             if not status.ready:
                 raise ModelNotReadyError(not_ready_reason(status.state, status.error))
-            result = await self.gate.run(fn, *args)
+            result = await self.clock.race(self.gate.run(fn, *args))
         except Exception as exc:
             self.record(info, started, exc)
             raise

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.image
 CLASSIFY = {"text": "小米集团今天发布了新款手机，售价3999元。", "labels": ["财经", "体育", "科技"]}
 GENERATE_PROMPT = "输入: 今天天气很好\n分类: 好，坏\n输出:"
 # A request sized to take about this long is caught mid-way by the stop, and still ends well
-# inside supervisord's stopwaitsecs (8 s).
+# inside the app's grace period (6 s) and supervisord's stopwaitsecs (8 s). Generation ignores the
+# end token in that container, so every request runs to its length and the sizing holds.
 IN_FLIGHT_S = 2.0
 
 
@@ -39,7 +40,9 @@ def test_healthcheck_reports_unhealthy_without_weights(image: Built):
 
 def test_stop_takes_under_10_s_and_a_request_in_flight_still_gets_its_answer(image: Built, demo_weights: Path):
     port = free_port()
-    container = run_container(image.tag, "-v", f"{demo_weights}:{MODEL_DIR}:ro", port=port)
+    container = run_container(
+        image.tag, "-v", f"{demo_weights}:{MODEL_DIR}:ro", "-e", "SEQGPT_GENERATE_IGNORE_EOS=1", port=port
+    )
     base = f"http://127.0.0.1:{port}"
     results: list[tuple[int, float, str]] = []
 
@@ -74,5 +77,7 @@ def test_stop_takes_under_10_s_and_a_request_in_flight_still_gets_its_answer(ima
         container.remove()
 
     assert stop_seconds < 10
-    assert [code for code, _, _ in results] == [200], results
-    assert results[0][1] > stop_sent, "the request was not in flight when the stop began"
+    assert results and results[0][1] > stop_sent, f"the request was not in flight when the stop began: {results}"
+    code, _, text = results[0]
+    # Finished, or, where a loaded machine made it outlast the grace period, told so: never cut off.
+    assert code == 200 or (code == 503 and "正在重启" in text), results

@@ -15,7 +15,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.service]
 SCRIPT_LABEL = "<script>alert(1)</script>"
 IMG_LABEL = "<img src=x onerror=alert(2)>"
 CONTRACT = "本合同由甲方北京星河科技有限公司与乙方上海云帆信息技术有限公司签订，合同金额人民币一百万元整。"
-TIMEOUT_MS = 60_000
+# A ceiling, not an expectation: the sample batch takes seconds, but minutes on a machine busy with other work.
+TIMEOUT_MS = 180_000
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Concurrency limits and shutdown: a full queue answers 503 busy at once; SIGTERM lets in-flight requests finish."""
+"""Concurrency limits and shutdown: a full queue answers 503 busy at once; SIGTERM lets in-flight requests
+finish, and one that cannot finish in the grace period is answered 503, not cut off."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ SLOW = {"prompt": "输入: 快递三天没有更新\n分类: 投诉，咨询\n�
 
 @pytest.fixture(scope="module")
 def single_slot_server(tmp_path_factory: pytest.TempPathFactory, demo_model_dir) -> Iterator[RunningServer]:
+    # A grace period long enough for SLOW on a loaded machine: this server tests finishing, not cutting short.
     server = start_server(tmp_path_factory.mktemp("single-slot"), demo_model_dir,
-                          {"SEQGPT_CONCURRENCY": "1", "SEQGPT_QUEUE_SIZE": "0", "SEQGPT_MAX_NEW_TOKENS": "1000"})
+                          {"SEQGPT_CONCURRENCY": "1", "SEQGPT_QUEUE_SIZE": "0", "SEQGPT_MAX_NEW_TOKENS": "1000",
+                           "SEQGPT_GRACEFUL_SHUTDOWN_S": "120"})
     yield server
     stop_server(server)
 
@@ -51,11 +54,49 @@ def test_full_queue_answers_503_busy_quickly_and_the_service_recovers(single_slo
 
 def test_sigterm_lets_the_request_in_flight_finish(single_slot_server):
     results: list[tuple[int, float, dict]] = []
-    request = threading.Thread(target=lambda: results.append(post(single_slot_server, SLOW)))
+    request = threading.Thread(target=lambda: results.append((*post(single_slot_server, SLOW), time.monotonic())))
     request.start()
-    time.sleep(0.5)
+    time.sleep(0.3)
+    signalled = time.monotonic()
     single_slot_server.process.send_signal(signal.SIGTERM)
-    request.join(timeout=60)
+    request.join(timeout=150)
     assert results and results[0][0] == 200
+    assert results[0][3] > signalled, "the request was not in flight when the stop began"
     assert single_slot_server.process.wait(timeout=30) in (0, -signal.SIGTERM)
     assert "Shutting down" in single_slot_server.log_text()
+
+
+def test_a_request_longer_than_the_grace_period_is_answered_503_before_the_server_stops(tmp_path, demo_model_dir):
+    # One second of grace and a request that takes far longer: generation that ignores the end token.
+    server = start_server(tmp_path, demo_model_dir, {
+        "SEQGPT_GRACEFUL_SHUTDOWN_S": "1", "SEQGPT_MAX_NEW_TOKENS": "50000", "SEQGPT_GENERATE_IGNORE_EOS": "1"})
+    try:
+        replies: list[httpx.Response | BaseException] = []
+
+        def send() -> None:
+            try:
+                replies.append(httpx.post(f"{server.url}/api/generate", timeout=120,
+                                          json={**SLOW, "max_new_tokens": 50000}))
+            except httpx.HTTPError as exc:
+                replies.append(exc)
+
+        request = threading.Thread(target=send)
+        request.start()
+        time.sleep(1.0)
+        assert not replies, "the long request should still be running when the stop begins"
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        request.join(timeout=60)
+        answered_after = time.monotonic() - signalled
+        assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        stop_server(server)
+    reply = replies[0]
+    assert isinstance(reply, httpx.Response), f"the client got no answer: {reply!r}"
+    assert reply.status_code == 503
+    assert reply.headers["Retry-After"] == "10"
+    body = reply.json()
+    assert "正在重启" in body["error"] and "send it again" in body["error"]
+    assert body["request_id"] == reply.headers["X-Request-ID"]
+    assert answered_after < 5
+    assert "outcome=stopping" in server.log_text()
