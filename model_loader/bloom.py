@@ -55,8 +55,7 @@ class BloomRunner:
 
     def new_rows(self, owners: list[int], capacity: int) -> RowCache:
         """An empty cache for sequences continuing the prompts ``owners``, ``capacity`` tokens each."""
-        shape = (self.num_heads, capacity, self.head_dim)
-        return RowCache.empty(owners, capacity, shape, self.layers, self.dtype, self.device)
+        return RowCache.empty(owners, capacity, self.layers, self.num_heads, self.head_dim, self.dtype, self.device)
 
     def run_tree(self, prompt: list[int], branches: list[list[int]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """One pass over a prompt and several continuations of it, each seeing the prompt and

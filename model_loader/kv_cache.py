@@ -49,13 +49,13 @@ class RowCache:
 
     @classmethod
     def empty(
-        cls, owners: list[int], capacity: int, shape: tuple[int, int, int], layers: int, dtype, device
+        cls, owners: list[int], capacity: int, layers: int, heads: int, head_dim: int, dtype: torch.dtype, device
     ) -> RowCache:
-        """Room for ``capacity`` new tokens in each row; ``shape`` is ``(heads, capacity, head_dim)``."""
+        """Room for ``capacity`` new tokens in each row, a row per entry of ``owners``."""
         count = len(owners)
         owner_tensor = torch.tensor(owners, dtype=torch.long, device=device)
         slots, width = grid_slots(owner_tensor)
-        full = (count, *shape)
+        full = (count, heads, capacity, head_dim)
         return cls(
             [torch.empty(full, dtype=dtype, device=device) for _ in range(layers)],
             [torch.empty(full, dtype=dtype, device=device) for _ in range(layers)],

@@ -66,8 +66,8 @@ class BatchWorker:
         return self._queue.qsize()
 
     def running_for(self) -> float | None:
-        """Seconds the handler call now running (one kind of a batch) has taken so far; None
-        between calls."""
+        """Seconds the ``run`` call now running (the plans of one type in a batch) has taken so far;
+        None between calls."""
         since = self._running_since
         return None if since is None else time.monotonic() - since
 

@@ -7,10 +7,14 @@ backend's method for that task (see backends).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .classify import ClassifyPlan
 from .extract import ExtractPlan
 from .generate import GeneratePlan
+
+if TYPE_CHECKING:  # backends import the tasks, so only type checkers import them here
+    from ..backends import Backend
 
 
 @dataclass(frozen=True)
@@ -21,7 +25,7 @@ class HealthProbe:
 Plan = ClassifyPlan | ExtractPlan | GeneratePlan | HealthProbe
 
 
-def run_plans(backend, plans: list[Plan]) -> list[object]:
+def run_plans(backend: Backend, plans: list[Plan]) -> list[object]:
     """Results for a list of plans of one type, in order."""
     first = plans[0]
     if isinstance(first, ClassifyPlan):
