@@ -10,7 +10,7 @@ allocator.bound_kernel_caches()
 allocator.bound_arenas()
 
 from .engine import Engine  # noqa: E402
-from .errors import InvalidInputError, ModelLoadError, ModelNotReadyError, SeqGPTError  # noqa: E402
+from .errors import InvalidInputError, ModelLoadError, ModelNotReadyError, SeqGPTError, SettingsError  # noqa: E402
 from .results import Classification, EngineStatus, Extraction, Generation, Mention  # noqa: E402
 from .settings import Settings  # noqa: E402
 
@@ -26,4 +26,5 @@ __all__ = [
     "ModelNotReadyError",
     "SeqGPTError",
     "Settings",
+    "SettingsError",
 ]

@@ -1,32 +1,21 @@
-"""BLOOM's forward pass in our hands: KV caches laid out for shared prompts, ALiBi
-positions that ignore padding, and output scores for a chosen set of tokens only.
+"""BLOOM's forward pass in our hands: ALiBi positions that ignore padding, prompts cached once
+for all the sequences that continue them (see kv_cache), and output scores for a chosen set
+of tokens only.
 
 It does the same arithmetic as ``transformers``' BloomForCausalLM on the same
 weights; tests hold it to token-identical greedy output.
-
-Layout: a request's prompt is run once into a ``Prefix``. The sequences that
-continue it (one per label, per field, or the generated answer) are ``Rows``
-that own only their own keys and values and attend to their prompt's prefix
-in place, so ten fields over one text keep one copy of the text's cache.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
+from .attention import ATTENTION_DTYPE, AttentionChoice, Kernel, choose_attention, eager, widened
 from .bloom_weights import Block, BloomWeights, Norm, OutputProjection
-
-# Attention arithmetic is done in fp32 whatever the weights' dtype: it costs little next
-# to the matrix products, and keeps a request's result the same whichever other requests
-# share its batch (bf16 rounding would amplify the tiny differences that padding to a
-# different width makes in the reductions). The caches keep keys and values in the
-# weights' dtype, in which they were computed, so widening them at use loses nothing;
-# it halves their memory, and reading half the bytes beats reading fp32 ones.
-ATTENTION_DTYPE = torch.float32
+from .kv_cache import PromptCache, RowCache
 
 
 def alibi_slopes(num_heads: int) -> torch.Tensor:
@@ -40,82 +29,10 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
     return torch.tensor(slopes, dtype=torch.float32)
 
 
-def _widened(cached: torch.Tensor) -> torch.Tensor:
-    return cached.to(ATTENTION_DTYPE)
-
-
-@dataclass
-class Prefix:
-    """Prompts already run: keys and values per layer ``[prompts, heads, width, head_dim]``."""
-
-    keys: list[torch.Tensor]
-    values: list[torch.Tensor]
-    mask: torch.Tensor  # [prompts, width] bool; False on left padding
-
-    @property
-    def count(self) -> int:
-        return self.mask.shape[0]
-
-
-@dataclass
-class Rows:
-    """Sequences being extended; each continues the prompt ``owners[i]`` of a Prefix (or none).
-
-    ``slots`` place the rows in a ``[prompts, group_width]`` grid so that all rows
-    of one prompt attend to its prefix in one matrix product.
-    """
-
-    keys: list[torch.Tensor]  # [rows, heads, capacity, head_dim]
-    values: list[torch.Tensor]
-    mask: torch.Tensor  # [rows, capacity] bool
-    owners: torch.Tensor  # [rows] long
-    slots: torch.Tensor  # [rows] long
-    group_width: int
-    length: int = 0
-    # True when row i sits in slot i, so grouping needs no gather or scatter.
-    in_order: bool = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.in_order = torch.equal(self.slots.cpu(), torch.arange(len(self.slots)))
-
-    @property
-    def count(self) -> int:
-        return self.mask.shape[0]
-
-    @property
-    def capacity(self) -> int:
-        return self.mask.shape[1]
-
-    def select(self, keep: torch.Tensor) -> Rows:
-        """Only the rows in ``keep`` (copies their cache; used to drop finished rows)."""
-        owners = self.owners[keep]
-        slots, width = _slots(owners)
-        return Rows(
-            [k[keep] for k in self.keys],
-            [v[keep] for v in self.values],
-            self.mask[keep],
-            owners,
-            slots,
-            width,
-            self.length,
-        )
-
-
-def _slots(owners: torch.Tensor) -> tuple[torch.Tensor, int]:
-    seen: dict[int, int] = {}
-    places = []
-    for owner in owners.tolist():
-        places.append((owner, seen.get(owner, 0)))
-        seen[owner] = seen.get(owner, 0) + 1
-    width = max(seen.values(), default=1)
-    slots = torch.tensor([owner * width + k for owner, k in places], dtype=torch.long, device=owners.device)
-    return slots, width
-
-
 class BloomRunner:
-    """Runs a loaded BLOOM model over Prefix and Rows caches."""
+    """Runs a loaded BLOOM model over prompt and row caches (see kv_cache)."""
 
-    def __init__(self, weights: BloomWeights) -> None:
+    def __init__(self, weights: BloomWeights, attention: AttentionChoice | None = None) -> None:
         self.weights = weights
         self.num_heads = weights.num_heads
         self.hidden_size = weights.embedding.shape[1]
@@ -128,26 +45,17 @@ class BloomRunner:
         self.dtype = weights.blocks[0].qkv.weight.dtype
         self.slopes = alibi_slopes(self.num_heads).to(self.device)
         self.output = OutputProjection(weights, self.dtype, pack=weights.blocks[0].qkv.weight.is_mkldnn)
+        # The kernel for a sequence attending to itself, checked on this device (see attention).
+        self.attention = attention or choose_attention(self.slopes, self.head_dim, self.dtype)
 
     def _norm(self, x: torch.Tensor, norm: Norm) -> torch.Tensor:
         return F.layer_norm(x, (self.hidden_size,), norm.weight, norm.bias, self.eps)
 
     # ---- caches -----------------------------------------------------------------------
 
-    def new_rows(self, owners: list[int], capacity: int) -> Rows:
-        count = len(owners)
-        shape = (count, self.num_heads, capacity, self.head_dim)
-        layers = self.layers
-        owner_tensor = torch.tensor(owners, dtype=torch.long, device=self.device)
-        slots, width = _slots(owner_tensor)
-        return Rows(
-            [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in range(layers)],
-            [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in range(layers)],
-            torch.zeros((count, capacity), dtype=torch.bool, device=self.device),
-            owner_tensor,
-            slots,
-            width,
-        )
+    def new_rows(self, owners: list[int], capacity: int) -> RowCache:
+        """An empty cache for sequences continuing the prompts ``owners``, ``capacity`` tokens each."""
+        return RowCache.empty(owners, capacity, self.layers, self.num_heads, self.head_dim, self.dtype, self.device)
 
     def run_tree(self, prompt: list[int], branches: list[list[int]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """One pass over a prompt and several continuations of it, each seeing the prompt and
@@ -174,13 +82,13 @@ class BloomRunner:
         wanted = torch.tensor([length - 1, *range(length, count)], device=self.device)
         rows = self.new_rows([0], count)
         ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
-        hidden = self.forward(ids, torch.ones_like(ids, dtype=torch.bool), rows, bias=bias, outputs=wanted)[0]
+        hidden = self.forward(ids, torch.ones_like(ids, dtype=torch.bool), rows, tree_bias=bias, outputs=wanted)[0]
         return hidden[0], list(hidden[1:].split([len(b) for b in branches]))
 
-    def prefill(self, sequences: list[list[int]]) -> tuple[Prefix, torch.Tensor]:
-        """Run whole prompts; returns them as one left-padded Prefix and each one's last hidden state.
+    def prefill(self, sequences: list[list[int]]) -> tuple[PromptCache, torch.Tensor]:
+        """Run whole prompts; returns them as one left-padded PromptCache and each one's last hidden state.
 
-        Each prompt runs on its own, writing straight into its row of the Prefix: a prompt
+        Each prompt runs on its own, writing straight into its row of the cache: a prompt
         is long enough to keep the matrix units busy alone, and padding prompts of
         different lengths to one width would only add work.
         """
@@ -195,7 +103,7 @@ class BloomRunner:
         for row, seq in enumerate(sequences):
             start = width - len(seq)
             mask[row, start:] = True
-            own = Rows(
+            own = RowCache(
                 [k[row : row + 1, :, start:] for k in keys],
                 [v[row : row + 1, :, start:] for v in values],
                 torch.zeros((1, len(seq)), dtype=torch.bool, device=self.device),
@@ -204,28 +112,27 @@ class BloomRunner:
                 group_width=1,
             )
             tokens = torch.tensor([seq], dtype=torch.long, device=self.device)
-            final = torch.tensor([len(seq) - 1], device=self.device)
-            hidden = self.forward(tokens, torch.ones_like(tokens, dtype=torch.bool), own, outputs=final)
+            hidden = self.forward(tokens, torch.ones_like(tokens, dtype=torch.bool), own, last_only=True)
             last.append(hidden[0, -1])
-        return Prefix(keys, values, mask), torch.stack(last)
+        return PromptCache(keys, values, mask), torch.stack(last)
 
     # ---- forward ----------------------------------------------------------------------
 
-    def _bias(self, rows: Rows, new: int, prefix: Prefix | None) -> torch.Tensor:
+    def _bias(self, rows: RowCache, new: int, prompts: PromptCache | None) -> torch.Tensor:
         """ALiBi plus causal and padding masks for the newest ``new`` columns of ``rows``:
-        ``[rows, heads, new, prefix width + row columns]``."""
+        ``[rows, heads, new, prompt width + row columns]``."""
         end = rows.length
         row_mask = rows.mask[:, :end]
         key_cols = torch.arange(end, device=self.device)
         query_cols = torch.arange(end - new, end, device=self.device)
         visible = row_mask[:, None, :] & (key_cols[None, None, :] <= query_cols[None, :, None])
         positions = row_mask.cumsum(-1) - 1
-        if prefix is not None:
-            prefix_mask = prefix.mask[rows.owners]
-            prefix_positions = prefix_mask.cumsum(-1) - 1
-            positions = positions + prefix_mask.sum(-1, keepdim=True)
-            positions = torch.cat([prefix_positions, positions], dim=-1)
-            visible = torch.cat([prefix_mask[:, None, :].expand(-1, new, -1), visible], dim=-1)
+        if prompts is not None:
+            prompt_mask = prompts.mask[rows.owners]
+            prompt_positions = prompt_mask.cumsum(-1) - 1
+            positions = positions + prompt_mask.sum(-1, keepdim=True)
+            positions = torch.cat([prompt_positions, positions], dim=-1)
+            visible = torch.cat([prompt_mask[:, None, :].expand(-1, new, -1), visible], dim=-1)
         bias = self.slopes[None, :, None] * positions.clamp(min=0)[:, None, :].to(torch.float32)
         bias = bias[:, :, None, :]
         return bias.masked_fill(~visible[:, None, :, :], torch.finfo(ATTENTION_DTYPE).min)
@@ -234,31 +141,52 @@ class BloomRunner:
     def forward(
         self,
         tokens: torch.Tensor,
-        present: torch.Tensor,
-        rows: Rows,
-        prefix: Prefix | None = None,
-        bias: torch.Tensor | None = None,
+        is_token: torch.Tensor,
+        rows: RowCache,
+        prompts: PromptCache | None = None,
+        tree_bias: torch.Tensor | None = None,
         outputs: torch.Tensor | None = None,
+        last_only: bool = False,
     ) -> torch.Tensor:
-        """Feed ``tokens`` ``[rows, new]`` (``present`` False on padding) into ``rows``;
-        returns final-norm hidden states ``[rows, new, hidden]``, or ``[rows, len(outputs), hidden]``
-        for only the ``outputs`` columns (the last layer then skips the others' attention and MLP).
-        ``bias`` replaces the causal ALiBi bias, for token trees."""
+        """Feed ``tokens`` ``[rows, new]`` (``is_token`` False on padding) into ``rows``, whose
+        sequences continue the cached ``prompts``; returns final-norm hidden states ``[rows, new, hidden]``.
+
+        Only some columns may be wanted back: ``outputs`` (their indices) or ``last_only``; the last
+        layer then skips the others' attention and MLP. ``tree_bias`` replaces the causal ALiBi bias,
+        for token trees."""
         count, new = tokens.shape
         start = rows.length
         if start + new > rows.capacity:
             raise ValueError(f"row cache full: {start}+{new} > {rows.capacity}")
-        rows.mask[:, start : start + new] = present
+        rows.mask[:, start : start + new] = is_token
         rows.length = start + new
-        if bias is None:
-            bias = self._bias(rows, new, prefix)
+        bias = self._bias(rows, new, prompts) if tree_bias is None else tree_bias
+        if last_only:
+            outputs = torch.tensor([new - 1], device=self.device)
+        # A causal sequence alone may take the kernel chosen at load; a tree's mask is eager's to apply.
+        alone = prompts is None and start == 0 and count == 1
+        kernel = self.attention.kernel if alone and tree_bias is None and (outputs is None or last_only) else eager
         x = self._norm(F.embedding(tokens, self.weights.embedding).to(self.dtype), self.weights.embedding_norm)
         last = self.layers - 1
         for layer, block in enumerate(self.weights.blocks):
-            x = self._block(block, x, bias, rows, prefix, layer, start, outputs if layer == last else None)
+            wanted = outputs if layer == last else None
+            x = self._block(block, layer, x, bias, rows, prompts, start, wanted, kernel if alone else None)
         return self._norm(x, self.weights.final_norm)
 
-    def _block(self, block: Block, x, bias, rows: Rows, prefix: Prefix | None, layer: int, start: int, outputs=None):
+    def _block(
+        self,
+        block: Block,
+        layer: int,
+        x: torch.Tensor,
+        bias: torch.Tensor,
+        rows: RowCache,
+        prompts: PromptCache | None,
+        start: int,
+        outputs: torch.Tensor | None,
+        kernel: Kernel | None,
+    ) -> torch.Tensor:
+        """One transformer block: attention (storing the new keys and values in ``rows``) and the MLP;
+        with ``outputs``, only those columns go on past the cache writes."""
         count, new, _ = x.shape
         h = self._norm(x, block.input_norm)
         qkv = block.qkv(h).view(count, new, self.num_heads, 3, self.head_dim)
@@ -270,29 +198,36 @@ class BloomRunner:
             qkv, x, bias = qkv[:, outputs], x[:, outputs], bias[:, :, outputs]
             count, new, _ = x.shape
         query = qkv[..., 0, :].transpose(1, 2)
-        if prefix is None and start == 0 and count == 1:
-            context = self._attend_alone(query, new_keys, new_values, bias)
-        else:
-            query = query.to(ATTENTION_DTYPE)
-            keys, values = _widened(rows.keys[layer][:, :, :end]), _widened(rows.values[layer][:, :, :end])
-            if prefix is None:
-                context = F.scaled_dot_product_attention(query, keys, values, attn_mask=bias)
-            else:
-                context = self._attend_with_prefix(query, keys, values, bias, rows, prefix, layer)
+        context = self._attend(query, new_keys, new_values, layer, end, bias, rows, prompts, kernel)
         context = context.transpose(1, 2).reshape(count, new, self.hidden_size).to(self.dtype)
         x = x + block.dense(context)
         h = self._norm(x, block.post_attention_norm)
         h = F.gelu(block.up(h), approximate="tanh")
         return x + block.down(h)
 
-    def _attend_alone(self, query, keys, values, bias) -> torch.Tensor:
-        """Attention of one whole sequence over itself, in the weights' dtype with the softmax
-        and ALiBi in fp32: it depends on nothing else in a batch, so it may use the faster dtype."""
-        # One pass: the bf16 scores widen exactly (and SeqGPT's scale, 1/8, multiplies exactly).
-        scores = torch.add(bias, torch.matmul(query, keys.transpose(-1, -2)), alpha=self.scale)
-        return torch.matmul(torch.softmax(scores, dim=-1).to(values.dtype), values)
+    def _attend(
+        self,
+        query: torch.Tensor,
+        new_keys: torch.Tensor,
+        new_values: torch.Tensor,
+        layer: int,
+        end: int,
+        bias: torch.Tensor,
+        rows: RowCache,
+        prompts: PromptCache | None,
+        kernel: Kernel | None,
+    ) -> torch.Tensor:
+        """The one place an attention path is picked: ``kernel`` for one sequence over itself (its new
+        keys are all its keys), grouped products for rows continuing cached prompts, SDPA for other rows."""
+        if kernel is not None:
+            return kernel(query, new_keys, new_values, bias, self.slopes, self.scale)
+        keys, values = rows.keys[layer][:, :, :end], rows.values[layer][:, :, :end]
+        query = query.to(ATTENTION_DTYPE)
+        if prompts is None:
+            return F.scaled_dot_product_attention(query, widened(keys), widened(values), attn_mask=bias)
+        return self._attend_with_prompts(query, widened(keys), widened(values), bias, rows, prompts, layer)
 
-    def _to_groups(self, t: torch.Tensor, rows: Rows, groups: int) -> torch.Tensor:
+    def _to_groups(self, t: torch.Tensor, rows: RowCache, groups: int) -> torch.Tensor:
         """``[rows, heads, q, n]`` -> ``[groups, heads, width * q, n]`` (empty slots are zero)."""
         count, heads, q, n = t.shape
         if count == groups * rows.group_width and rows.in_order:
@@ -302,24 +237,26 @@ class BloomRunner:
             grid[rows.slots] = t
         return grid.view(groups, rows.group_width, heads, q, n).transpose(1, 2).reshape(groups, heads, -1, n)
 
-    def _from_groups(self, t: torch.Tensor, rows: Rows, q: int) -> torch.Tensor:
+    def _from_groups(self, t: torch.Tensor, rows: RowCache, q: int) -> torch.Tensor:
         groups, heads, _, n = t.shape
         t = t.view(groups, heads, rows.group_width, q, n).transpose(1, 2).reshape(-1, heads, q, n)
         return t if t.shape[0] == rows.count and rows.in_order else t[rows.slots]
 
-    def _attend_with_prefix(self, query, keys, values, bias, rows: Rows, prefix: Prefix, layer: int):
+    def _attend_with_prompts(self, query, keys, values, bias, rows: RowCache, prompts: PromptCache, layer: int):
         """Attention over the owner's prompt (one product per prompt for all its rows) and the row's own tokens."""
         q = query.shape[2]
-        width = prefix.mask.shape[1]
-        grouped_query = self._to_groups(query, rows, prefix.count)
-        prefix_scores = torch.matmul(grouped_query, _widened(prefix.keys[layer]).transpose(-1, -2))
-        prefix_scores = self._from_groups(prefix_scores, rows, q)
+        width = prompts.mask.shape[1]
+        grouped_query = self._to_groups(query, rows, prompts.count)
+        prompt_scores = torch.matmul(grouped_query, widened(prompts.keys[layer]).transpose(-1, -2))
+        prompt_scores = self._from_groups(prompt_scores, rows, q)
         own_scores = torch.matmul(query, keys.transpose(-1, -2))
-        scores = torch.add(bias, torch.cat([prefix_scores, own_scores], dim=-1), alpha=self.scale)
+        scores = torch.add(bias, torch.cat([prompt_scores, own_scores], dim=-1), alpha=self.scale)
         probs = torch.softmax(scores, dim=-1)
-        prefix_probs, own_probs = probs.split([width, probs.shape[-1] - width], dim=-1)
-        from_prefix = torch.matmul(self._to_groups(prefix_probs, rows, prefix.count), _widened(prefix.values[layer]))
-        return self._from_groups(from_prefix, rows, q) + torch.matmul(own_probs, values)
+        prompt_probs, own_probs = probs.split([width, probs.shape[-1] - width], dim=-1)
+        from_prompts = torch.matmul(
+            self._to_groups(prompt_probs, rows, prompts.count), widened(prompts.values[layer])
+        )
+        return self._from_groups(from_prompts, rows, q) + torch.matmul(own_probs, values)
 
     def scores(self, hidden: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Output logits in fp32, for every vocabulary token or only for ``token_ids``."""

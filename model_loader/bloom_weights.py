@@ -69,6 +69,22 @@ class Block:
     down: Linear
 
 
+# The one table of Hugging Face names: each part of a block, by its name in ``Block``, and the
+# tensors outside the blocks (``transformer.`` omitted; a block's are under ``h.{layer}.``).
+BLOCK_PARTS = {
+    "input_norm": "input_layernorm",
+    "qkv": "self_attention.query_key_value",
+    "dense": "self_attention.dense",
+    "post_attention_norm": "post_attention_layernorm",
+    "up": "mlp.dense_h_to_4h",
+    "down": "mlp.dense_4h_to_h",
+}
+EMBEDDING = "word_embeddings.weight"
+EMBEDDING_NORM = "word_embeddings_layernorm"
+FINAL_NORM = "ln_f"
+OUTPUT = "lm_head.weight"  # absent from SeqGPT's files: the output projection is the tied embedding
+
+
 @dataclass
 class BloomWeights:
     embedding: torch.Tensor  # [vocab, hidden]
@@ -95,24 +111,23 @@ class BloomWeights:
             return kind(take(f"{name}.weight"), take(f"{name}.bias"))
 
         layers = 1 + max(int(name.split(".")[1]) for name in state if name.startswith("h."))
+        kinds = {f.name: f.type for f in fields(Block)}
         blocks = [
             Block(
-                input_norm=pair(Norm, f"h.{i}.input_layernorm"),
-                qkv=pair(Linear, f"h.{i}.self_attention.query_key_value"),
-                dense=pair(Linear, f"h.{i}.self_attention.dense"),
-                post_attention_norm=pair(Norm, f"h.{i}.post_attention_layernorm"),
-                up=pair(Linear, f"h.{i}.mlp.dense_h_to_4h"),
-                down=pair(Linear, f"h.{i}.mlp.dense_4h_to_h"),
+                **{
+                    part: pair(Norm if kinds[part] == "Norm" else Linear, f"h.{i}.{name}")
+                    for part, name in BLOCK_PARTS.items()
+                }
             )
             for i in range(layers)
         ]
-        embedding = take("word_embeddings.weight")
+        embedding = take(EMBEDDING)
         return cls(
             embedding=embedding,
-            output=state.get("lm_head.weight", embedding),
-            embedding_norm=pair(Norm, "word_embeddings_layernorm"),
+            output=state.get(OUTPUT, embedding),
+            embedding_norm=pair(Norm, EMBEDDING_NORM),
             blocks=blocks,
-            final_norm=pair(Norm, "ln_f"),
+            final_norm=pair(Norm, FINAL_NORM),
             num_heads=num_heads,
             eps=eps,
         )

@@ -1,73 +1,19 @@
-"""Decoding on our BLOOM runner: greedy generation, label scoring and per-field extraction.
+"""Where tokens are chosen: greedy generation, label scoring and per-field extraction on our BLOOM runner.
 
-Each function takes a batch of independent requests and runs them together,
-so requests that arrive at the same time share every forward pass.
+Generation and extraction run the requests of a batch together, so requests that arrive at the
+same time share every forward pass (within the cache budget, see cache_groups). Label scoring
+runs one token tree per request: a tree already rides all of a request's labels along its
+prompt's matrix products.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 from .bloom import BloomRunner
-
-
-def split_by_sizes(items: list, sizes: list[int]) -> list[list]:
-    """Cut a flat list back into consecutive groups of the given sizes."""
-    groups, start = [], 0
-    for size in sizes:
-        groups.append(items[start : start + size])
-        start += size
-    return groups
-
-
-# Sequences decoded together share every forward pass, but their caches add up: one
-# 20,000-character text is 17 pieces of about 860 tokens, whose prompts and field rows
-# would cache about 2.6 GB of keys and values in fp16, and a batch holds up to 16 such
-# requests. Batches are decoded in groups of at most this many cached positions (96 KB
-# each in fp16: 24 layers of keys and values), counting also the scratch that running
-# the group's longest prompt takes (``prompt_scratch``), so that the process stays within
-# the weights plus about 400 MB however many long texts arrive together. The usual batch
-# of eight short requests (about 2,300 positions) is still one group.
-GROUP_CACHE_TOKENS = 4096
-
-
-def prompt_scratch(length: int) -> int:
-    """The attention scratch of running one prompt of ``length`` tokens, in cached positions:
-    per head, a ``length`` x ``length`` bias, scores and probabilities (about 16 bytes an
-    entry over fp32 and fp16 copies, 16 heads), against 96 KB a cached position. A prompt
-    of 1,024 tokens takes about 260 MB, as much as 2,700 cached positions."""
-    return length * length // 384
-
-
-def bounded_groups(lengths: list[int], cost: Callable[[list[int]], int], budget: int) -> list[list[int]]:
-    """Indices of the items, shortest first, cut into consecutive groups whose ``cost`` stays
-    within ``budget`` (a single item over budget is a group of its own). Sorting by length
-    keeps the padding to the longest prompt of a group small."""
-    groups: list[list[int]] = []
-    for index in sorted(range(len(lengths)), key=lambda i: lengths[i]):
-        if groups and cost([*groups[-1], index]) <= budget:
-            groups[-1].append(index)
-        else:
-            groups.append([index])
-    return groups
-
-
-def in_groups(
-    items: list, lengths: list[int], cost: Callable[[list[int]], int], run: Callable[[list], list]
-) -> list:
-    """``run`` over bounded groups of ``items``; the results come back in the items' order."""
-    results: list = [None] * len(items)
-
-    def with_scratch(group: list[int]) -> int:
-        return cost(group) + prompt_scratch(max(lengths[i] for i in group))
-
-    for group in bounded_groups(lengths, with_scratch, GROUP_CACHE_TOKENS):
-        for index, result in zip(group, run([items[i] for i in group]), strict=True):
-            results[index] = result
-    return results
+from .cache_groups import in_groups, split_by_sizes
 
 
 def greedy_generate(
@@ -89,7 +35,7 @@ def _generate_group(
     runner: BloomRunner, prompts: list[list[int]], max_new_tokens: list[int], eos_id: int
 ) -> list[list[int]]:
     steps = max(max_new_tokens)
-    prefix, last = runner.prefill(prompts)
+    prompt_cache, last = runner.prefill(prompts)
     rows = runner.new_rows(list(range(len(prompts))), steps)
     outputs: list[list[int]] = [[] for _ in prompts]
     done = [limit == 0 for limit in max_new_tokens]
@@ -102,7 +48,7 @@ def _generate_group(
                 done[row] = token == eos_id or len(outputs[row]) >= max_new_tokens[row]
         if all(done):
             break
-        last = runner.forward(next_tokens[:, None], everyone, rows, prefix)[:, -1]
+        last = runner.forward(next_tokens[:, None], everyone, rows, prompt_cache)[:, -1]
     return outputs
 
 
@@ -206,14 +152,14 @@ def _decode_field_group(
     owners = [i for i, r in enumerate(requests) for _ in r.suffixes]
     suffixes = [s for r in requests for s in r.suffixes]
     suffix_width = max(len(s) for s in suffixes)
-    prefix, _ = runner.prefill([r.prefix for r in requests])
+    prompt_cache, _ = runner.prefill([r.prefix for r in requests])
     rows = runner.new_rows(owners, suffix_width + steps)
     tokens = torch.zeros((len(suffixes), suffix_width), dtype=torch.long)
-    present = torch.zeros((len(suffixes), suffix_width), dtype=torch.bool)
+    is_token = torch.zeros((len(suffixes), suffix_width), dtype=torch.bool)
     for row, suffix in enumerate(suffixes):
         tokens[row, suffix_width - len(suffix) :] = torch.tensor(suffix)
-        present[row, suffix_width - len(suffix) :] = True
-    last = runner.forward(tokens.to(device), present.to(device), rows, prefix)[:, -1]
+        is_token[row, suffix_width - len(suffix) :] = True
+    last = runner.forward(tokens.to(device), is_token.to(device), rows, prompt_cache)[:, -1]
 
     allowed = [a for r in requests for a in r.allowed]
     union = torch.unique(torch.cat(allowed))
@@ -249,5 +195,5 @@ def _decode_field_group(
             active = [active[i] for i in keep.tolist()]
             best, forbidden, last = best[keep], forbidden[keep], last[keep]
             everyone = everyone[: len(active)]
-        last = runner.forward(weight_rows[best][:, None], everyone, rows, prefix)[:, -1]
+        last = runner.forward(weight_rows[best][:, None], everyone, rows, prompt_cache)[:, -1]
     return split_by_sizes(answers, [len(r.suffixes) for r in requests])

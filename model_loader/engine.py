@@ -1,8 +1,6 @@
-"""The engine: the small interface the UI and API call (classify, extract, generate).
+"""The engine: the small interface the UI and API call (classify, extract, generate, status, health).
 
-Requests are validated and tokenised in the caller's thread, then run by one
-worker thread that owns the model and batches whatever is waiting, so the engine
-is safe to call from many threads at once.
+Each task's own steps live in tasks/; how the model answers them, in backends/.
 """
 
 from __future__ import annotations
@@ -10,23 +8,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 from . import allocator
+from .backends import Backend, build_backend
 from .bloom import BloomRunner
-from .decoding import decode_fields, greedy_generate, score_labels, split_by_sizes
-from .errors import InvalidInputError, ModelLoadError, ModelNotReadyError
+from .errors import InvalidInputError, ModelLoadError, ModelNotReadyError, SettingsError
 from .loading import LoadedModel, load_model, resolve_device
-from .official import build_reference_model, official_classification, official_extraction
-from .prompts import check_text, complete_free_prompt, parse_labels
+from .request_batching import BatchWorker
 from .results import Classification, EngineStatus, Extraction, Generation
 from .settings import Settings
-from .tasks import ClassifyPlan, ExtractPlan, Planner
-from .vocabulary import Vocabulary
-from .worker import BatchWorker
+from .tasks import HealthProbe, classify, extract, generate, run_plans
+from .tokens import Tokens
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,6 +32,17 @@ T = TypeVar("T")
 # How long a caller waits for the model before giving up; generous, as a CPU
 # batch of long texts can take a while.
 REQUEST_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """What a loaded engine runs on, for tests and benchmarks that look inside; callers of the
+    engine need none of it. Read-only: the engine swaps the whole view when it loads again."""
+
+    loaded: LoadedModel
+    runner: BloomRunner
+    tokens: Tokens
+    backend: Backend
 
 
 def _on_a_thread_of_its_own(work: Callable[[], T]) -> T:
@@ -50,17 +59,35 @@ def _on_a_thread_of_its_own(work: Callable[[], T]) -> T:
 
 
 class Engine:
+    """Lifecycle (load, switch device, close), the three tasks, status and health check.
+
+    Requests are checked and planned in the caller's thread, then run by one worker thread
+    that owns the model and batches whatever is waiting, so the engine is safe to call from
+    many threads at once.
+    """
+
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self._lock = threading.Lock()
         self._status = EngineStatus(
             state="idle", device="", dtype="", model_dir=str(self.settings.model_dir)
         )
-        self._loaded: LoadedModel | None = None
-        self._runner: BloomRunner | None = None
-        self._planner: Planner | None = None
-        self._worker: BatchWorker | None = None
-        self._reference_model = None  # transformers' model, built only for official decoding
+        self._view: ModelView | None = None
+        self._batcher: BatchWorker | None = None
+        self._settings_error: SettingsError | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Engine:
+        """An engine with the ``SEQGPT_*`` settings. A bad one does not stop the server: the engine
+        then stays in the error state with the setting's message, which /health and the status bar
+        show, and loading raises it."""
+        try:
+            return cls(Settings.from_env(environ))
+        except SettingsError as exc:
+            engine = cls(Settings())
+            engine._settings_error = exc
+            engine._set_status(state="error", error=str(exc))
+            return engine
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -69,6 +96,11 @@ class Engine:
         with self._lock:
             return self._status
 
+    @property
+    def model(self) -> ModelView | None:
+        """The loaded model's parts (None before the first load)."""
+        return self._view
+
     def _set_status(self, **changes: object) -> None:
         with self._lock:
             values = {**self._status.__dict__, **changes}
@@ -76,45 +108,44 @@ class Engine:
 
     def load(self, device: str | None = None) -> None:
         """Load the weights (blocking). Failures are recorded in ``status`` and raised."""
+        if self._settings_error is not None:
+            raise self._settings_error
         self._set_status(state="loading", error=None)
         started = time.perf_counter()
         try:
-            loaded, runner, planner = _on_a_thread_of_its_own(lambda: self._build(device))
+            view = _on_a_thread_of_its_own(lambda: self._build(device))
         except ModelLoadError as exc:
             self._set_status(state="error", error=str(exc))
             raise
         except Exception as exc:
             self._set_status(state="error", error=f"{type(exc).__name__}: {exc}")
             raise ModelLoadError(f"loading the model failed: {type(exc).__name__}: {exc}") from exc
-        old_worker = self._worker
-        self._loaded, self._runner, self._planner = loaded, runner, planner
-        self._reference_model = None
-        self._worker = BatchWorker(
-            {
-                "classify": self._run_classify,
-                "extract": self._run_extract,
-                "generate": self._run_generate,
-                "health": self._run_health,
-            },
+        old_batcher = self._batcher
+        self._view = view
+        self._batcher = BatchWorker(
+            partial(run_plans, view.backend),
             max_batch=self.settings.max_batch_size,
             gather_seconds=self.settings.batch_gather_ms / 1000,
             after_batch=allocator.release_freed,
         )
-        if old_worker is not None:
-            old_worker.stop()
+        if old_batcher is not None:
+            old_batcher.stop()
         allocator.release_freed()  # what loading converted and reordered on the way
+        loaded = view.loaded
         self._set_status(
             state="ready",
             device=loaded.device,
             dtype=loaded.dtype,
             is_demo=loaded.is_demo,
             load_seconds=round(time.perf_counter() - started, 3),
+            attention=view.runner.attention.describe(),
         )
 
-    def _build(self, device: str | None) -> tuple[LoadedModel, BloomRunner, Planner]:
+    def _build(self, device: str | None) -> ModelView:
         loaded = load_model(self.settings, device)
         runner = BloomRunner(loaded.weights)
-        return loaded, runner, Planner(loaded.tokenizer, Vocabulary(loaded.tokenizer), self.settings)
+        tokens = Tokens(loaded.tokenizer)
+        return ModelView(loaded, runner, tokens, build_backend(self.settings, loaded, runner, tokens))
 
     def available_devices(self) -> list[str]:
         import torch
@@ -133,13 +164,13 @@ class Engine:
     def close(self) -> None:
         """Stop the model worker; the engine reports idle until loaded again."""
         self._set_status(state="idle")
-        if self._worker is not None:
-            self._worker.stop()
-        self._worker = None
+        if self._batcher is not None:
+            self._batcher.stop()
+        self._batcher = None
 
     @property
     def queue_depth(self) -> int:
-        return self._worker.waiting if self._worker else 0
+        return self._batcher.waiting if self._batcher else 0
 
     def health_check(self) -> None:
         """A real one-token forward pass on the model's device; raises ModelNotReadyError.
@@ -148,129 +179,54 @@ class Engine:
         queued behind it would wait for minutes on a CPU with long texts, and fail a load
         balancer's or Docker's health check on a busy but sound appliance. A batch running
         for longer than any request may wait is taken for a hung worker."""
-        worker = self._worker
-        busy = worker.running_for() if worker is not None else None
+        batcher = self._batcher
+        busy = batcher.running_for() if batcher is not None else None
         if busy is not None and self.status.ready:
             if busy > REQUEST_TIMEOUT_S:
                 raise ModelNotReadyError(f"health check failed: one batch has been running for {busy:.0f} s")
             return
-        self._submit("health", None).result(timeout=60.0)
+        self._submit(HealthProbe()).result(timeout=60.0)
 
     # ---- the interface ------------------------------------------------------------------
 
     def classify(self, text: str, labels: str | list[str]) -> Classification:
         with self._preparing():
-            planner = self._ready_planner()
-            text = check_text(text, self.settings.max_text_chars)
-            labels = parse_labels(labels, self.settings.max_labels, self.settings.max_label_chars)
-            job = self._submit("classify", planner.plan_classification(text, labels))
+            view = self._ready_view()
+            job = self._submit(classify.plan(view.tokens, self.settings, text, labels))
         return job.result(timeout=REQUEST_TIMEOUT_S)
 
     def extract(
         self, text: str, fields: str | list[str], threshold: float = 0.0, exclusive: bool = False
     ) -> Extraction:
         with self._preparing():
-            planner = self._ready_planner()
-            text = check_text(text, self.settings.max_text_chars)
-            fields = parse_labels(fields, self.settings.max_labels, self.settings.max_label_chars, what="fields")
-            if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 <= threshold <= 1.0:
-                raise InvalidInputError(f"threshold must be a number from 0 to 1, got {threshold!r}")
-            plan = planner.plan_extraction(text, fields)
-            job = self._submit("extract", (plan, float(threshold), bool(exclusive)))
+            view = self._ready_view()
+            job = self._submit(extract.plan(view.tokens, self.settings, text, fields, threshold, exclusive))
         return job.result(timeout=REQUEST_TIMEOUT_S)
 
     def generate(self, prompt: str, max_new_tokens: int | None = None) -> Generation:
-        limit = self.settings.max_new_tokens
-        if max_new_tokens is None:
-            max_new_tokens = limit
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= limit:
-            raise InvalidInputError(f"max_new_tokens must be a whole number from 1 to {limit}, got {max_new_tokens!r}")
+        generate.check_length(self.settings, max_new_tokens)  # a bad length is wrong whatever the model's state
         with self._preparing():
-            planner = self._ready_planner()
-            prompt = check_text(prompt, self.settings.max_prompt_chars, what="prompt")
-            tokens = planner.encode(complete_free_prompt(prompt))
-            room = self.settings.window_tokens - len(tokens)
-            if room < 1:
-                raise InvalidInputError(
-                    f"the prompt is {len(tokens)} tokens; the model reads at most {self.settings.window_tokens}: "
-                    "shorten it, or use the classification / extraction tasks, which split long texts"
-                )
-            job = self._submit("generate", (tokens, min(max_new_tokens, room), max_new_tokens > room))
+            view = self._ready_view()
+            job = self._submit(generate.plan(view.tokens, self.settings, prompt, max_new_tokens))
         return job.result(timeout=REQUEST_TIMEOUT_S)
 
     # ---- plumbing ------------------------------------------------------------------------
 
-    def _ready_planner(self) -> Planner:
+    def _ready_view(self) -> ModelView:
         status = self.status
-        if not status.ready or self._planner is None:
+        if not status.ready or self._view is None:
             reason = status.error if status.state == "error" else f"the model is {status.state}"
             raise ModelNotReadyError(f"model not ready: {reason}")
-        return self._planner
+        return self._view
 
     def _preparing(self) -> AbstractContextManager[None]:
         """Held while a caller validates, tokenises and hands over its request: a batch
         being gathered meanwhile waits for it (see BatchWorker.expecting)."""
-        worker = self._worker
-        return worker.expecting() if worker is not None else nullcontext()
+        batcher = self._batcher
+        return batcher.expecting() if batcher is not None else nullcontext()
 
-    def _submit(self, kind: str, payload: object) -> Future:
-        worker = self._worker
-        if worker is None or not self.status.ready:
+    def _submit(self, plan: object) -> Future:
+        batcher = self._batcher
+        if batcher is None or not self.status.ready:
             raise ModelNotReadyError(f"model not ready: the model is {self.status.state}")
-        return worker.submit(kind, payload)
-
-    def _reference(self):
-        if self._reference_model is None:
-            self._reference_model = build_reference_model(self._loaded.config, self._loaded.weights)
-        return self._reference_model
-
-    def _run_classify(self, plans: list[ClassifyPlan]) -> list[Classification]:
-        label_sets = [s for plan in plans for s in plan.label_sets]
-        scores = score_labels(self._runner, label_sets, self._planner.eos_id)
-        results = []
-        for plan, plan_scores in zip(plans, split_by_sizes(scores, [len(p.label_sets) for p in plans]), strict=True):
-            result = self._planner.classification_result(plan, plan_scores)
-            if self.settings.decoding == "official":
-                result = official_classification(
-                    self._reference(), self._loaded.tokenizer, plan, result, self.settings.max_new_tokens
-                )
-            results.append(result)
-        return results
-
-    def _run_extract(self, payloads: list[tuple[ExtractPlan, float, bool]]) -> list[Extraction]:
-        if self.settings.decoding == "official":
-            model, tokenizer = self._reference(), self._loaded.tokenizer
-            return [
-                official_extraction(model, tokenizer, plan, threshold, exclusive, self.settings.max_new_tokens)
-                for plan, threshold, exclusive in payloads
-            ]
-        requests = [r for plan, _, _ in payloads for r in plan.requests]
-        exact = self.settings.extract_exact_tokens or None
-        answers = decode_fields(
-            self._runner, requests, self._planner.stop_ids, self.settings.extract_max_new_tokens, exact
-        )
-        per_plan = split_by_sizes(answers, [len(plan.requests) for plan, _, _ in payloads])
-        return [
-            self._planner.extraction_result(plan, plan_answers, threshold, exclusive)
-            for (plan, threshold, exclusive), plan_answers in zip(payloads, per_plan, strict=True)
-        ]
-
-    def _run_generate(self, payloads: list[tuple[list[int], int, bool]]) -> list[Generation]:
-        eos = -1 if self.settings.generate_ignore_eos else self._planner.eos_id  # -1: no token ends a row
-        outputs = greedy_generate(self._runner, [p[0] for p in payloads], [p[1] for p in payloads], eos)
-        results = []
-        for (tokens, _, truncated), new in zip(payloads, outputs, strict=True):
-            text = self._loaded.tokenizer.decode(new, skip_special_tokens=True)
-            results.append(Generation(text=text, prompt_tokens=len(tokens), new_tokens=len(new), truncated=truncated))
-        return results
-
-    def _run_health(self, payloads: list[None]) -> list[None]:
-        import torch
-
-        _, hidden = self._runner.prefill([[self._planner.eos_id]])
-        # A few rows of the output projection: over the whole vocabulary, the first probe would
-        # make the appliance hold the projection that only free prompts need (OutputProjection).
-        some = torch.arange(min(256, self._runner.output_weight.shape[0]))
-        if not torch.isfinite(self._runner.scores(hidden, some)).all():
-            raise ModelNotReadyError("health check failed: the model produced non-finite scores")
-        return [None for _ in payloads]
+        return batcher.submit(plan)

@@ -15,3 +15,7 @@ class ModelLoadError(SeqGPTError):
 
 class ModelNotReadyError(SeqGPTError):
     """The model is still loading, failed to load, or failed its health check."""
+
+
+class SettingsError(SeqGPTError, ValueError):
+    """A ``SEQGPT_*`` setting has a value that cannot be used; the message names it and the values that can."""

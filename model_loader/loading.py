@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .bloom_weights import BloomWeights
+from .bloom_weights import EMBEDDING, BloomWeights
 from .cpu_dtype import auto_cpu_dtype
 from .demo import DEMO_MARKER
 from .errors import ModelLoadError
@@ -20,7 +20,6 @@ HOW_TO_INSTALL = (
     "run `python scripts/download_model.py`, or set SEQGPT_MODEL_DIR to a folder holding "
     "SeqGPT-560M (for a quick try without it: `python scripts/make_demo_model.py DIR`)"
 )
-EMBEDDING = "word_embeddings.weight"
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 

@@ -1,7 +1,8 @@
 """SeqGPT prompts and input validation: pure functions, no model.
 
 The prompt format is the one SeqGPT-560M was trained on; changing the wording
-costs quality, so it is built in exactly one place.
+costs quality, so it is built in exactly one place, ``build_prompt`` (the UI's example
+prompts are built by it too).
 """
 
 from __future__ import annotations

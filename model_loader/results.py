@@ -64,6 +64,8 @@ class EngineStatus:
     is_demo: bool = False
     error: str | None = None
     load_seconds: float | None = None
+    # The attention kernel in use and why faster ones were passed over, e.g. "sdpa (flash-attn: not installed)".
+    attention: str | None = None
 
     @property
     def ready(self) -> bool:

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from .errors import InvalidInputError
+from .errors import SettingsError
 
 DEFAULT_MODEL_DIR = "/root/models/seqgpt-560m"
 DEVICES = ("auto", "cpu", "cuda")
@@ -18,43 +18,43 @@ DECODINGS = ("fast", "official")
 class Settings:
     """Everything the engine can be told. Each field maps to one ``SEQGPT_*`` variable."""
 
-    model_dir: Path = Path(DEFAULT_MODEL_DIR)
-    device: str = "auto"
-    dtype: str = "auto"
-    # "fast": our greedy decoder (label scoring, per-field extraction).
-    # "official": the reference settings (beams 4, repetition penalty 2.0, 6 labels a chunk).
+    model_dir: Path = Path(DEFAULT_MODEL_DIR)  # folder with config.json, the weights and the tokenizer
+    device: str = "auto"  # auto (the GPU when there is one), cpu or cuda
+    dtype: str = "auto"  # auto (fp16 on a GPU; on a CPU by its instructions), float32, bfloat16 or float16
+    # fast: our decoding (label scoring, per-field extraction); official: the reference settings
+    # (see backends/official.py).
     decoding: str = "fast"
-    max_text_chars: int = 20_000
-    max_labels: int = 64
-    max_label_chars: int = 64
-    max_prompt_chars: int = 8_000
-    max_new_tokens: int = 256
-    extract_max_new_tokens: int = 128
+    max_text_chars: int = 20_000  # longest text a request may send
+    max_labels: int = 64  # most labels or fields in one request
+    max_label_chars: int = 64  # longest label or field name
+    max_prompt_chars: int = 8_000  # longest free prompt
+    max_new_tokens: int = 256  # most tokens a free prompt may write
+    extract_max_new_tokens: int = 128  # most tokens one field's answer may take
     # Benchmarks only: every extracted field generates exactly this many tokens,
     # ignoring end-of-sequence, so that both sides of a comparison do equal work.
     extract_exact_tokens: int = 0
     # Benchmarks only: 1 makes free prompts ignore end-of-sequence and generate max_new_tokens.
     generate_ignore_eos: int = 0
-    window_tokens: int = 1024
-    overlap_chars: int = 120
-    max_batch_size: int = 16
+    window_tokens: int = 1024  # the model's window; longer texts are split into pieces that fit
+    overlap_chars: int = 120  # characters neighbouring pieces of a split text share
+    max_batch_size: int = 16  # most requests the model worker runs together
     # How long the model worker waits for more requests after the first, to batch them.
     batch_gather_ms: int = 5
-    torch_threads: int = 0
+    torch_threads: int = 0  # CPU threads for torch; 0 keeps torch's default
 
     def __post_init__(self) -> None:
         for name, allowed in (("device", DEVICES), ("dtype", DTYPES), ("decoding", DECODINGS)):
             value = getattr(self, name)
             if value not in allowed:
-                raise InvalidInputError(
+                raise SettingsError(
                     f"SEQGPT_{name.upper()}={value!r} is not valid: use one of {', '.join(allowed)}"
                 )
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, int) and value < 0:
-                raise InvalidInputError(f"SEQGPT_{f.name.upper()} must not be negative (got {value})")
+                raise SettingsError(f"SEQGPT_{f.name.upper()} must not be negative (got {value})")
         if self.window_tokens < 128:
-            raise InvalidInputError("SEQGPT_WINDOW_TOKENS must be at least 128")
+            raise SettingsError("SEQGPT_WINDOW_TOKENS must be at least 128")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -72,7 +72,7 @@ class Settings:
                 try:
                     values[f.name] = int(raw)
                 except ValueError:
-                    raise InvalidInputError(
+                    raise SettingsError(
                         f"SEQGPT_{f.name.upper()}={raw!r} is not a whole number"
                     ) from None
             else:

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
-from .errors import InvalidInputError
+from .errors import SettingsError
 
 FILE_NAME = "seqgpt560m.env"
 DEFAULT_WORKSPACE = "/root/workspace"
@@ -99,7 +99,7 @@ def read_settings_file(path: Path) -> dict[str, str]:
         name, sep, value = line.removeprefix("export ").partition("=")
         name, value = name.strip(), value.strip()
         if not sep or not _NAME.fullmatch(name):
-            raise InvalidInputError(
+            raise SettingsError(
                 f"{path} line {number} is not KEY=VALUE ({line[:60]!r}): write it as SEQGPT_NAME=value, "
                 "or start it with # to keep it as a comment"
             )
@@ -118,7 +118,7 @@ def load_settings_file(environ: MutableMapping[str, str] | None = None) -> Path:
         ensure_settings_file(path)
         values = read_settings_file(path)
     except OSError as exc:
-        raise InvalidInputError(
+        raise SettingsError(
             f"cannot read or create the settings file {path} ({exc}): check SEQGPT_WORKSPACE and its permissions"
         ) from exc
     known = {name for name, _, _ in SETTINGS}

@@ -10,6 +10,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .errors import InvalidInputError
+from .prompts import EXTRACT, build_prompt
+from .settings import Settings
+
 # A sentence ends after one of these marks (and any closing quotes), or at a line break.
 _SENTENCE_END = re.compile(r"[。！？!?；;…]+[”’\"')）]*|\n+|(?<=[.])\s+")
 
@@ -85,3 +89,22 @@ def split_text(
             next_first -= 1
         first = next_first
     return pieces
+
+
+# Room left in the window for tokenisation differences at piece boundaries.
+_MARGIN_TOKENS = 8
+
+
+def window_pieces(
+    text: str, task: str, labels: list[str], answer_tokens: int, count_tokens: Callable[[str], int], settings: Settings
+) -> list[Piece]:
+    """The pieces of ``text`` whose prompts, with these labels and room for the answer, fit the window."""
+    overhead = count_tokens(build_prompt("", task, labels))
+    budget = settings.window_tokens - overhead - answer_tokens - _MARGIN_TOKENS
+    if budget < 32:
+        what, zh = ("fields", "字段") if task == EXTRACT else ("labels", "标签")
+        raise InvalidInputError(
+            f"{zh}太多或太长 · the {what} take {overhead} of the model's {settings.window_tokens} tokens, "
+            f"leaving no room for the text: use fewer or shorter {what}"
+        )
+    return split_text(text, budget, count_tokens, settings.overlap_chars)

@@ -23,9 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from model_loader import Engine, Settings  # noqa: E402
+from model_loader.backends.official import DO_SAMPLE, LABELS_PER_CHUNK, NUM_BEAMS, REPETITION_PENALTY  # noqa: E402
 from model_loader.prompts import CLASSIFY, EXTRACT, build_prompt, complete_free_prompt  # noqa: E402
-
-LABELS_PER_CHUNK = 6
 
 
 def peak_rss_mb() -> float:
@@ -87,9 +86,9 @@ class Reference:
         with torch.inference_mode():
             self.model.generate(
                 **inputs,
-                num_beams=4,
-                do_sample=False,
-                repetition_penalty=2.0,
+                num_beams=NUM_BEAMS,
+                do_sample=DO_SAMPLE,
+                repetition_penalty=REPETITION_PENALTY,
                 max_new_tokens=new_tokens,
                 min_new_tokens=new_tokens,  # pinned: random weights give end-of-sequence no meaning
                 pad_token_id=self.tokenizer.pad_token_id,

@@ -10,13 +10,12 @@ import time
 import uvicorn
 
 from model_loader.engine import Engine
-from model_loader.errors import SeqGPTError
-from model_loader.settings import Settings
+from model_loader.errors import SeqGPTError, SettingsError
 from model_loader.settings_file import load_settings_file
 
 from .app import build_app
 from .logging_setup import configure_logging
-from .settings import ServerSettings, SettingsError
+from .settings import ServerSettings
 from .shutdown import DrainingServer, ShutdownClock
 
 log = logging.getLogger("webui")
@@ -44,13 +43,13 @@ def main() -> int:
     try:
         settings_file = load_settings_file()  # before the settings are read: it fills in the environment
         settings = ServerSettings.from_env()
-        engine_settings = Settings.from_env()
-    except (SettingsError, SeqGPTError) as exc:
+    except SettingsError as exc:  # without a port to listen on there is nothing to show it on
         print(f"seqgpt: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     log.info("settings: %s, where the environment does not set them", settings_file)
-    engine = Engine(engine_settings)
+    # A bad engine setting leaves the server up, its message on /health and the status bar.
+    engine = Engine.from_env()
     clock = ShutdownClock()
     app = build_app(engine, settings, clock)
     server = DrainingServer(

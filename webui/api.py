@@ -12,19 +12,18 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from model_loader.engine import Engine
-from model_loader.errors import InvalidInputError, ModelNotReadyError
+from model_loader.errors import InvalidInputError
 
 from .logging_setup import REQUEST_ID
-from .outcomes import BodyTooLargeError, RouteError, outcome_of, user_message
+from .outcomes import INTERNAL, BodyTooLargeError, RouteError, outcome_of, response_headers, user_message
 from .schemas import (
     ClassifyRequest,
     ExtractRequest,
     GenerateRequest,
     classification_json,
-    describe_errors,
     extraction_json,
     generation_json,
 )
@@ -45,16 +44,10 @@ JSON_ROUTES = ("/api/classify", "/api/extract", "/api/generate")
 def error_response(exc: BaseException) -> JSONResponse:
     """The JSON answer to a failed request: status, message and headers all come from the outcome table."""
     request_id = REQUEST_ID.get()
-    outcome = outcome_of(exc)
-    headers = dict(outcome.headers or {})
-    if isinstance(exc, BodyTooLargeError) and not exc.drained:
-        headers["Connection"] = "close"
-    if isinstance(exc, RouteError) and exc.allow:
-        headers["Allow"] = exc.allow
     return JSONResponse(
         {"error": user_message(exc, request_id), "request_id": request_id},
-        status_code=outcome.status,
-        headers=headers or None,
+        status_code=outcome_of(exc).status,
+        headers=response_headers(exc),
     )
 
 
@@ -78,9 +71,8 @@ def build_api_router(engine: Engine, service: Service, render_metrics: Callable[
             parsed = model.model_validate(body, context={"limits": limits})
             info, fn, args = call(parsed)
         except Exception as exc:  # every failure is answered; unexpected ones with a traceback
-            error = InvalidInputError(describe_errors(exc.errors())) if isinstance(exc, ValidationError) else exc
-            service.record(RequestInfo(task, "api", _loggable_text(body)), started, error)
-            return error_response(error)
+            service.record(RequestInfo(task, "api", _loggable_text(body)), started, exc)
+            return error_response(exc)
         try:
             served = await service.run(info, fn, *args)
         except Exception as exc:  # logged by the service, with a traceback when unexpected
@@ -128,7 +120,7 @@ def build_api_router(engine: Engine, service: Service, render_metrics: Callable[
         try:
             await anyio.to_thread.run_sync(engine.health_check)
         except Exception as exc:
-            if not isinstance(exc, ModelNotReadyError):
+            if outcome_of(exc) is INTERNAL:
                 log.exception("health check failed")
             return JSONResponse({"status": "unhealthy", "reason": str(exc)}, status_code=503)
         return JSONResponse(
@@ -139,6 +131,7 @@ def build_api_router(engine: Engine, service: Service, render_metrics: Callable[
                 "model_dir": status.model_dir,
                 "is_demo": status.is_demo,
                 "load_seconds": status.load_seconds,
+                "attention": status.attention,
             }
         )
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from model_loader.errors import InvalidInputError
 from model_loader.prompts import parse_labels
@@ -16,7 +16,6 @@ from model_loader.prompts import parse_labels
 from .batch import (
     FORMATS,
     KEEP_RESULTS,
-    BatchFileError,
     BatchItem,
     flat_record,
     prune_results,
@@ -24,10 +23,9 @@ from .batch import (
     result_record,
     write_results,
 )
-from .concurrency import BusyError
 from .logging_setup import REQUEST_ID
 from .outcomes import outcome_of, user_message
-from .schemas import ClassifyRequest, ExtractRequest, classification_json, describe_errors, extraction_json
+from .schemas import ClassifyRequest, ExtractRequest, classification_json, extraction_json
 from .service import RequestInfo
 from .tabs import UiContext, schema_slider, start_ui_request, ui_error
 
@@ -144,10 +142,9 @@ def _read_inputs(
         names = parse_labels(labels or "", limits.max_labels, limits.max_label_chars, what=what)
         if options:  # checked once here, rather than failing every row alike
             ExtractRequest.model_validate({"text": "-", "fields": names, **options}, context={"limits": limits})
-    except (BatchFileError, InvalidInputError, ValidationError) as exc:
-        error = InvalidInputError(describe_errors(exc.errors()) if isinstance(exc, ValidationError) else str(exc))
-        ctx.service.record(info, started, error)
-        raise ui_error(error) from None
+    except Exception as exc:  # worded by the outcome table; unexpected ones logged with a traceback
+        ctx.service.record(info, started, exc)
+        raise ui_error(exc) from None
     return items, names
 
 
@@ -163,10 +160,9 @@ async def _run_one(
             raise InvalidInputError(item.error)
         req = model.model_validate({"text": item.text, key: names, **options},
                                    context={"limits": ctx.engine.settings})
-    except (ValidationError, InvalidInputError) as exc:
-        error = InvalidInputError(describe_errors(exc.errors())) if isinstance(exc, ValidationError) else exc
-        ctx.service.record(info, time.perf_counter(), error)
-        return None, str(error)
+    except Exception as exc:  # this row's own problem: the others still run
+        ctx.service.record(info, time.perf_counter(), exc)
+        return None, user_message(exc, REQUEST_ID.get())
     if task == "classify":
         fn, args, to_json = ctx.engine.classify, (req.text, req.labels), classification_json
     else:
@@ -176,11 +172,11 @@ async def _run_one(
         try:
             served = await ctx.service.run(info, fn, *args)
             return to_json(served.result), None
-        except BusyError as exc:
-            if time.monotonic() > deadline:
-                raise ui_error(exc) from None
-            await asyncio.sleep(0.5)
         except Exception as exc:  # logged by the service, with a traceback when unexpected
-            if outcome_of(exc).name in ("not_ready", "stopping"):  # every row would fail alike: stop, say why
+            outcome = outcome_of(exc).name
+            if outcome == "busy" and time.monotonic() <= deadline:
+                await asyncio.sleep(0.5)
+                continue
+            if outcome in ("busy", "not_ready", "stopping"):  # every row would fail alike: stop and say why
                 raise ui_error(exc) from None
             return None, user_message(exc, REQUEST_ID.get())

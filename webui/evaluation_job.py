@@ -13,9 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from model_loader.errors import InvalidInputError, ModelNotReadyError
+from model_loader.errors import InvalidInputError
 from model_loader.evaluation import (
-    EvaluationDataError,
     GoldRow,
     GoldSet,
     build_report,
@@ -26,7 +25,8 @@ from model_loader.evaluation import (
 )
 
 from .batch import KEEP_RESULTS, prune_results
-from .concurrency import BusyError
+from .logging_setup import REQUEST_ID
+from .outcomes import outcome_of, user_message
 from .schemas import classification_json, extraction_json
 from .service import RequestInfo, Service
 from .settings import ServerSettings
@@ -39,7 +39,8 @@ BUSY_WAIT_S = 120.0
 
 def load_gold(data: bytes, filename: str, task: str, map_text: str, settings: ServerSettings,
               max_names: int) -> GoldSet:
-    """The labelled rows of an upload within the batch limits; InvalidInputError says what to fix."""
+    """The labelled rows of an upload within the batch limits; InvalidInputError or EvaluationDataError
+    says what to fix."""
     if task not in ("classify", "extract"):
         raise InvalidInputError(f"task {task!r} is unknown: choose classify or extract")
     if len(data) > settings.batch_max_bytes:
@@ -47,10 +48,7 @@ def load_gold(data: bytes, filename: str, task: str, map_text: str, settings: Se
             f"the file is {len(data) / 1024:.0f} KiB, more than the limit of {settings.batch_max_bytes / 1024:.0f} "
             "KiB: evaluate a smaller sample, or raise SEQGPT_BATCH_MAX_BYTES"
         )
-    try:
-        gold = parse_gold(data, filename, task, parse_map(map_text))
-    except EvaluationDataError as exc:
-        raise InvalidInputError(str(exc)) from None
+    gold = parse_gold(data, filename, task, parse_map(map_text))
     if len(gold.rows) > settings.batch_max_rows:
         raise InvalidInputError(
             f"the file has {len(gold.rows)} labelled rows, more than the limit of {settings.batch_max_rows}: "
@@ -87,16 +85,14 @@ async def _predict_one(service: Service, gold: GoldSet, row: GoldRow) -> dict[st
         try:
             served = await service.run(info, fn, row.text, gold.names)
             return {**to_json(served.result), "latency_ms": served.latency_ms}
-        except InvalidInputError as exc:
-            return {"error": str(exc)}
-        except BusyError:
-            if time.monotonic() > deadline:
+        except Exception as exc:  # logged by the service, with its traceback when unexpected
+            outcome = outcome_of(exc).name
+            if outcome == "busy" and time.monotonic() <= deadline:
+                await asyncio.sleep(0.5)
+                continue
+            if outcome in ("busy", "not_ready"):  # every row would fail alike: the caller says why
                 raise
-            await asyncio.sleep(0.5)
-        except ModelNotReadyError:
-            raise
-        except Exception:  # logged with its traceback by the service; the row counts as failed
-            return {"error": "internal error: see the server log"}
+            return {"error": user_message(exc, REQUEST_ID.get())}  # the row counts as failed
 
 
 def write_outputs(gold: GoldSet, records: list[dict[str, Any]], out_dir: Path) -> tuple[dict[str, Any], list[Path]]:

@@ -1,5 +1,7 @@
 """Example inputs shown in each tab: the contracts, tickets and news this appliance is bought for."""
 
+from model_loader import prompts
+
 CONTRACT = (
     "本合同由甲方北京星河科技有限公司与乙方上海云帆信息技术有限公司于2024年3月15日在北京签订，"
     "乙方为甲方提供数据中心运维服务，合同总金额为人民币一百二十万元整，服务期限一年。"
@@ -27,12 +29,11 @@ EXTRACT = [
     [INCIDENT, "地点，设备，时间，人名"],
 ]
 
-PROMPT_TEMPLATE = "输入: {text}\n{task}: {labels}\n输出: [GEN]"
 
 PROMPTS = [
-    [PROMPT_TEMPLATE.format(text=TICKET, task="分类", labels="投诉，咨询，表扬，退货")],
-    [PROMPT_TEMPLATE.format(text=CONTRACT, task="抽取", labels="甲方，乙方，合同金额")],
-    [PROMPT_TEMPLATE.format(text=REPORT, task="分类", labels="财经，体育，科技")],
+    [prompts.build_prompt(TICKET, prompts.CLASSIFY, ["投诉", "咨询", "表扬", "退货"])],
+    [prompts.build_prompt(CONTRACT, prompts.EXTRACT, ["甲方", "乙方", "合同金额"])],
+    [prompts.build_prompt(REPORT, prompts.CLASSIFY, ["财经", "体育", "科技"])],
 ]
 
 DEFAULT_PROMPT = PROMPTS[0][0]

@@ -1,16 +1,22 @@
 """The one table from an error to how a request ended: HTTP status, metric outcome, UI title and Retry-After.
 
-Every entry point (JSON API, Gradio UI and API, batch rows) asks this module what an
-exception means, so the same error reads the same wherever it is raised.
+Every entry point (JSON API, Gradio UI and API, batch and evaluation rows, /health) asks this
+module what an exception means and how to word it, so the same error reads the same wherever
+it is raised; nothing else in the web layer decides by an exception's type.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model_loader.errors import InvalidInputError, ModelLoadError, ModelNotReadyError
+from pydantic import ValidationError
 
+from model_loader.errors import InvalidInputError, ModelLoadError, ModelNotReadyError, SettingsError
+from model_loader.evaluation.data import EvaluationDataError
+
+from .batch import BatchFileError
 from .concurrency import BusyError
+from .schemas import describe_errors
 from .shutdown import ShuttingDownError
 
 
@@ -54,10 +60,15 @@ INTERNAL = Outcome("error", 500, "内部错误 Internal error")
 TABLE: tuple[tuple[type[BaseException], Outcome], ...] = (
     (BodyTooLargeError, Outcome("invalid", 413, "内容过大 Request too large")),
     (InvalidInputError, INVALID),
+    (ValidationError, INVALID),  # the request schemas' type and shape checks
+    (BatchFileError, INVALID),
+    (EvaluationDataError, INVALID),
     (BusyError, Outcome("busy", 503, "繁忙 Busy", retry_after=2)),
     (ShuttingDownError, Outcome("stopping", 503, "服务重启中 Restarting", retry_after=10)),
     (ModelNotReadyError, Outcome("not_ready", 503, "模型未就绪 Not ready", retry_after=5)),
     (ModelLoadError, Outcome("not_ready", 503, "模型加载失败 Model failed to load", retry_after=5)),
+    # A bad SEQGPT_* setting is the operator's to fix, not the request's: no retry helps until then.
+    (SettingsError, Outcome("not_ready", 503, "设置有误 Settings error")),
 )
 
 
@@ -71,6 +82,24 @@ def outcome_of(exc: BaseException | None) -> Outcome:
         if isinstance(exc, kind):
             return outcome
     return INTERNAL
+
+
+def response_headers(exc: BaseException) -> dict[str, str] | None:
+    """The HTTP headers an error's answer carries: Retry-After, Allow for a 405, Connection: close
+    where the server stopped reading the body."""
+    headers = dict(outcome_of(exc).headers or {})
+    if isinstance(exc, BodyTooLargeError) and not exc.drained:
+        headers["Connection"] = "close"
+    if isinstance(exc, RouteError) and exc.allow:
+        headers["Allow"] = exc.allow
+    return headers or None
+
+
+def reason(exc: BaseException) -> str:
+    """The error's own words, for the request log and for messages."""
+    if isinstance(exc, ValidationError):
+        return describe_errors(exc.errors())
+    return str(exc)
 
 
 def user_message(exc: BaseException, request_id: str) -> str:
@@ -87,4 +116,6 @@ def user_message(exc: BaseException, request_id: str) -> str:
         return f"模型未就绪，请稍后再试 · {exc}"
     if isinstance(exc, ModelLoadError):
         return f"模型加载失败 · {exc}"
-    return str(exc)
+    if isinstance(exc, SettingsError):
+        return f"设置有误，请改正后重启 · {exc}"
+    return reason(exc)

@@ -15,7 +15,7 @@ from model_loader.errors import ModelNotReadyError
 from .concurrency import ModelGate
 from .logging_setup import REQUEST_ID, new_request_id
 from .metrics import Metrics
-from .outcomes import INTERNAL, outcome_of
+from .outcomes import INTERNAL, outcome_of, reason
 from .shutdown import ShutdownClock
 from .status import GpuMonitor, gpu_memory_text
 
@@ -95,7 +95,7 @@ class Service:
         if outcome is INTERNAL:
             log.error(line, exc_info=exc)
         elif exc is not None:
-            log.info("%s reason=%s", line, json.dumps(str(exc), ensure_ascii=False))
+            log.info("%s reason=%s", line, json.dumps(reason(exc), ensure_ascii=False))
         else:
             log.info(line)
 

@@ -6,11 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from model_loader.errors import SettingsError
+
 DEFAULT_WORKSPACE = "/root/workspace"
-
-
-class SettingsError(ValueError):
-    """A ``SEQGPT_*`` variable has a value the server cannot use; the message says how to fix it."""
 
 
 @dataclass(frozen=True)

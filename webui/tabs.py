@@ -10,7 +10,6 @@ import gradio as gr
 from pydantic import BaseModel, ValidationError
 
 from model_loader.engine import Engine
-from model_loader.errors import InvalidInputError
 
 from . import examples
 from .logging_setup import REQUEST_ID, new_request_id
@@ -23,7 +22,7 @@ from .render import (
     highlight_spans,
     output_capped_note,
 )
-from .schemas import ClassifyRequest, ExtractRequest, GenerateRequest, describe_errors, extraction_json
+from .schemas import ClassifyRequest, ExtractRequest, GenerateRequest, extraction_json
 from .service import RequestInfo, Served, Service
 from .settings import ServerSettings
 
@@ -83,9 +82,8 @@ def validate(ctx: UiContext, model: type[BaseModel], info: RequestInfo, data: di
     try:
         return model.model_validate(data, context={"limits": ctx.engine.settings})
     except ValidationError as exc:
-        error = InvalidInputError(describe_errors(exc.errors()))
-        ctx.service.record(info, started, error)
-        raise ui_error(error) from None
+        ctx.service.record(info, started, exc)
+        raise ui_error(exc) from None
 
 
 async def call_engine(ctx: UiContext, info: RequestInfo, fn: Any, *args: Any) -> Served[Any]:

@@ -100,8 +100,8 @@ def long_chinese_text(entity_texts: list[str]) -> str:
 @pytest.fixture(scope="session")
 def make_answer(engine):
     """Build what the decoder would return had the model written ``line``: its token ids and probabilities."""
-    tokenizer = engine._planner.tokenizer
-    vocabulary = engine._planner.vocabulary
+    tokenizer = engine.model.tokens.tokenizer
+    vocabulary = engine.model.tokens.vocabulary
 
     def make(line: str, probability: float | list[float] = 0.9) -> FieldAnswer:
         ids = list(tokenizer(line, add_special_tokens=False)["input_ids"])

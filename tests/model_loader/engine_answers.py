@@ -26,7 +26,7 @@ def main() -> int:
         answers = {
             "auto_dtype": auto_cpu_dtype(),
             "dtype": engine.status.dtype,
-            "packed": engine._loaded.weights.blocks[0].qkv.weight.is_mkldnn,
+            "packed": engine.model.loaded.weights.blocks[0].qkv.weight.is_mkldnn,
             "classify": [asdict(engine.classify(t, ["财经", "体育", "科技", "投诉"])) for t in texts],
             "extract": [asdict(engine.extract(t, ["人名", "公司名称", "金额"])) for t in texts],
             "generate": [asdict(engine.generate(f"输入: {t[:200]}\n分类: 财经，科技\n输出: [GEN]", 12)) for t in texts],

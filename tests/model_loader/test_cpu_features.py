@@ -95,7 +95,7 @@ def test_weights_fall_back_to_the_plain_layout_with_identical_answers(engines_by
     try:
         reasons = [r.getMessage() for r in caplog.records if "plain layout" in r.getMessage()]
         assert len(reasons) == 1 and "avx512_fp16" in reasons[0]
-        assert not plain._loaded.weights.blocks[0].qkv.weight.is_mkldnn
+        assert not plain.model.loaded.weights.blocks[0].qkv.weight.is_mkldnn
         text = "甲方：北京星河科技有限公司，乙方：上海云帆信息技术有限公司，合同金额人民币一百万元整。"
         assert plain.classify(text, ["财经", "体育", "科技"]) == packed.classify(text, ["财经", "体育", "科技"])
         assert plain.extract(text, ["公司名称", "金额"]) == packed.extract(text, ["公司名称", "金额"])

@@ -11,11 +11,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+import model_loader.cache_groups as cache_groups
 import model_loader.decoding as decoding
 import model_loader.engine as engine_module
 from model_loader import Classification, Engine, Extraction, Generation, ModelNotReadyError, Settings
 from model_loader.decoding import FieldAnswer
 from model_loader.prompts import complete_free_prompt
+from model_loader.tasks import classify as classify_task
+from model_loader.tasks import extract as extract_task
+from model_loader.tasks import generate as generate_task
 
 ZH_NEWS = ["财经", "体育", "科技", "娱乐", "教育", "军事", "汽车", "旅游", "游戏", "房产"]
 ZH_LABELS = [*ZH_NEWS, "正面", "负面", "中性", "投诉"]
@@ -87,18 +91,21 @@ def test_health_check_passes_on_a_loaded_model(engine):
 def long_batch(engine, monkeypatch):
     """A batch that holds the model worker until released, standing in for a long CPU batch."""
     started, release = threading.Event(), threading.Event()
+    backend = engine.model.backend
+    answer = backend.classify
 
-    def hold(payloads):
+    def hold(plans):
         started.set()
         release.wait(timeout=30)
-        return [None for _ in payloads]
+        return answer(plans)
 
-    monkeypatch.setitem(engine._worker._handlers, "hold", hold)
-    done = engine._worker.submit("hold", None)
-    assert started.wait(timeout=5)
-    yield
-    release.set()
-    done.result(timeout=5)
+    monkeypatch.setattr(backend, "classify", hold)
+    with ThreadPoolExecutor(1) as pool:
+        done = pool.submit(engine.classify, "温格的球队终于又踢了一场经典的比赛。", ["体育", "财经"])
+        assert started.wait(timeout=5)
+        yield
+        release.set()
+        assert done.result(timeout=5).label in ("体育", "财经")
 
 
 def test_health_check_answers_at_once_while_a_batch_runs(engine, long_batch):
@@ -242,24 +249,24 @@ def test_pieces_decoded_in_bounded_groups_give_the_same_results_as_all_at_once(
     engine, long_chinese_text, monkeypatch
 ):
     fields = ["人名", "地址"]
-    prompts = [engine._planner.encode(long_chinese_text[:n]) for n in (120, 40, 300)]
-    eos = engine._planner.eos_id
+    prompts = [engine.model.tokens.encode(long_chinese_text[:n]) for n in (120, 40, 300)]
+    eos = engine.model.tokens.eos_id
     together = engine.extract(long_chinese_text, fields)
-    generated = decoding.greedy_generate(engine._runner, prompts, [6, 3, 5], eos)
+    generated = decoding.greedy_generate(engine.model.runner, prompts, [6, 3, 5], eos)
     # A budget below any one piece's cache: every piece, every prompt, is a group of its own.
-    monkeypatch.setattr(decoding, "GROUP_CACHE_TOKENS", 1)
+    monkeypatch.setattr(cache_groups, "GROUP_CACHE_TOKENS", 1)
     apart = engine.extract(long_chinese_text, fields)
     assert together.pieces > 1
     assert apart.raw == together.raw
     assert apart.fields == together.fields
-    assert decoding.greedy_generate(engine._runner, prompts, [6, 3, 5], eos) == generated
+    assert decoding.greedy_generate(engine.model.runner, prompts, [6, 3, 5], eos) == generated
 
 
 @pytest.fixture
 def copying_decoder(engine, entity_rows, monkeypatch):
     """Replace the model's answers with ones that copy known entity names out of each piece's prompt,
     plus one name that is not in the text, so the engine's long-text plumbing is checked on real mentions."""
-    tokenizer = engine._planner.tokenizer
+    tokenizer = engine.model.tokens.tokenizer
     kinds = {"人名": "name", "地址": "address", "组织机构": "organization"}
     names = {
         field: sorted({n for row in entity_rows for n in row["label"].get(kind, {})}) for field, kind in kinds.items()
@@ -280,7 +287,7 @@ def copying_decoder(engine, entity_rows, monkeypatch):
             grouped.append(answers)
         return grouped
 
-    monkeypatch.setattr(engine_module, "decode_fields", decode_fields)
+    monkeypatch.setattr(extract_task, "decode_fields", decode_fields)
     return names, hallucination
 
 
@@ -311,14 +318,18 @@ def test_extract_long_text_mentions_from_every_piece_map_to_every_occurrence_onc
 def batch_sizes(monkeypatch):
     """Record how many requests each model call served, to prove the batched path ran."""
     sizes: dict[str, list[int]] = {"classify": [], "extract": [], "generate": []}
-    for name, kind in (("score_labels", "classify"), ("decode_fields", "extract"), ("greedy_generate", "generate")):
-        original = getattr(engine_module, name)
+    for module, name, kind in (
+        (classify_task, "score_labels", "classify"),
+        (extract_task, "decode_fields", "extract"),
+        (generate_task, "greedy_generate", "generate"),
+    ):
+        original = getattr(module, name)
 
         def recording(runner, requests, *args, _original=original, _kind=kind, **kwargs):
             sizes[_kind].append(len(requests))
             return _original(runner, requests, *args, **kwargs)
 
-        monkeypatch.setattr(engine_module, name, recording)
+        monkeypatch.setattr(module, name, recording)
     return sizes
 
 
@@ -400,7 +411,7 @@ def test_the_output_projection_is_held_only_from_the_first_free_prompt(demo_dir)
     eng = Engine(Settings(model_dir=demo_dir, dtype="bfloat16"))
     eng.load()
     try:
-        projection = eng._runner.output
+        projection = eng.model.runner.output
         eng.classify("温格的球队终于又踢了一场经典的比赛。", ["体育", "财经"])
         eng.extract("小米集团在北京发布了新手机。", ["公司名称", "地名"])
         eng.health_check()
@@ -413,15 +424,15 @@ def test_the_output_projection_is_held_only_from_the_first_free_prompt(demo_dir)
 
 def test_a_benchmark_engine_ignores_end_of_sequence_and_writes_every_token_asked(engine, demo_dir):
     prompt = "输入: 温格的球队\n分类: 体育，财经\n输出:"
-    free = engine._planner.encode(complete_free_prompt(prompt))
-    written = decoding.greedy_generate(engine._runner, [free], [24], engine._planner.eos_id)[0]
+    free = engine.model.tokens.encode(complete_free_prompt(prompt))
+    written = decoding.greedy_generate(engine.model.runner, [free], [24], engine.model.tokens.eos_id)[0]
     assert len(written) == 24
     stop = written[5]  # declared end-of-sequence below: a token the model writes mid-answer
     for ignore, expected in ((0, written.index(stop) + 1), (1, 24)):
         eng = Engine(Settings(model_dir=demo_dir, generate_ignore_eos=ignore))
         eng.load()
         try:
-            eng._planner.eos_id = stop
+            eng.model.tokens.eos_id = stop
             assert eng.generate(prompt, 24).new_tokens == expected
         finally:
             eng.close()
@@ -430,8 +441,8 @@ def test_a_benchmark_engine_ignores_end_of_sequence_and_writes_every_token_asked
 def test_generate_appends_gen_to_a_prompt_that_stops_at_output(engine):
     prompt = "输入: 小米集团今天发布了新款手机\n分类: 财经，科技\n输出:"
     result = engine.generate(prompt, 4)
-    assert result.prompt_tokens == len(engine._planner.encode(complete_free_prompt(prompt)))
-    assert result.prompt_tokens == len(engine._planner.encode(prompt + " [GEN]"))
+    assert result.prompt_tokens == len(engine.model.tokens.encode(complete_free_prompt(prompt)))
+    assert result.prompt_tokens == len(engine.model.tokens.encode(prompt + " [GEN]"))
 
 
 def test_generate_never_writes_more_than_asked(engine):
@@ -442,9 +453,9 @@ def test_generate_never_writes_more_than_asked(engine):
 
 
 def test_generate_near_the_window_is_cut_short_and_says_so(engine):
-    planner = engine._planner
+    tokens = engine.model.tokens
     prompt = "客户反馈：订单号20231105的快递三天没有更新物流信息。"
-    while planner.count_tokens(prompt + "希望尽快处理。") < engine.settings.window_tokens - 5:
+    while tokens.count_tokens(prompt + "希望尽快处理。") < engine.settings.window_tokens - 5:
         prompt += "希望尽快处理。"
     result = engine.generate(prompt, 64)
     assert result.truncated

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from model_loader import Engine, InvalidInputError, ModelLoadError, ModelNotReadyError, SeqGPTError, Settings
+from model_loader import (
+    Engine,
+    InvalidInputError,
+    ModelLoadError,
+    ModelNotReadyError,
+    SeqGPTError,
+    Settings,
+    SettingsError,
+)
 from model_loader.cpu_dtype import cpu_dtype, onednn_half_dtypes, processor_flags
 from model_loader.loading import resolve_device, resolve_dtype
 
@@ -174,7 +182,7 @@ def test_float16_on_cpu_loads_and_answers_packed_or_plain(demo_dir):
     engine.load()
     try:
         assert engine.status.dtype == "float16"
-        assert engine._loaded.weights.blocks[0].qkv.weight.dtype == torch.float16
+        assert engine.model.loaded.weights.blocks[0].qkv.weight.dtype == torch.float16
         result = engine.classify("小米集团今天发布了新款手机，售价3999元。", ["财经", "体育", "科技"])
         assert sum(result.scores.values()) == pytest.approx(1.0)
     finally:
@@ -315,10 +323,23 @@ def test_extract_accepts_a_threshold_within_zero_to_one(engine, threshold):
     ],
 )
 def test_settings_from_env_rejects_bad_values_naming_the_variable(env, hint):
-    with pytest.raises(InvalidInputError) as caught:
+    with pytest.raises(SettingsError) as caught:
         Settings.from_env(env)
     assert hint in str(caught.value)
     assert next(iter(env)) in str(caught.value)
+    assert not isinstance(caught.value, InvalidInputError), "a bad setting is not a bad request"
+
+
+def test_an_engine_with_a_bad_setting_reports_it_in_its_status_and_refuses_to_load():
+    engine = Engine.from_env({"SEQGPT_DEVICE": "gpu"})
+    status = engine.status
+    assert status.state == "error" and not status.ready
+    assert "SEQGPT_DEVICE='gpu'" in status.error and "auto, cpu, cuda" in status.error
+    with pytest.raises(SettingsError, match="SEQGPT_DEVICE"):
+        engine.load()
+    assert engine.status.state == "error"
+    with pytest.raises(ModelNotReadyError, match="SEQGPT_DEVICE"):
+        engine.classify("温格的球队。", ["体育"])
 
 
 def test_settings_from_env_reads_every_variable_and_ignores_blank_ones(tmp_path):
@@ -347,5 +368,14 @@ def test_settings_defaults_are_the_appliance_s():
 
 
 def test_engine_errors_share_one_base_class():
-    for error in (InvalidInputError, ModelLoadError, ModelNotReadyError):
+    for error in (InvalidInputError, ModelLoadError, ModelNotReadyError, SettingsError):
         assert issubclass(error, SeqGPTError)
+
+
+def test_engine_errors_cross_a_process_boundary_intact():
+    """A remote engine raises them on the caller's side: pickling must keep type and message."""
+    import pickle
+
+    for error in (InvalidInputError, ModelLoadError, ModelNotReadyError, SettingsError):
+        copy = pickle.loads(pickle.dumps(error("标签过多 · too many labels")))
+        assert type(copy) is error and str(copy) == "标签过多 · too many labels"

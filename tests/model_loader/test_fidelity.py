@@ -9,12 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from model_loader.backends.official import build_reference_model
 from model_loader.bloom import BloomRunner
 from model_loader.bloom_weights import BloomWeights, Linear
 from model_loader.cpu_dtype import onednn_half_dtypes, packing_problem, processor_flags
 from model_loader.decoding import LabelSet, decode_fields, greedy_generate, score_labels
-from model_loader.official import build_reference_model
 from model_loader.prompts import CLASSIFY, build_prompt, complete_free_prompt
+from model_loader.tasks import extract
 
 PROMPTS = [
     "输入: 小米集团今天发布了新款手机，售价3999元。\n分类: 财经，体育，科技\n输出:",
@@ -28,18 +29,18 @@ NEW_TOKENS = 24
 
 @pytest.fixture(scope="module")
 def runner(engine_fp32):
-    assert engine_fp32._runner.dtype == torch.float32
-    return engine_fp32._runner
+    assert engine_fp32.model.runner.dtype == torch.float32
+    return engine_fp32.model.runner
 
 
 @pytest.fixture(scope="module")
-def planner(engine_fp32):
-    return engine_fp32._planner
+def tokens(engine_fp32):
+    return engine_fp32.model.tokens
 
 
 @pytest.fixture(scope="module")
-def prompt_ids(planner) -> list[list[int]]:
-    return [planner.encode(complete_free_prompt(p)) for p in PROMPTS]
+def prompt_ids(tokens) -> list[list[int]]:
+    return [tokens.encode(complete_free_prompt(p)) for p in PROMPTS]
 
 
 def hf_greedy(hf_model, ids: list[int], max_new_tokens: int, eos_id: int) -> list[int]:
@@ -65,13 +66,13 @@ def hf_logits(hf_model, ids: list[int]) -> torch.Tensor:
 
 
 def test_loader_reads_exactly_the_weights_transformers_reads(engine_fp32, engine, hf_model):
-    loaded = engine_fp32._loaded
+    loaded = engine_fp32.model.loaded
     ours = build_reference_model(loaded.config, loaded.weights).state_dict()
     reference = hf_model.state_dict()
     assert set(ours) == set(reference)
     for name, tensor in reference.items():
         assert torch.equal(ours[name], tensor), name
-    default_dtype = build_reference_model(engine._loaded.config, engine._loaded.weights).state_dict()
+    default_dtype = build_reference_model(engine.model.loaded.config, engine.model.loaded.weights).state_dict()
     for name, tensor in reference.items():
         assert torch.equal(default_dtype[name], tensor.to(default_dtype[name].dtype)), name
 
@@ -87,7 +88,7 @@ def _with_plain_linears(weights: BloomWeights) -> BloomWeights:
 
 
 def test_half_precision_matrices_are_packed_on_the_cpu_where_packing_is_exact(engine):
-    qkv = engine._loaded.weights.blocks[0].qkv
+    qkv = engine.model.loaded.weights.blocks[0].qkv
     half = engine.status.dtype in ("bfloat16", "float16")
     assert qkv.weight.is_mkldnn == (half and Linear(qkv.plain_weight, qkv.bias).packs_exactly())
 
@@ -108,11 +109,11 @@ def test_a_packed_matrix_multiplies_exactly_like_the_plain_one_on_any_input_layo
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 def test_the_held_output_projection_changes_no_logit_and_no_generated_token(
-    engines_by_dtype, planner, prompt_ids, dtype
+    engines_by_dtype, tokens, prompt_ids, dtype
 ):
     """Held in the compute dtype (packed where the blocks are), the projection gives what
     converting the stored matrix at every call gave, bit for bit, in every dtype."""
-    runner = engines_by_dtype[dtype]._runner
+    runner = engines_by_dtype[dtype].model.runner
     converting = copy.copy(runner)
     converting.output = lambda hidden: F.linear(hidden, runner.output_weight.to(runner.dtype))
     for count in (1, len(prompt_ids)):
@@ -121,23 +122,23 @@ def test_the_held_output_projection_changes_no_logit_and_no_generated_token(
     assert runner.output.resident
     lengths = [NEW_TOKENS] * len(prompt_ids)
     for ids in prompt_ids:
-        assert greedy_generate(runner, [ids], [NEW_TOKENS], planner.eos_id) == greedy_generate(
-            converting, [ids], [NEW_TOKENS], planner.eos_id
+        assert greedy_generate(runner, [ids], [NEW_TOKENS], tokens.eos_id) == greedy_generate(
+            converting, [ids], [NEW_TOKENS], tokens.eos_id
         )
-    assert greedy_generate(runner, prompt_ids, lengths, planner.eos_id) == greedy_generate(
-        converting, prompt_ids, lengths, planner.eos_id
+    assert greedy_generate(runner, prompt_ids, lengths, tokens.eos_id) == greedy_generate(
+        converting, prompt_ids, lengths, tokens.eos_id
     )
 
 
-def test_packed_weights_give_bit_identical_logits_and_generations(engine, planner, prompt_ids):
-    packed = engine._runner
-    plain = BloomRunner(_with_plain_linears(engine._loaded.weights))
+def test_packed_weights_give_bit_identical_logits_and_generations(engine, tokens, prompt_ids):
+    packed = engine.model.runner
+    plain = BloomRunner(_with_plain_linears(engine.model.loaded.weights))
     _, packed_last = packed.prefill(prompt_ids)
     _, plain_last = plain.prefill(prompt_ids)
     assert torch.equal(packed.scores(packed_last), plain.scores(plain_last))
     lengths = [NEW_TOKENS] * len(prompt_ids)
-    assert greedy_generate(packed, prompt_ids, lengths, planner.eos_id) == greedy_generate(
-        plain, prompt_ids, lengths, planner.eos_id
+    assert greedy_generate(packed, prompt_ids, lengths, tokens.eos_id) == greedy_generate(
+        plain, prompt_ids, lengths, tokens.eos_id
     )
 
 
@@ -172,12 +173,12 @@ def test_runner_scores_for_chosen_tokens_equal_the_full_scores_at_those_tokens(r
 
 
 @pytest.fixture(scope="module")
-def hf_reference(hf_model, planner, prompt_ids) -> list[list[int]]:
-    return [hf_greedy(hf_model, ids, NEW_TOKENS, planner.eos_id) for ids in prompt_ids]
+def hf_reference(hf_model, tokens, prompt_ids) -> list[list[int]]:
+    return [hf_greedy(hf_model, ids, NEW_TOKENS, tokens.eos_id) for ids in prompt_ids]
 
 
-def test_greedy_generate_is_token_identical_to_transformers_generate(runner, planner, prompt_ids, hf_reference):
-    eos = planner.eos_id
+def test_greedy_generate_is_token_identical_to_transformers_generate(runner, tokens, prompt_ids, hf_reference):
+    eos = tokens.eos_id
     reference = hf_reference
     for ids, expected in zip(prompt_ids, reference, strict=True):
         assert greedy_generate(runner, [ids], [NEW_TOKENS], eos) == [expected]
@@ -201,20 +202,20 @@ def test_greedy_generate_stops_after_eos_exactly_like_transformers(runner, hf_mo
     assert stopped >= 3
 
 
-def test_greedy_generate_batch_with_different_lengths_matches_each_alone(runner, prompt_ids, planner):
+def test_greedy_generate_batch_with_different_lengths_matches_each_alone(runner, prompt_ids, tokens):
     limits = [1, 5, 24, 9, 13]
-    together = greedy_generate(runner, prompt_ids, limits, planner.eos_id)
+    together = greedy_generate(runner, prompt_ids, limits, tokens.eos_id)
     for ids, limit, output in zip(prompt_ids, limits, together, strict=True):
         assert len(output) <= limit
-        assert output == greedy_generate(runner, [ids], [limit], planner.eos_id)[0]
+        assert output == greedy_generate(runner, [ids], [limit], tokens.eos_id)[0]
 
 
-def test_engine_generate_decodes_what_transformers_generates(engine_fp32, hf_model, planner):
+def test_engine_generate_decodes_what_transformers_generates(engine_fp32, hf_model, tokens):
     for prompt in PROMPTS[:3]:
         result = engine_fp32.generate(prompt, 16)
-        expected = hf_greedy(hf_model, planner.encode(complete_free_prompt(prompt)), 16, planner.eos_id)
+        expected = hf_greedy(hf_model, tokens.encode(complete_free_prompt(prompt)), 16, tokens.eos_id)
         assert result.new_tokens == len(expected)
-        assert result.text == planner.tokenizer.decode(expected, skip_special_tokens=True)
+        assert result.text == tokens.tokenizer.decode(expected, skip_special_tokens=True)
 
 
 # ---- label scoring ---------------------------------------------------------------------------
@@ -244,57 +245,57 @@ def reference_label_logprobs(hf_model, prompt: list[int], labels: list[list[int]
         ["正面", "负面", "中性"],
     ],
 )
-def test_label_scores_equal_constrained_log_probabilities_from_transformers(runner, hf_model, planner, labels):
+def test_label_scores_equal_constrained_log_probabilities_from_transformers(runner, hf_model, tokens, labels):
     text = "小米集团今天发布了新款手机，售价3999元。"
-    prompt = planner.encode(build_prompt(text, CLASSIFY, labels))
-    label_ids = [planner.tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
-    ours = score_labels(runner, [LabelSet(prompt, label_ids)], planner.eos_id)[0]
-    expected = reference_label_logprobs(hf_model, prompt, label_ids, planner.eos_id)
+    prompt = tokens.encode(build_prompt(text, CLASSIFY, labels))
+    label_ids = [tokens.tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
+    ours = score_labels(runner, [LabelSet(prompt, label_ids)], tokens.eos_id)[0]
+    expected = reference_label_logprobs(hf_model, prompt, label_ids, tokens.eos_id)
     assert ours == pytest.approx(expected, abs=1e-4)
 
 
-def test_engine_classify_probabilities_are_the_softmax_of_the_label_log_probabilities(engine_fp32, hf_model, planner):
+def test_engine_classify_probabilities_are_the_softmax_of_the_label_log_probabilities(engine_fp32, hf_model, tokens):
     text, labels = "温格的球队终于又踢了一场经典的比赛。", ["体育", "体育赛事", "财经"]
-    prompt = planner.encode(build_prompt(text, CLASSIFY, labels))
-    label_ids = [planner.tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
-    expected = torch.softmax(torch.tensor(reference_label_logprobs(hf_model, prompt, label_ids, planner.eos_id)), 0)
+    prompt = tokens.encode(build_prompt(text, CLASSIFY, labels))
+    label_ids = [tokens.tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
+    expected = torch.softmax(torch.tensor(reference_label_logprobs(hf_model, prompt, label_ids, tokens.eos_id)), 0)
     result = engine_fp32.classify(text, labels)
     assert [result.scores[label] for label in labels] == pytest.approx(expected.tolist(), abs=1e-5)
 
 
-def test_label_scoring_of_several_requests_together_matches_each_alone(runner, planner):
+def test_label_scoring_of_several_requests_together_matches_each_alone(runner, tokens):
     requests = []
     for text, labels in [
         ("温格的球队。", ["体育", "财经"]),
         ("小米发布新手机，售价3999元。", ["科技", "科技公司", "财经"]),
     ]:
-        prompt = planner.encode(build_prompt(text, CLASSIFY, labels))
-        requests.append(LabelSet(prompt, [planner.tokenizer(x, add_special_tokens=False)["input_ids"] for x in labels]))
-    together = score_labels(runner, requests, planner.eos_id)
+        prompt = tokens.encode(build_prompt(text, CLASSIFY, labels))
+        requests.append(LabelSet(prompt, [tokens.tokenizer(x, add_special_tokens=False)["input_ids"] for x in labels]))
+    together = score_labels(runner, requests, tokens.eos_id)
     for request, scores in zip(requests, together, strict=True):
-        assert scores == pytest.approx(score_labels(runner, [request], planner.eos_id)[0], abs=1e-5)
+        assert scores == pytest.approx(score_labels(runner, [request], tokens.eos_id)[0], abs=1e-5)
 
 
 # ---- per-field extraction decoding -----------------------------------------------------------
 
 
-def test_field_decoding_equals_a_constrained_greedy_loop_over_transformers(runner, hf_model, planner):
+def test_field_decoding_equals_a_constrained_greedy_loop_over_transformers(engine_fp32, runner, hf_model, tokens):
     text = "甲方：北京星河科技有限公司，乙方：上海云帆信息技术有限公司，合同金额人民币一百万元整。"
     fields = ["公司名称", "金额", "甲方"]
     steps = 12
-    (request,) = planner.plan_extraction(text, fields).requests
-    (answers,) = decode_fields(runner, [request], planner.stop_ids, steps)
+    (request,) = extract.plan(tokens, engine_fp32.settings, text, fields).requests
+    (answers,) = decode_fields(runner, [request], tokens.stop_ids, steps)
     for i, answer in enumerate(answers):
         allowed = request.allowed[i].tolist()
         ids = request.prefix + request.suffixes[i]
-        tokens, probabilities = [], []
+        written, probabilities = [], []
         for _ in range(steps):
             probs = torch.softmax(hf_logits(hf_model, ids)[-1, allowed], dim=0)
             best = int(probs.argmax())
-            if allowed[best] in planner.stop_ids:
+            if allowed[best] in tokens.stop_ids:
                 break
-            tokens.append(allowed[best])
+            written.append(allowed[best])
             probabilities.append(probs[best].item())
             ids = ids + [allowed[best]]
-        assert answer.tokens == tokens, f"field {fields[i]!r}"
+        assert answer.tokens == written, f"field {fields[i]!r}"
         assert answer.probabilities == pytest.approx(probabilities, abs=1e-4)

@@ -1,4 +1,5 @@
-"""The engine on a CUDA device in fp16: runs only where a GPU exists."""
+"""The engine on a CUDA device in fp16, and the attention kernels (flash-attn, SDPA, eager) against each
+other there: runs only where a GPU exists (``pytest -m gpu``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import pytest
 import torch
 
 from model_loader import Engine, Settings
+from model_loader.attention import KERNELS, AttentionChoice, check_kernel, choose_attention
+from model_loader.bloom import BloomRunner, alibi_slopes
 from model_loader.decoding import greedy_generate
 from model_loader.prompts import complete_free_prompt
 
@@ -42,7 +45,7 @@ def hf_cuda_fp16(demo_dir):
 def test_cuda_engine_loads_in_float16_and_passes_its_health_check(cuda_engine):
     assert cuda_engine.status.ready
     assert cuda_engine.status.device == "cuda" and cuda_engine.status.dtype == "float16"
-    assert cuda_engine._runner.device.type == "cuda"
+    assert cuda_engine.model.runner.device.type == "cuda"
     cuda_engine.health_check()
 
 
@@ -63,8 +66,8 @@ def test_cuda_extract_returns_mentions_that_index_the_text(cuda_engine, entity_t
 
 
 def test_cuda_runner_logits_match_transformers_within_fp16_tolerance(cuda_engine, hf_cuda_fp16):
-    runner, planner = cuda_engine._runner, cuda_engine._planner
-    prompts = [planner.encode(complete_free_prompt(p)) for p in PROMPTS]
+    runner, tokens = cuda_engine.model.runner, cuda_engine.model.tokens
+    prompts = [tokens.encode(complete_free_prompt(p)) for p in PROMPTS]
     _, last = runner.prefill(prompts)  # left-padded batch
     ours = runner.scores(last)
     for row, ids in enumerate(prompts):
@@ -75,8 +78,55 @@ def test_cuda_runner_logits_match_transformers_within_fp16_tolerance(cuda_engine
 
 
 def test_cuda_greedy_generation_runs_and_respects_the_limit(cuda_engine):
-    runner, planner = cuda_engine._runner, cuda_engine._planner
-    prompts = [planner.encode(complete_free_prompt(p)) for p in PROMPTS]
-    outputs = greedy_generate(runner, prompts, [8, 3, 16], planner.eos_id)
+    runner, tokens = cuda_engine.model.runner, cuda_engine.model.tokens
+    prompts = [tokens.encode(complete_free_prompt(p)) for p in PROMPTS]
+    outputs = greedy_generate(runner, prompts, [8, 3, 16], tokens.eos_id)
     assert [len(o) <= limit for o, limit in zip(outputs, [8, 3, 16], strict=True)] == [True] * 3
     assert all(0 <= t < runner.output_weight.shape[0] for o in outputs for t in o)
+
+
+# ---- attention kernels -------------------------------------------------------------------------
+
+
+def _flash_attn_installed() -> bool:
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+KERNEL_NAMES = [
+    pytest.param(
+        "flash-attn", marks=pytest.mark.skipif(not _flash_attn_installed(), reason="flash-attn is not installed")
+    ),
+    "sdpa",
+    "eager",
+]
+
+
+@pytest.mark.parametrize("name", KERNEL_NAMES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_each_kernel_passes_its_check_against_eager_on_the_gpu(name, dtype):
+    slopes = alibi_slopes(16).to("cuda")
+    assert check_kernel(KERNELS[name], slopes, 64, dtype) is None
+
+
+def test_the_gpu_runs_the_fastest_kernel_that_passes(cuda_engine):
+    choice = choose_attention(alibi_slopes(16).to("cuda"), 64, torch.float16)
+    assert choice.name == ("flash-attn" if _flash_attn_installed() else "sdpa")
+    assert cuda_engine.model.runner.attention.name == choice.name
+    assert cuda_engine.status.attention.startswith(choice.name)
+
+
+@pytest.mark.parametrize("name", KERNEL_NAMES)
+def test_each_kernel_gives_the_logits_and_tokens_of_eager_on_the_gpu(cuda_engine, name):
+    weights, tokens = cuda_engine.model.loaded.weights, cuda_engine.model.tokens
+    eager_runner = BloomRunner(weights, AttentionChoice("eager", KERNELS["eager"]))
+    runner = BloomRunner(weights, AttentionChoice(name, KERNELS[name]))
+    prompts = [tokens.encode(complete_free_prompt(p)) for p in PROMPTS]
+    _, expected = eager_runner.prefill(prompts)
+    _, got = runner.prefill(prompts)
+    expected, got = eager_runner.scores(expected), runner.scores(got)
+    torch.testing.assert_close(got, expected, atol=2e-2 * expected.abs().max().item(), rtol=2e-2)
+    assert (got.argmax(-1) == expected.argmax(-1)).all()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from model_loader import InvalidInputError, Settings
+from model_loader import Settings, SettingsError
 from model_loader.settings_file import (
     SETTINGS,
     effective,
@@ -69,7 +69,7 @@ def test_the_file_fills_in_the_environment_and_the_environment_wins(tmp_path: Pa
 
 def test_a_line_that_is_not_key_value_is_an_error_naming_the_line(tmp_path: Path):
     (tmp_path / "seqgpt560m.env").write_text("SEQGPT_PORT=7860\nmax labels 3\n", encoding="utf-8")
-    with pytest.raises(InvalidInputError, match=r"line 2 .*SEQGPT_NAME=value"):
+    with pytest.raises(SettingsError, match=r"line 2 .*SEQGPT_NAME=value"):
         load_settings_file({"SEQGPT_WORKSPACE": str(tmp_path)})
 
 

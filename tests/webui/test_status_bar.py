@@ -71,3 +71,11 @@ def test_nvml_reading_on_this_machine_does_not_raise():
         assert second is None and monitor.unavailable_reason
     else:
         assert isinstance(second, GpuReading) and second.memory_total_bytes > 0
+
+
+def test_a_bad_engine_setting_turns_the_bar_red_with_the_setting_named():
+    from model_loader import Engine
+
+    view = format_status(Engine.from_env({"SEQGPT_DEVICE": "gpu"}).status, None)
+    assert view.level == "error" and not view.healthy
+    assert "SEQGPT_DEVICE='gpu'" in view.text and "auto, cpu, cuda" in view.text

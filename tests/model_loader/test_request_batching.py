@@ -1,4 +1,4 @@
-"""The model worker's batching, on real threads: which jobs share a batch, and that none waits forever."""
+"""Request batching, on real threads: which jobs share a batch, and that none waits forever."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from model_loader.worker import ARRIVAL_WAIT_LIMIT_S, BatchWorker
+from model_loader.request_batching import ARRIVAL_WAIT_LIMIT_S, BatchWorker
 
 GATHER_S = 0.005
 
@@ -20,7 +20,7 @@ def worker():
         batches.append(list(payloads))
         return [f"done {p}" for p in payloads]
 
-    w = BatchWorker({"job": handler}, max_batch=8, gather_seconds=GATHER_S)
+    w = BatchWorker(handler, max_batch=8, gather_seconds=GATHER_S)
     w.batches = batches
     yield w
     w.stop()
@@ -30,7 +30,7 @@ def announce_then_submit(worker: BatchWorker, payload: str, preparing_s: float, 
     with worker.expecting():
         entered.set()
         time.sleep(preparing_s)
-        out[payload] = worker.submit("job", payload)
+        out[payload] = worker.submit(payload)
 
 
 def test_a_job_announced_while_a_batch_gathers_joins_that_batch(worker):
@@ -38,7 +38,7 @@ def test_a_job_announced_while_a_batch_gathers_joins_that_batch(worker):
     late = threading.Thread(target=announce_then_submit, args=(worker, "late", 10 * GATHER_S, entered, out))
     late.start()
     entered.wait()
-    first = worker.submit("job", "first")
+    first = worker.submit("first")
     late.join()
     assert first.result(timeout=5) == "done first"
     assert out["late"].result(timeout=5) == "done late"
@@ -46,10 +46,10 @@ def test_a_job_announced_while_a_batch_gathers_joins_that_batch(worker):
 
 
 def test_a_job_nobody_announced_does_not_wait_for_later_ones(worker):
-    first = worker.submit("job", "first")
+    first = worker.submit("first")
     assert first.result(timeout=5) == "done first"
     time.sleep(10 * GATHER_S)
-    assert worker.submit("job", "second").result(timeout=5) == "done second"
+    assert worker.submit("second").result(timeout=5) == "done second"
     assert worker.batches == [["first"], ["second"]]
 
 
@@ -60,7 +60,7 @@ def test_a_stalled_announcement_holds_a_batch_no_longer_than_the_limit(worker):
     stalled.start()
     entered.wait()
     started = time.monotonic()
-    assert worker.submit("job", "first").result(timeout=5) == "done first"
+    assert worker.submit("first").result(timeout=5) == "done first"
     waited = time.monotonic() - started
     stalled.join()
     assert out["stalled"].result(timeout=5) == "done stalled"
@@ -81,7 +81,7 @@ def test_an_announcement_that_ends_in_an_error_stops_being_waited_for(worker):
     failing.start()
     entered.wait()
     started = time.monotonic()
-    assert worker.submit("job", "first").result(timeout=5) == "done first"
+    assert worker.submit("first").result(timeout=5) == "done first"
     failing.join()
     assert time.monotonic() - started < ARRIVAL_WAIT_LIMIT_S
     assert worker.batches == [["first"]]
@@ -95,10 +95,10 @@ def test_running_for_is_none_when_idle_and_counts_up_while_a_batch_runs():
         release.wait(timeout=30)
         return payloads
 
-    w = BatchWorker({"hold": hold}, max_batch=8)
+    w = BatchWorker(hold, max_batch=8)
     try:
         assert w.running_for() is None
-        done = w.submit("hold", "x")
+        done = w.submit("x")
         assert started.wait(timeout=5)
         first = w.running_for()
         time.sleep(0.05)
@@ -120,12 +120,12 @@ def test_housekeeping_runs_once_a_batch_ends_with_nothing_waiting_and_a_failure_
         ran.set()
         raise RuntimeError("housekeeping failed")
 
-    w = BatchWorker({"job": lambda payloads: [f"done {p}" for p in payloads]}, max_batch=8, after_batch=housekeeping)
+    w = BatchWorker(lambda payloads: [f"done {p}" for p in payloads], max_batch=8, after_batch=housekeeping)
     try:
-        assert w.submit("job", "first").result(timeout=5) == "done first"
+        assert w.submit("first").result(timeout=5) == "done first"
         assert ran.wait(timeout=5)
         ran.clear()
-        assert w.submit("job", "second").result(timeout=5) == "done second"
+        assert w.submit("second").result(timeout=5) == "done second"
         assert ran.wait(timeout=5)
     finally:
         w.stop()

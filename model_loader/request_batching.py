@@ -1,9 +1,10 @@
-"""A worker thread that owns the model and runs waiting requests together.
+"""Request batching: a worker thread that owns the model and runs waiting requests together.
 
-Callers on any thread submit a job and wait on its future. The worker takes
-everything that is waiting (up to a batch size), groups it by kind, and hands
-each group to one handler call, so concurrent requests share forward passes and
-the model is only ever touched from this one thread.
+Callers on any thread submit a job (a task's plan) and wait on its future. The worker takes
+everything that is waiting (up to a batch size), groups it by the plan's type, and hands
+each group to one ``run`` call, so concurrent requests share forward passes and
+the model is only ever touched from this one thread. (How many sequences of a batch hold
+a cache at once is cache_groups' business.)
 
 Callers announce a job while they prepare it (``expecting``): tokenising a request
 takes milliseconds under the GIL, so eight clients that send at once reach the
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[list[object]], list[object]]
+Runner = Callable[[list[object]], list[object]]
 
 # The longest a batch waits for jobs still being prepared: a bound, should a caller stall.
 ARRIVAL_WAIT_LIMIT_S = 0.25
@@ -36,7 +37,6 @@ _ARRIVAL_POLL_S = 0.002
 
 @dataclass
 class _Job:
-    kind: str
     payload: object
     future: Future = field(default_factory=Future)
 
@@ -44,13 +44,13 @@ class _Job:
 class BatchWorker:
     def __init__(
         self,
-        handlers: dict[str, Handler],
+        run: Runner,
         max_batch: int,
         gather_seconds: float = 0.0,
         name: str = "seqgpt-model",
         after_batch: Callable[[], None] | None = None,
     ) -> None:
-        self._handlers = handlers
+        self._run_payloads = run
         self._after_batch = after_batch
         self._max_batch = max(1, max_batch)
         self._gather_seconds = gather_seconds
@@ -66,8 +66,8 @@ class BatchWorker:
         return self._queue.qsize()
 
     def running_for(self) -> float | None:
-        """Seconds the handler call now running (one kind of a batch) has taken so far; None
-        between calls."""
+        """Seconds the ``run`` call now running (the plans of one type in a batch) has taken so far;
+        None between calls."""
         since = self._running_since
         return None if since is None else time.monotonic() - since
 
@@ -82,10 +82,9 @@ class BatchWorker:
             with self._arrivals_lock:
                 self._arriving -= 1
 
-    def submit(self, kind: str, payload: object) -> Future:
-        if kind not in self._handlers:
-            raise ValueError(f"no handler for {kind!r}")
-        job = _Job(kind, payload)
+    def submit(self, payload: object) -> Future:
+        """Queue ``payload``; ``run`` gets it in a list with the waiting payloads of its type."""
+        job = _Job(payload)
         self._queue.put(job)
         return job.future
 
@@ -123,9 +122,9 @@ class BatchWorker:
 
     def _run(self) -> None:
         while (batch := self._take_batch()) is not None:
-            kinds: dict[str, list[_Job]] = {}
+            kinds: dict[type, list[_Job]] = {}
             for job in batch:
-                kinds.setdefault(job.kind, []).append(job)
+                kinds.setdefault(type(job.payload), []).append(job)
             for kind, jobs in kinds.items():
                 self._run_group(kind, jobs)
             del batch, kinds, jobs  # the payloads, and with them the requests' plans, go now
@@ -135,15 +134,15 @@ class BatchWorker:
                 except Exception:  # housekeeping must never stop the worker
                     log.exception("after_batch failed")
 
-    def _run_group(self, kind: str, jobs: list[_Job]) -> None:
+    def _run_group(self, kind: type, jobs: list[_Job]) -> None:
         live = [job for job in jobs if job.future.set_running_or_notify_cancel()]
         if not live:
             return
         self._running_since = time.monotonic()
         try:
-            results = self._handlers[kind]([job.payload for job in live])
+            results = self._run_payloads([job.payload for job in live])
         except BaseException as exc:  # the callers get the error; the worker keeps serving
-            log.debug("batch of %d %s jobs failed", len(live), kind, exc_info=True)
+            log.debug("batch of %d %s jobs failed", len(live), kind.__name__, exc_info=True)
             for job in live:
                 job.future.set_exception(exc)
             return

@@ -1,0 +1,170 @@
+"""Kernels for a whole sequence attending to itself, and the check that picks one on the device at load.
+
+A prompt attending to itself is the largest attention a request runs. Three kernels can do it:
+eager (our own matrix products, the reference the fidelity tests hold to ``transformers``),
+PyTorch's SDPA, and on CUDA flash-attn's ALiBi kernel. A kernel that is fast on paper may be
+wrong on a given device, driver or build, so none is trusted untried: at load each candidate
+runs a short known-answer check against eager on the actual device, and the first that agrees
+is used. Status and log say which one runs and why the others do not.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+# Attention arithmetic is done in fp32 whatever the weights' dtype: it costs little next
+# to the matrix products, and keeps a request's result the same whichever other requests
+# share its batch (bf16 rounding would amplify the tiny differences that padding to a
+# different width makes in the reductions). The caches keep keys and values in the
+# weights' dtype, in which they were computed, so widening them at use loses nothing;
+# it halves their memory, and reading half the bytes beats reading fp32 ones.
+ATTENTION_DTYPE = torch.float32
+
+# A kernel is given: query [1, heads, q, head_dim], keys and values [1, heads, k, head_dim]
+# in the weights' dtype, the queries being the last q of the k positions; ``bias``
+# [1, heads, q, k] (ALiBi plus the causal mask, fp32); the per-head ALiBi ``slopes`` (fp32)
+# and the score ``scale``. It returns the context [1, heads, q, head_dim].
+Kernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+
+def widened(cached: torch.Tensor) -> torch.Tensor:
+    return cached.to(ATTENTION_DTYPE)
+
+
+def eager(query, keys, values, bias, slopes, scale: float) -> torch.Tensor:
+    """Matrix products in the weights' dtype with the softmax and ALiBi in fp32: a sequence
+    alone depends on nothing else in a batch, so it may use the faster dtype."""
+    # One pass: the bf16 scores widen exactly (and SeqGPT's scale, 1/8, multiplies exactly).
+    scores = torch.add(bias, torch.matmul(query, keys.transpose(-1, -2)), alpha=scale)
+    return torch.matmul(torch.softmax(scores, dim=-1).to(values.dtype), values)
+
+
+def sdpa(query, keys, values, bias, slopes, scale: float) -> torch.Tensor:
+    """PyTorch's fused attention, in fp32 so that the bias keeps its precision."""
+    return F.scaled_dot_product_attention(
+        widened(query), widened(keys), widened(values), attn_mask=bias, scale=scale
+    ).to(values.dtype)
+
+
+def flash(query, keys, values, bias, slopes, scale: float) -> torch.Tensor:
+    """flash-attn's ALiBi kernel (CUDA, fp16 or bf16). It adds ``-slope * distance`` to each score,
+    which differs from BLOOM's ``slope * key position`` by a constant per query, so the softmax is
+    the same; with fewer queries than keys its causal mask aligns them to the last keys, as here."""
+    from flash_attn import flash_attn_varlen_func  # not installable everywhere, so imported here
+
+    q, k = query.shape[2], keys.shape[2]
+    offsets = torch.tensor([0, q], dtype=torch.int32, device=query.device), torch.tensor(
+        [0, k], dtype=torch.int32, device=query.device
+    )
+    context = flash_attn_varlen_func(
+        query[0].transpose(0, 1).contiguous(),
+        keys[0].transpose(0, 1).contiguous(),
+        values[0].transpose(0, 1).contiguous(),
+        cu_seqlens_q=offsets[0],
+        cu_seqlens_k=offsets[1],
+        max_seqlen_q=q,
+        max_seqlen_k=k,
+        softmax_scale=scale,
+        causal=True,
+        alibi_slopes=slopes.to(torch.float32),
+    )
+    return context.transpose(0, 1)[None]
+
+
+KERNELS: dict[str, Kernel] = {"flash-attn": flash, "sdpa": sdpa, "eager": eager}
+
+# Tried in this order. On the CPU eager stays first: it is the path measured fastest there and
+# the one the fidelity tests hold token for token to ``transformers``.
+PREFERENCE = {"cuda": ("flash-attn", "sdpa", "eager"), "cpu": ("eager",)}
+
+# Largest difference from eager a kernel may show on the check, by dtype: a few units in the
+# last place of the dtype the matrix products run in, scaled to outputs of about one.
+TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 5e-2, torch.float16: 1e-2}
+
+
+@dataclass(frozen=True)
+class AttentionChoice:
+    """The kernel in use, and why each candidate before it was passed over."""
+
+    name: str
+    kernel: Kernel
+    rejected: tuple[tuple[str, str], ...] = ()
+
+    def describe(self) -> str:
+        """One line for the status and the log: ``sdpa (flash-attn: not installed …)``."""
+        if not self.rejected:
+            return self.name
+        return f"{self.name} ({'; '.join(f'{name}: {why}' for name, why in self.rejected)})"
+
+
+def causal_bias(slopes: torch.Tensor, queries: int, keys: int) -> torch.Tensor:
+    """BLOOM's ALiBi bias and causal mask for the last ``queries`` of ``keys`` positions, [1, heads, q, k]."""
+    key_positions = torch.arange(keys, device=slopes.device)
+    query_positions = torch.arange(keys - queries, keys, device=slopes.device)
+    bias = slopes[:, None, None] * key_positions[None, None, :].to(torch.float32)
+    hidden = key_positions[None, :] > query_positions[:, None]
+    return bias.expand(-1, queries, -1).masked_fill(hidden[None], torch.finfo(ATTENTION_DTYPE).min)[None]
+
+
+def check_kernel(kernel: Kernel, slopes: torch.Tensor, head_dim: int, dtype: torch.dtype) -> str | None:
+    """Why ``kernel`` cannot be used on this device and dtype, or None when it matches eager.
+
+    The check covers what the runner asks of a kernel: every query of a sequence, and its last
+    query alone (the final layer of a prefill computes only that one)."""
+    heads, length, scale = slopes.shape[0], 37, head_dim**-0.5
+    generator = torch.Generator(device="cpu").manual_seed(1234)
+    q, k, v = (
+        torch.randn((1, heads, length, head_dim), generator=generator).to(dtype=dtype, device=slopes.device)
+        for _ in range(3)
+    )
+    tolerance = TOLERANCE.get(dtype, 3e-2)
+    for queries in (length, 1):
+        bias = causal_bias(slopes, queries, length)
+        query = q[:, :, length - queries :]
+        expected = eager(query, k, v, bias, slopes, scale).float()
+        try:
+            got = kernel(query, k, v, bias, slopes, scale)
+        except ImportError as exc:
+            return f"not installed ({exc})"
+        except Exception as exc:  # a kernel that cannot run here is passed over, never fatal
+            return f"raised {type(exc).__name__}: {exc}"
+        if got.shape != expected.shape:
+            return f"returned shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
+        worst = (got.float() - expected).abs().max().item()
+        if not worst <= tolerance:  # also catches NaN
+            return f"differs from eager by {worst:.3g} (tolerance {tolerance:g} in {str(dtype).removeprefix('torch.')})"
+    return None
+
+
+def choose_attention(
+    slopes: torch.Tensor,
+    head_dim: int,
+    dtype: torch.dtype,
+    candidates: Sequence[str | tuple[str, Kernel]] | None = None,
+) -> AttentionChoice:
+    """The first candidate that passes its check on ``slopes``' device; eager when none does.
+
+    ``candidates`` are names from ``KERNELS`` or ``(name, kernel)`` pairs (tests inject kernels that way);
+    by default, the device's ``PREFERENCE``."""
+    if candidates is None:
+        candidates = PREFERENCE.get(slopes.device.type, ("sdpa", "eager"))
+    rejected: list[tuple[str, str]] = []
+    for candidate in candidates:
+        name, kernel = (candidate, KERNELS[candidate]) if isinstance(candidate, str) else candidate
+        problem = None if kernel is eager else check_kernel(kernel, slopes, head_dim, dtype)
+        if problem is None:
+            choice = AttentionChoice(name, kernel, tuple(rejected))
+            log.info("attention: %s", choice.describe())
+            return choice
+        log.warning("attention kernel %s not used: %s", name, problem)
+        rejected.append((name, problem))
+    choice = AttentionChoice("eager", eager, tuple(rejected))
+    log.info("attention: %s", choice.describe())
+    return choice

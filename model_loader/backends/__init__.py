@@ -1,0 +1,43 @@
+"""What answers the tasks' plans on the model: our fast runner, or the official SeqGPT settings.
+
+Both implement ``Backend``; the engine picks one at load, so no request path branches on the
+decoding setting.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..bloom import BloomRunner
+from ..loading import LoadedModel
+from ..results import Classification, Extraction, Generation
+from ..settings import Settings
+from ..tasks import ClassifyPlan, ExtractPlan, GeneratePlan
+from ..tokens import Tokens
+from .fast import FastBackend
+from .official import OfficialBackend
+
+
+class Backend(Protocol):
+    """Answers a batch of plans of one task; runs only on the model worker's thread."""
+
+    name: str
+
+    def classify(self, plans: list[ClassifyPlan]) -> list[Classification]: ...
+
+    def extract(self, plans: list[ExtractPlan]) -> list[Extraction]: ...
+
+    def generate(self, plans: list[GeneratePlan]) -> list[Generation]: ...
+
+    def check(self) -> None:
+        """A real tiny forward pass on the device; raises ModelNotReadyError when the model is broken."""
+
+
+def build_backend(settings: Settings, loaded: LoadedModel, runner: BloomRunner, tokens: Tokens) -> Backend:
+    fast = FastBackend(runner, tokens, settings)
+    if settings.decoding == "official":
+        return OfficialBackend(fast, loaded)
+    return fast
+
+
+__all__ = ["Backend", "FastBackend", "OfficialBackend", "build_backend"]

@@ -1,0 +1,100 @@
+"""The key/value caches our BLOOM runner writes: one for prompts, one for the sequences continuing them.
+
+A request's prompt is run once into a ``PromptCache``. The sequences that continue it
+(one per label, per field, or the generated answer) live in a ``RowCache`` that holds
+only their own keys and values and attends to its prompt's cache in place, so ten
+fields over one text keep one copy of the text's cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class PromptCache:
+    """Prompts already run: keys and values per layer ``[prompts, heads, width, head_dim]``."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    mask: torch.Tensor  # [prompts, width] bool; False on left padding
+
+    @property
+    def count(self) -> int:
+        return self.mask.shape[0]
+
+
+@dataclass
+class RowCache:
+    """Sequences being extended; row i continues prompt ``owners[i]`` of a PromptCache (or none).
+
+    ``slots`` place the rows in a ``[prompts, group_width]`` grid so that all rows
+    of one prompt attend to its cached prompt in one matrix product.
+    """
+
+    keys: list[torch.Tensor]  # [rows, heads, capacity, head_dim]
+    values: list[torch.Tensor]
+    mask: torch.Tensor  # [rows, capacity] bool; False where a column holds padding
+    owners: torch.Tensor  # [rows] long
+    slots: torch.Tensor  # [rows] long
+    group_width: int
+    length: int = 0
+    # True when row i sits in slot i, so grouping needs no gather or scatter.
+    in_order: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.in_order = torch.equal(self.slots.cpu(), torch.arange(len(self.slots)))
+
+    @classmethod
+    def empty(
+        cls, owners: list[int], capacity: int, layers: int, heads: int, head_dim: int, dtype: torch.dtype, device
+    ) -> RowCache:
+        """Room for ``capacity`` new tokens in each row, a row per entry of ``owners``."""
+        count = len(owners)
+        owner_tensor = torch.tensor(owners, dtype=torch.long, device=device)
+        slots, width = grid_slots(owner_tensor)
+        full = (count, heads, capacity, head_dim)
+        return cls(
+            [torch.empty(full, dtype=dtype, device=device) for _ in range(layers)],
+            [torch.empty(full, dtype=dtype, device=device) for _ in range(layers)],
+            torch.zeros((count, capacity), dtype=torch.bool, device=device),
+            owner_tensor,
+            slots,
+            width,
+        )
+
+    @property
+    def count(self) -> int:
+        return self.mask.shape[0]
+
+    @property
+    def capacity(self) -> int:
+        return self.mask.shape[1]
+
+    def select(self, keep: torch.Tensor) -> RowCache:
+        """Only the rows in ``keep`` (copies their cache; used to drop finished rows)."""
+        owners = self.owners[keep]
+        slots, width = grid_slots(owners)
+        return RowCache(
+            [k[keep] for k in self.keys],
+            [v[keep] for v in self.values],
+            self.mask[keep],
+            owners,
+            slots,
+            width,
+            self.length,
+        )
+
+
+def grid_slots(owners: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Each row's place in a ``[prompts, width]`` grid, rows of one prompt side by side, and that width."""
+    seen: dict[int, int] = {}
+    places = []
+    for owner in owners.tolist():
+        places.append((owner, seen.get(owner, 0)))
+        seen[owner] = seen.get(owner, 0) + 1
+    width = max(seen.values(), default=1)
+    slots = torch.tensor([owner * width + k for owner, k in places], dtype=torch.long, device=owners.device)
+    return slots, width

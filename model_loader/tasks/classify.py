@@ -1,0 +1,64 @@
+"""Classification, read top to bottom: plan (checks, pieces, token ids) → run (label scores) → result.
+
+``plan`` runs in the caller's thread; ``run`` on the model worker, for every plan of a batch at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..bloom import BloomRunner
+from ..cache_groups import split_by_sizes
+from ..decoding import LabelSet, score_labels
+from ..prompts import CLASSIFY, build_prompt, check_text, parse_labels
+from ..results import Classification
+from ..settings import Settings
+from ..splitting import Piece, window_pieces
+from ..tokens import Tokens
+
+
+@dataclass
+class ClassifyPlan:
+    """One classification request, ready for the model: one label set to score per piece of the text."""
+
+    text: str
+    labels: list[str]
+    pieces: list[Piece]
+    label_sets: list[LabelSet]
+
+
+def plan(tokens: Tokens, settings: Settings, text: object, labels: object) -> ClassifyPlan:
+    """Check the request against the limits and turn it into token ids; InvalidInputError says what to fix."""
+    text = check_text(text, settings.max_text_chars)
+    labels = parse_labels(labels, settings.max_labels, settings.max_label_chars)
+    label_tokens = [tokens.label_ids(label) for label in labels]
+    answer = max(len(t) for t in label_tokens) + 1
+    pieces = window_pieces(text, CLASSIFY, labels, answer, tokens.count_tokens, settings)
+    sets = [
+        LabelSet(tokens.encode(build_prompt(text[p.start : p.end], CLASSIFY, labels)), label_tokens) for p in pieces
+    ]
+    return ClassifyPlan(text, labels, pieces, sets)
+
+
+def run(runner: BloomRunner, tokens: Tokens, plans: list[ClassifyPlan]) -> list[Classification]:
+    """Score every plan's labels on our runner and turn the scores into results."""
+    label_sets = [s for p in plans for s in p.label_sets]
+    scores = score_labels(runner, label_sets, tokens.eos_id)
+    per_plan = split_by_sizes(scores, [len(p.label_sets) for p in plans])
+    return [result(p, plan_scores) for p, plan_scores in zip(plans, per_plan, strict=True)]
+
+
+def result(plan: ClassifyPlan, logprobs: list[list[float]]) -> Classification:
+    """Average the pieces' label distributions, weighting each piece by its length."""
+    combined = [0.0] * len(plan.labels)
+    total = sum(p.end - p.start for p in plan.pieces)
+    for piece, scores in zip(plan.pieces, logprobs, strict=True):
+        probabilities = torch.softmax(torch.tensor(scores, dtype=torch.float64), dim=0).tolist()
+        weight = (piece.end - piece.start) / total
+        combined = [c + weight * p for c, p in zip(combined, probabilities, strict=True)]
+    norm = sum(combined)
+    scores = {label: value / norm for label, value in zip(plan.labels, combined, strict=True)}
+    best = max(plan.labels, key=lambda label: scores[label])
+    return Classification(label=best, scores=scores, pieces=len(plan.pieces))

@@ -1,0 +1,177 @@
+"""Extraction, read top to bottom: plan (checks, pieces, one prompt per field) → run (constrained
+decoding) → result (parse each answer line, find its mentions in the text, merge the pieces).
+
+``plan`` runs in the caller's thread; ``run`` on the model worker, for every plan of a batch at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ..bloom import BloomRunner
+from ..cache_groups import split_by_sizes
+from ..decoding import FieldAnswer, FieldRequest, decode_fields
+from ..errors import InvalidInputError
+from ..parsing import find_occurrences, parse_extraction_line
+from ..prompts import EXTRACT, build_prompt, check_text, parse_labels
+from ..results import Extraction, Mention
+from ..settings import Settings
+from ..splitting import Piece, window_pieces
+from ..tokens import Tokens
+
+
+@dataclass
+class ExtractPlan:
+    """One extraction request, ready for the model: per piece of the text, one prompt per field."""
+
+    text: str
+    fields: list[str]
+    pieces: list[Piece]
+    requests: list[FieldRequest]
+    threshold: float = 0.0  # mentions scoring below it are left out
+    exclusive: bool = False  # a span found under several fields stays under its best one only
+
+
+def check_threshold(threshold: object) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 <= threshold <= 1.0:
+        raise InvalidInputError(f"threshold must be a number from 0 to 1, got {threshold!r}")
+    return float(threshold)
+
+
+def plan(
+    tokens: Tokens, settings: Settings, text: object, fields: object, threshold: object = 0.0, exclusive: bool = False
+) -> ExtractPlan:
+    """Check the request against the limits and turn it into token ids; InvalidInputError says what to fix."""
+    text = check_text(text, settings.max_text_chars)
+    fields = parse_labels(fields, settings.max_labels, settings.max_label_chars, what="fields")
+    threshold = check_threshold(threshold)
+    pieces = window_pieces(text, EXTRACT, fields, settings.extract_max_new_tokens, tokens.count_tokens, settings)
+    requests = [_field_request(tokens, text[piece.start : piece.end], fields) for piece in pieces]
+    return ExtractPlan(text, fields, pieces, requests, threshold, bool(exclusive))
+
+
+def _field_request(tokens: Tokens, chunk: str, fields: list[str]) -> FieldRequest:
+    # Each field gets its own prompt; tokenising whole prompts and sharing their
+    # common start keeps the tokens exactly those of the single-field prompt.
+    prompts = [tokens.encode(build_prompt(chunk, EXTRACT, [f])) for f in fields]
+    # Where the shared part ends depends on the text alone (two fixed probe fields),
+    # so a field decodes the same whatever other fields come with it.
+    probes = [tokens.encode(build_prompt(chunk, EXTRACT, [probe])) for probe in ("甲", "乙")]
+    shared = min(_common_prefix_length(probes), _common_prefix_length([probes[0], *prompts]))
+    shared = min(shared, min(len(p) for p in prompts) - 1)  # every suffix needs at least one token
+    # An answer copies the text, its field name and the separators; nothing else.
+    vocabulary = tokens.vocabulary
+    spellable = vocabulary.spelling_tokens(chunk)
+    allowed = [
+        vocabulary.allowed_tensor(spellable | vocabulary.spelling_tokens(f"{f}: None\t"), tokens.stop_ids)
+        for f in fields
+    ]
+    return FieldRequest(prompts[0][:shared], [p[shared:] for p in prompts], allowed)
+
+
+def _common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    shortest = min(len(s) for s in sequences)
+    for i in range(shortest):
+        if any(s[i] != sequences[0][i] for s in sequences):
+            return i
+    return shortest
+
+
+def run(runner: BloomRunner, tokens: Tokens, settings: Settings, plans: list[ExtractPlan]) -> list[Extraction]:
+    """Decode every field of every plan on our runner and turn the answers into results."""
+    requests = [r for p in plans for r in p.requests]
+    exact = settings.extract_exact_tokens or None
+    answers = decode_fields(runner, requests, tokens.stop_ids, settings.extract_max_new_tokens, exact)
+    per_plan = split_by_sizes(answers, [len(p.requests) for p in plans])
+    return [result(tokens, p, plan_answers) for p, plan_answers in zip(plans, per_plan, strict=True)]
+
+
+@dataclass(frozen=True)
+class Found:
+    """A mention as the model wrote it for one field in one piece of the text."""
+
+    field: str
+    text: str
+    piece: Piece
+    score: float
+
+
+def result(tokens: Tokens, plan: ExtractPlan, answers: list[list[FieldAnswer]]) -> Extraction:
+    """Parse each field's answer line, score its mentions by their tokens' probabilities, and merge."""
+    found: list[Found] = []
+    raw_pieces = []
+    for piece, piece_answers in zip(plan.pieces, answers, strict=True):
+        lines = []
+        for name, answer in zip(plan.fields, piece_answers, strict=True):
+            line, starts = tokens.vocabulary.decode(answer.tokens)
+            lines.append(line)
+            parsed = parse_extraction_line(line, [name])
+            if parsed is None or parsed[0] != name:
+                continue
+            for mention in parsed[1]:
+                score = _span_score(mention.start, mention.end, starts, len(line), answer.probabilities)
+                found.append(Found(name, mention.text, piece, score))
+        raw_pieces.append("\n".join(lines))
+    fields, dropped = merge_mentions(plan.text, plan.fields, found, plan.threshold, plan.exclusive)
+    if len(raw_pieces) == 1:
+        raw = raw_pieces[0]
+    else:
+        raw = "\n\n".join(f"[piece {i + 1}/{len(raw_pieces)}]\n{r}" for i, r in enumerate(raw_pieces))
+    return Extraction(fields=fields, raw=raw, pieces=len(plan.pieces), dropped=dropped)
+
+
+def _span_score(start: int, end: int, starts: list[int], line_length: int, probabilities: list[float]) -> float:
+    """Geometric mean probability of the tokens that spell characters ``start:end`` of a line."""
+    ends = starts[1:] + [line_length]
+    chosen = [p for s, e, p in zip(starts, ends, probabilities, strict=True) if s < end and e > start]
+    if not chosen:
+        return 0.0
+    return math.exp(sum(math.log(max(p, 1e-12)) for p in chosen) / len(chosen))
+
+
+def merge_mentions(
+    text: str, fields: list[str], found: Iterable[Found], threshold: float, exclusive: bool
+) -> tuple[dict[str, list[Mention]], dict[str, list[str]]]:
+    """Mentions per field, each at every place it occurs in its piece (offsets into the whole text),
+    and per field the mentions that occur nowhere in their piece (dropped).
+
+    A span found more than once (pieces overlap) keeps its best score."""
+    best: dict[tuple[str, int, int], Mention] = {}
+    dropped: dict[str, list[str]] = {}
+    for mention in found:
+        spans = find_occurrences(text[mention.piece.start : mention.piece.end], mention.text)
+        if not spans and mention.text not in dropped.setdefault(mention.field, []):
+            dropped[mention.field].append(mention.text)
+        for start, end in spans:
+            key = (mention.field, mention.piece.start + start, mention.piece.start + end)
+            if key not in best or best[key].score < mention.score:
+                best[key] = Mention(mention.text, key[1], key[2], mention.score)
+    return select_mentions(best, fields, threshold, exclusive), {name: t for name, t in dropped.items() if t}
+
+
+def select_mentions(
+    found: dict[tuple[str, int, int], Mention], names: list[str], threshold: float, exclusive: bool
+) -> dict[str, list[Mention]]:
+    """Mentions per field in text order, at or above the threshold; with ``exclusive``, a span
+    found under several fields stays only under the one that scored it highest."""
+    if exclusive:
+        found = _keep_best_field_per_span(found)
+    fields: dict[str, list[Mention]] = {name: [] for name in names}
+    for (name, _, _), mention in sorted(found.items(), key=lambda item: (item[0][1], item[0][0])):
+        if mention.score >= threshold:
+            fields[name].append(mention)
+    return fields
+
+
+def _keep_best_field_per_span(
+    mentions: dict[tuple[str, int, int], Mention],
+) -> dict[tuple[str, int, int], Mention]:
+    """For fields that exclude each other: a span found under several keeps only its best field."""
+    winner: dict[tuple[int, int], tuple[str, int, int]] = {}
+    for key, mention in mentions.items():
+        span = (key[1], key[2])
+        if span not in winner or mentions[winner[span]].score < mention.score:
+            winner[span] = key
+    return {key: mentions[key] for key in winner.values()}

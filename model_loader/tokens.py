@@ -1,0 +1,31 @@
+"""The tokenizer as the tasks use it: token ids of prompts and labels, and the tokens that end an answer."""
+
+from __future__ import annotations
+
+from .vocabulary import Vocabulary
+
+
+class Tokens:
+    """Token ids for the tasks' plans and the decoder's stop tokens; runs in the caller's thread."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.vocabulary = Vocabulary(tokenizer)
+        self.eos_id: int = tokenizer.eos_token_id
+        # An extracted field's answer is one line: it ends at end-of-sequence or at a line break.
+        self.stop_ids = sorted({*self.vocabulary.newline_ids, self.eos_id})
+
+    def encode(self, text: str) -> list[int]:
+        # Texts longer than the window are expected here: they are counted, then split. Without
+        # verbose=False the tokenizer warns that such a sequence "will result in indexing errors".
+        return self.tokenizer(text, verbose=False)["input_ids"]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode(text))
+
+    def label_ids(self, label: str) -> list[int]:
+        """A label's tokens as they follow ``[GEN]`` in an answer (no special tokens added)."""
+        return self.tokenizer(label, add_special_tokens=False)["input_ids"]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)

@@ -1,0 +1,89 @@
+"""Choosing the attention kernel at load: each candidate is checked against eager on the device, and a
+wrong or failing one is passed over, with the reason in the status and the log."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from model_loader.attention import AttentionChoice, causal_bias, check_kernel, choose_attention, eager, flash, sdpa
+from model_loader.bloom import BloomRunner, alibi_slopes
+from model_loader.decoding import greedy_generate
+from model_loader.prompts import complete_free_prompt
+
+SLOPES = alibi_slopes(16)
+HEAD_DIM = 64
+
+
+def without_alibi(query, keys, values, bias, slopes, scale):
+    """Deliberately wrong: causal attention that forgets BLOOM's position bias."""
+    causal = torch.where(bias > torch.finfo(torch.float32).min, 0.0, torch.finfo(torch.float32).min)
+    return eager(query, keys, values, causal, slopes, scale)
+
+
+def top_left_causal(query, keys, values, bias, slopes, scale):
+    """Deliberately wrong only for fewer queries than keys: it lines them up with the first keys."""
+    q, k = query.shape[2], keys.shape[2]
+    if q < k:
+        return eager(query, keys[:, :, :q], values[:, :, :q], causal_bias(slopes, q, q), slopes, scale)
+    return eager(query, keys, values, bias, slopes, scale)
+
+
+def broken(query, keys, values, bias, slopes, scale):
+    raise RuntimeError("no kernel image is available for execution on the device")
+
+
+def test_on_the_cpu_eager_is_chosen_and_reported(engine, caplog):
+    assert engine.model.runner.attention.name == "eager"
+    assert engine.status.attention == "eager"
+    with caplog.at_level(logging.INFO, logger="model_loader.attention"):
+        choose_attention(SLOPES, HEAD_DIM, torch.float32)
+    assert "attention: eager" in caplog.text
+
+
+def test_a_kernel_that_ignores_alibi_is_rejected_and_the_next_candidate_used(caplog):
+    with caplog.at_level(logging.INFO, logger="model_loader.attention"):
+        choice = choose_attention(SLOPES, HEAD_DIM, torch.float32, [("no-alibi", without_alibi), "eager"])
+    assert choice.name == "eager" and choice.kernel is eager
+    ((name, why),) = choice.rejected
+    assert name == "no-alibi" and "differs from eager" in why
+    assert "no-alibi" in choice.describe() and "differs from eager" in choice.describe()
+    assert "attention kernel no-alibi not used: differs from eager" in caplog.text
+
+
+def test_a_kernel_wrong_only_for_the_last_query_alone_is_rejected():
+    assert "differs from eager" in check_kernel(top_left_causal, SLOPES, HEAD_DIM, torch.float32)
+
+
+def test_a_kernel_that_raises_is_rejected_with_its_error():
+    choice = choose_attention(SLOPES, HEAD_DIM, torch.float32, [("broken", broken), ("sdpa", sdpa)])
+    assert choice.name == "sdpa"
+    why = "raised RuntimeError: no kernel image is available for execution on the device"
+    assert choice.rejected == (("broken", why),)
+
+
+def test_when_every_candidate_fails_eager_runs():
+    choice = choose_attention(SLOPES, HEAD_DIM, torch.float32, [("no-alibi", without_alibi), ("broken", broken)])
+    assert choice.name == "eager" and [name for name, _ in choice.rejected] == ["no-alibi", "broken"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_sdpa_passes_the_check_against_eager_on_the_cpu(dtype):
+    assert check_kernel(sdpa, SLOPES, HEAD_DIM, dtype) is None
+
+
+def test_flash_attn_is_passed_over_where_it_cannot_run():
+    problem = check_kernel(flash, SLOPES, HEAD_DIM, torch.float16)
+    if problem is None:
+        pytest.skip("flash-attn runs here: the GPU tests compare it")
+    assert problem.startswith(("not installed", "raised"))
+
+
+def test_a_runner_on_the_sdpa_kernel_generates_the_tokens_eager_generates(engine_fp32):
+    weights, tokens = engine_fp32.model.loaded.weights, engine_fp32.model.tokens
+    on_sdpa = BloomRunner(weights, AttentionChoice("sdpa", sdpa))
+    prompts = [tokens.encode(complete_free_prompt(p)) for p in ("输入: 温格的球队\n分类: 体育，财经\n输出:", "温格")]
+    eager_tokens = greedy_generate(engine_fp32.model.runner, prompts, [12, 12], tokens.eos_id)
+    assert greedy_generate(on_sdpa, prompts, [12, 12], tokens.eos_id) == eager_tokens
