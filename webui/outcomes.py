@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from model_loader.errors import InvalidInputError, ModelLoadError, ModelNotReadyError
+from serving.wire import ReplicaUnavailableError
 
 from .concurrency import BusyError
 
@@ -35,7 +36,7 @@ class RouteError(InvalidInputError):
 class Outcome:
     """How a request ended, in each of the forms the edges need."""
 
-    name: str  # the metric and log label: ok, invalid, busy, not_ready, error
+    name: str  # the metric and log label: ok, invalid, busy, unavailable, not_ready, error
     status: int  # the HTTP status of the JSON API
     title: str  # the heading of the UI message, Chinese first
     retry_after: int | None = None  # seconds, for the Retry-After header of a 503
@@ -54,6 +55,8 @@ TABLE: tuple[tuple[type[BaseException], Outcome], ...] = (
     (BodyTooLargeError, Outcome("invalid", 413, "内容过大 Request too large")),
     (InvalidInputError, INVALID),
     (BusyError, Outcome("busy", 503, "繁忙 Busy", retry_after=2)),
+    # Before ModelNotReadyError, of which it is a kind: Ray Serve restarts a dead replica in seconds.
+    (ReplicaUnavailableError, Outcome("unavailable", 503, "副本不可用 Replica unavailable", retry_after=3)),
     (ModelNotReadyError, Outcome("not_ready", 503, "模型未就绪 Not ready", retry_after=5)),
     (ModelLoadError, Outcome("not_ready", 503, "模型加载失败 Model failed to load", retry_after=5)),
 )
@@ -81,6 +84,8 @@ def user_message(exc: BaseException, request_id: str) -> str:
         )
     if isinstance(exc, BusyError):
         return f"服务繁忙，请稍后再试 · {exc}"
+    if isinstance(exc, ReplicaUnavailableError):
+        return f"模型副本暂时不可用，请稍后再试 · {exc}"
     if isinstance(exc, ModelNotReadyError):
         return f"模型未就绪，请稍后再试 · {exc}"
     if isinstance(exc, ModelLoadError):
