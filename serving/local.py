@@ -79,7 +79,9 @@ class LocalCluster(RemoteEngine):
         cluster = self.cluster
         log.info("starting a local Ray cluster with %d replicas (%s CPUs, %s GPUs each)",
                  cluster.replicas, cluster.replica_cpus, cluster.replica_gpus)
-        ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False, namespace=APP_NAME)
+        # "local": a cluster of its own, even where `ray start` left one running on this machine.
+        ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False,
+                 namespace=APP_NAME)
         serve.start(http_options={"host": "127.0.0.1", "port": cluster.serve_port,
                                   "request_timeout_s": cluster.timeout_s})
         env = {k: v for k, v in os.environ.items() if k.startswith("SEQGPT_")}
