@@ -70,7 +70,9 @@ WORKDIR /opt/seqgpt560m
 ARG TORCH_INDEX_URL=
 ARG INSTALL_FLASH_ATTN=false
 ARG FLASH_ATTN_VERSION=2.8.3
-COPY requirements.txt ./
+# true: Ray Serve too (requirements-cluster.txt), so the image can be a head or worker node.
+ARG INSTALL_CLUSTER=false
+COPY requirements.txt requirements-cluster.txt ./
 RUN --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && python3 -m venv /opt/venv \
@@ -80,7 +82,8 @@ RUN --mount=type=secret,id=ca \
     && pip install -r requirements.txt \
     && if [ "$INSTALL_FLASH_ATTN" = true ]; then \
            pip install --no-build-isolation "flash-attn==${FLASH_ATTN_VERSION}"; \
-       fi
+       fi \
+    && if [ "$INSTALL_CLUSTER" = true ]; then pip install -r requirements-cluster.txt; fi
 
 # Weights before code too: a 1.1 GB layer that only changes with the weights or the download script.
 ARG MODEL_SOURCE=hf
@@ -98,6 +101,7 @@ RUN --mount=type=secret,id=ca \
 
 COPY model_loader/ model_loader/
 COPY webui/ webui/
+COPY serving/ serving/
 COPY scripts/ scripts/
 COPY supervisor/ supervisor/
 # Installed where supervisorctl looks by default, so plain `supervisorctl status` works: the

@@ -55,6 +55,14 @@ SETTINGS = [
     ("SEQGPT_STATUS_REFRESH_S", "3", "how often the status bar refreshes, in seconds"),
     ("SEQGPT_GRACEFUL_SHUTDOWN_S", "6", "seconds to finish requests after SIGTERM; below Supervisor's stopwaitsecs"),
     ("SEQGPT_LOG_LEVEL", "INFO", "log level"),
+    # Scale-out on Ray Serve (serving/); read by the web app, listed here so the file documents them.
+    ("SEQGPT_REPLICAS", "0", "this many Ray Serve replicas on this machine (requirements-cluster.txt); 0: none"),
+    ("SEQGPT_ENGINE_URL", "", "Ray Serve route of replicas elsewhere, e.g. http://head-node:8000/seqgpt"),
+    ("SEQGPT_REPLICA_CPUS", "", "CPUs Ray reserves for each local replica; empty: the cores shared out"),
+    ("SEQGPT_REPLICA_GPUS", "0", "GPUs for each local replica; a fraction lets replicas share a card"),
+    ("SEQGPT_REPLICA_MAX_ONGOING", "16", "requests one replica takes at once; more wait in Ray Serve's queue"),
+    ("SEQGPT_SERVE_PORT", "8000", "Ray Serve's HTTP port for local replicas, on 127.0.0.1"),
+    ("SEQGPT_ENGINE_TIMEOUT_S", "600", "longest wait for the replicas' answer to one call, retry included"),
 ]
 
 HEADER = """\

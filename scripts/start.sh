@@ -59,6 +59,21 @@ app_settings_given() {
     done
 }
 
+# SEQGPT_REPLICAS (given now or kept in the settings file) needs Ray Serve, an optional extra:
+# installed then, and only then, so the single-box appliance never carries it.
+ensure_cluster_extra() {
+    local replicas stamp want
+    replicas="$(setting_in "$WORKSPACE" SEQGPT_REPLICAS)"
+    [[ -n "$replicas" && "$replicas" != 0 ]] || return 0
+    stamp="$VENV/.requirements-cluster.txt.sha256"
+    want="$(cat requirements.txt requirements-cluster.txt | sha256sum | cut -d' ' -f1)"
+    if [[ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]]; then
+        say "==> SEQGPT_REPLICAS=$replicas: installing requirements-cluster.txt (Ray Serve) into .venv"
+        "$VENV/bin/python" -m pip install --no-input --progress-bar off -q -r requirements-cluster.txt
+        printf '%s\n' "$want" >"$stamp"
+    fi
+}
+
 remember() { "$VENV/bin/python" -m model_loader.settings_file remember "$WORKSPACE" "$@"; }
 
 banner() {
@@ -161,6 +176,7 @@ fi
 
 choose_model
 warn_if_demo
+ensure_cluster_extra
 
 say "==> starting supervisord ($(from_root "$CONF"), workspace $WORKSPACE)"
 printf 'SEQGPT_WORKSPACE=%s\n' "$WORKSPACE" >"$INSTANCE_FILE"

@@ -12,17 +12,20 @@ VENV="$ROOT/.venv"
 export GRADIO_ANALYTICS_ENABLED=False
 export HF_HUB_OFFLINE=1
 export PIP_NO_INPUT=1
+export RAY_USAGE_STATS_ENABLED=0
 
 if [[ ! -x "$VENV/bin/python" ]]; then
     echo "==> creating $VENV with ${PYTHON:-python3}"
     "${PYTHON:-python3}" -m venv "$VENV"
 fi
-# Reinstall only when a requirements file changed since the last successful install.
+# Reinstall only when a requirements file changed since the last successful install. The
+# cluster tier (tests/cluster) needs Ray Serve, the optional extra in requirements-cluster.txt.
 stamp="$VENV/.requirements-dev.txt.sha256"
-want="$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)"
+want="$(cat requirements.txt requirements-dev.txt requirements-cluster.txt | sha256sum | cut -d' ' -f1)"
 if [[ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]]; then
-    echo "==> installing requirements-dev.txt into .venv"
-    "$VENV/bin/python" -m pip install --no-input --progress-bar off -q -r requirements-dev.txt
+    echo "==> installing requirements-dev.txt and requirements-cluster.txt into .venv"
+    "$VENV/bin/python" -m pip install --no-input --progress-bar off -q -r requirements-dev.txt \
+        -r requirements-cluster.txt
     printf '%s\n' "$want" >"$stamp"
 fi
 

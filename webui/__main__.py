@@ -11,10 +11,12 @@ import uvicorn
 
 from model_loader.engine import Engine
 from model_loader.errors import SeqGPTError, SettingsError
+from model_loader.settings import Settings
 from model_loader.settings_file import load_settings_file
+from serving.settings import ClusterSettings, ClusterSettingsError
 
 from .app import build_app
-from .logging_setup import configure_logging
+from .logging_setup import REQUEST_ID, configure_logging
 from .settings import ServerSettings
 from .shutdown import DrainingServer, ShutdownClock
 
@@ -39,17 +41,40 @@ def load_when_listening(server: uvicorn.Server, engine: Engine) -> None:
         log.info("model ready on %s (%s) in %.1f s", status.device, status.dtype, status.load_seconds or 0.0)
 
 
+def make_engine(cluster: ClusterSettings) -> Engine:
+    """The engine in this process, or the same interface answered by Ray Serve replicas (see serving/).
+    In this process a bad engine setting leaves the server up, its message on /health and the status
+    bar; in front of replicas it stops the start (SettingsError), as they would refuse it alike."""
+    if cluster.replicas:
+        settings = Settings.from_env()
+        from serving.local import LocalCluster
+
+        log.info("engine: %d local Ray Serve replicas", cluster.replicas)
+        return LocalCluster(cluster, settings, request_id=REQUEST_ID.get)
+    if cluster.engine_url:
+        settings = Settings.from_env()
+        from serving.remote import RemoteEngine
+
+        log.info("engine: Ray Serve replicas at %s", cluster.engine_url)
+        return RemoteEngine(cluster.engine_url, settings, cluster.timeout_s, request_id=REQUEST_ID.get)
+    return Engine.from_env()
+
+
 def main() -> int:
     try:
         settings_file = load_settings_file()  # before the settings are read: it fills in the environment
         settings = ServerSettings.from_env()
-    except SettingsError as exc:  # without a port to listen on there is nothing to show it on
+        cluster = ClusterSettings.from_env()
+    except (SettingsError, ClusterSettingsError) as exc:  # without a port to listen on there is nothing to show it on
         print(f"seqgpt: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     log.info("settings: %s, where the environment does not set them", settings_file)
-    # A bad engine setting leaves the server up, its message on /health and the status bar.
-    engine = Engine.from_env()
+    try:
+        engine = make_engine(cluster)
+    except SettingsError as exc:
+        print(f"seqgpt: {exc}", file=sys.stderr)
+        return 2
     clock = ShutdownClock()
     app = build_app(engine, settings, clock)
     server = DrainingServer(
@@ -60,12 +85,18 @@ def main() -> int:
             log_config=None,  # logging is configured above, once, to stdout
             access_log=False,  # the request log has one richer line per request
             timeout_graceful_shutdown=settings.graceful_shutdown_s,
+            # Named rather than "auto": Ray's extra installs uvloop and httptools, and the appliance
+            # must answer HTTP the same with or without it.
+            http="h11",
+            loop="asyncio",
         ),
         clock,
     )
     threading.Thread(target=load_when_listening, args=(server, engine), name="model-load", daemon=True).start()
     log.info("serving on http://%s:%d (auth %s)", settings.host, settings.port, "on" if settings.auth else "off")
     server.run()
+    if cluster.remote:
+        engine.close()  # local replicas and their Ray cluster go with the app
     return 0
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from model_loader.engine import Engine
 from model_loader.errors import InvalidInputError
+from serving.replicas import ClusterStatus, replicas_json
 
 from .logging_setup import REQUEST_ID
 from .outcomes import INTERNAL, BodyTooLargeError, RouteError, outcome_of, response_headers, user_message
@@ -111,10 +112,12 @@ def build_api_router(engine: Engine, service: Service, render_metrics: Callable[
         driver_problem = service.gpu.driver_problem()
         if driver_problem:
             return JSONResponse({"status": "error", "reason": driver_problem, "device": status.device}, status_code=503)
+        # Behind Ray Serve: how many replicas run, in which states, on which devices.
+        replicas = {"replicas": replicas_json(status)} if isinstance(status, ClusterStatus) else {}
         if not status.ready:
             reason = status.error if status.state == "error" and status.error else None
             return JSONResponse(
-                {"status": status.state, "reason": reason or not_ready_reason(status.state, status.error)},
+                {"status": status.state, "reason": reason or not_ready_reason(status.state, status.error), **replicas},
                 status_code=503,
             )
         try:
@@ -122,7 +125,7 @@ def build_api_router(engine: Engine, service: Service, render_metrics: Callable[
         except Exception as exc:
             if outcome_of(exc) is INTERNAL:
                 log.exception("health check failed")
-            return JSONResponse({"status": "unhealthy", "reason": str(exc)}, status_code=503)
+            return JSONResponse({"status": "unhealthy", "reason": str(exc), **replicas}, status_code=503)
         return JSONResponse(
             {
                 "status": "ok",
@@ -132,6 +135,7 @@ def build_api_router(engine: Engine, service: Service, render_metrics: Callable[
                 "is_demo": status.is_demo,
                 "load_seconds": status.load_seconds,
                 "attention": status.attention,
+                **replicas,
             }
         )
 

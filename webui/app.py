@@ -12,6 +12,7 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp
 
 from model_loader.engine import Engine
+from serving.remote import RemoteEngine
 
 from .api import build_api_router, error_response, route_error
 from .api_docs import render_docs
@@ -40,6 +41,7 @@ def build_app(engine: Engine, settings: ServerSettings, clock: ShutdownClock | N
         queue_depth=lambda: float(gate.waiting + engine.queue_depth),
         load_seconds=lambda: float(engine.status.load_seconds or 0.0),
         gpu=gpu.read,
+        answers_by_replica=engine.answers_by_replica if isinstance(engine, RemoteEngine) else None,
     )
     service = Service(engine, gate, metrics, gpu, clock or ShutdownClock())
 

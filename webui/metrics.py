@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 
 from .status import GpuReading
 
@@ -20,6 +21,7 @@ class Metrics:
         queue_depth: Callable[[], float],
         load_seconds: Callable[[], float],
         gpu: Callable[[], GpuReading | None],
+        answers_by_replica: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -56,6 +58,9 @@ class Metrics:
             registry=self.registry,
         ).set_function(lambda: float(reading.memory_total_bytes) if (reading := gpu()) else 0.0)
 
+        if answers_by_replica is not None:
+            self.registry.register(_ReplicaAnswers(answers_by_replica))
+
     def observe(self, task: str, source: str, outcome: str, seconds: float) -> None:
         self.requests.labels(task=task, source=source, outcome=outcome).inc()
         if outcome == "ok":
@@ -63,3 +68,18 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ReplicaAnswers:
+    """Engine calls answered by each Ray Serve replica: shows how the load spreads (only behind replicas)."""
+
+    def __init__(self, read: Callable[[], dict[str, int]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "seqgpt_replica_answers", "Engine calls answered, by Ray Serve replica.", labels=("replica",)
+        )
+        for replica, count in sorted(self._read().items()):
+            family.add_metric((replica,), count)
+        yield family

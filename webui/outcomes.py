@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from model_loader.errors import InvalidInputError, ModelLoadError, ModelNotReadyError, SettingsError
 from model_loader.evaluation.data import EvaluationDataError
+from serving.wire import ReplicaUnavailableError
 
 from .batch import BatchFileError
 from .concurrency import BusyError
@@ -42,7 +43,7 @@ class RouteError(InvalidInputError):
 class Outcome:
     """How a request ended, in each of the forms the edges need."""
 
-    name: str  # the metric and log label: ok, invalid, busy, stopping, not_ready, error
+    name: str  # the metric and log label: ok, invalid, busy, stopping, unavailable, not_ready, error
     status: int  # the HTTP status of the JSON API
     title: str  # the heading of the UI message, Chinese first
     retry_after: int | None = None  # seconds, for the Retry-After header of a 503
@@ -65,6 +66,8 @@ TABLE: tuple[tuple[type[BaseException], Outcome], ...] = (
     (EvaluationDataError, INVALID),
     (BusyError, Outcome("busy", 503, "繁忙 Busy", retry_after=2)),
     (ShuttingDownError, Outcome("stopping", 503, "服务重启中 Restarting", retry_after=10)),
+    # Before ModelNotReadyError, of which it is a kind: Ray Serve restarts a dead replica in seconds.
+    (ReplicaUnavailableError, Outcome("unavailable", 503, "副本不可用 Replica unavailable", retry_after=3)),
     (ModelNotReadyError, Outcome("not_ready", 503, "模型未就绪 Not ready", retry_after=5)),
     (ModelLoadError, Outcome("not_ready", 503, "模型加载失败 Model failed to load", retry_after=5)),
     # A bad SEQGPT_* setting is the operator's to fix, not the request's: no retry helps until then.
@@ -112,6 +115,8 @@ def user_message(exc: BaseException, request_id: str) -> str:
         )
     if isinstance(exc, BusyError):
         return f"服务繁忙，请稍后再试 · {exc}"
+    if isinstance(exc, ReplicaUnavailableError):
+        return f"模型副本暂时不可用，请稍后再试 · {exc}"
     if isinstance(exc, ModelNotReadyError):
         return f"模型未就绪，请稍后再试 · {exc}"
     if isinstance(exc, ModelLoadError):

@@ -12,6 +12,7 @@ import pynvml
 import torch
 
 from model_loader.results import EngineStatus
+from serving.replicas import ClusterStatus
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,16 @@ def gpu_memory_text(reading: GpuReading | None) -> str:
     return f"{reading.memory_used_bytes // 2**20}MiB/{reading.memory_total_bytes // 2**20}MiB"
 
 
+def replicas_text(status: ClusterStatus) -> str:
+    """Pure: ``副本 Replicas: 1/2 running (1 starting)``; the target is left out where autoscaling sets it."""
+    running = status.running_replicas
+    count = f"{running}/{status.target_replicas}" if status.target_replicas else str(running)
+    others = ", ".join(
+        f"{n} {state.lower()}" for state, n in sorted(status.replica_states.items()) if state != "RUNNING" and n
+    )
+    return f"副本 Replicas: {count} 运行 running" + (f" ({others})" if others else "")
+
+
 def format_status(model: EngineStatus, gpu: GpuReading | None) -> StatusView:
     """Pure: the status bar for a model state and a GPU reading (None where there is no NVIDIA driver)."""
     parts: list[str] = []
@@ -210,7 +221,13 @@ def format_status(model: EngineStatus, gpu: GpuReading | None) -> StatusView:
         parts.append("模型加载中 Model loading…")
 
     on_cpu = gpu is None or not model.device.startswith("cuda")
-    parts.append("设备 Device: CPU" if on_cpu else f"设备 Device: GPU {gpu.name}")
+    if isinstance(model, ClusterStatus):
+        parts.append(replicas_text(model))
+        if model.ready and model.running_replicas < model.target_replicas and level == "ok":
+            level = "warn"
+        parts.append(f"设备 Device: {model.device or '-'}")
+    else:
+        parts.append("设备 Device: CPU" if on_cpu else f"设备 Device: GPU {gpu.name}")
     if gpu is not None:
         if on_cpu:
             parts.append(f"GPU {gpu.name}")
