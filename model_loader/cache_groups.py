@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from . import allocator
+
 
 def split_by_sizes(items: list, sizes: list[int]) -> list[list]:
     """Cut a flat list back into consecutive groups of the given sizes."""
@@ -59,7 +61,12 @@ def in_groups(
     def with_scratch(group: list[int]) -> int:
         return cost(group) + prompt_scratch(max(lengths[i] for i in group))
 
-    for group in bounded_groups(lengths, with_scratch, GROUP_CACHE_TOKENS):
+    groups = bounded_groups(lengths, with_scratch, GROUP_CACHE_TOKENS)
+    for number, group in enumerate(groups):
+        if number:
+            # The last group's caches are freed: hand them back before this group allocates
+            # its own, of other shapes, so that a batch holds one group's memory, not the union.
+            allocator.release_freed()
         for index, result in zip(group, run([items[i] for i in group]), strict=True):
             results[index] = result
     return results

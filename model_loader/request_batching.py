@@ -11,8 +11,11 @@ takes milliseconds under the GIL, so eight clients that send at once reach the
 queue over tens of milliseconds, and a fixed gather window would split them into
 several batches that each read all the weights again.
 
-When a batch ends and nothing waits, ``after_batch`` runs (the engine hands freed memory
-back to the system there), so the work between batches never delays a request.
+After every batch, once its callers have their results, ``after_batch`` runs (the engine
+hands freed memory back to the system there). Also when more requests wait: under steady
+load the queue is seldom empty, and each batch's freed memory would then stay with the
+process while the next batch's other shapes fit only partly into it. It takes milliseconds
+against a batch's seconds.
 """
 
 from __future__ import annotations
@@ -128,7 +131,7 @@ class BatchWorker:
             for kind, jobs in kinds.items():
                 self._run_group(kind, jobs)
             del batch, kinds, jobs  # the payloads, and with them the requests' plans, go now
-            if self._after_batch is not None and self._queue.empty():
+            if self._after_batch is not None:
                 try:
                     self._after_batch()
                 except Exception:  # housekeeping must never stop the worker

@@ -122,7 +122,19 @@ class RowReader:
         row_bytes = target[0].numel() * torch.empty((), dtype=self.source_dtype).element_size()
         with self.path.open("rb", buffering=0) as f:
             where = f"{self.path} while reading rows {first}-{stop}"
-            _read_into(f, target, self.source_dtype, self.start + first * row_bytes, bytearray(_BUFFER_BYTES), where)
+            if dtype == self.source_dtype:
+                # Straight into the target: a conversion buffer would add its size to the peak
+                # of building the output projection, beside the slice and its packed copy.
+                f.seek(self.start + first * row_bytes)
+                view, done = memoryview(target.view(torch.uint8).numpy()).cast("B"), 0
+                while done < len(view):
+                    count = f.readinto(view[done:])
+                    if not count:
+                        raise CorruptWeightsError(f"{where} ended early")
+                    done += count
+                return target
+            buffer = bytearray(min(_BUFFER_BYTES, (stop - first) * row_bytes))
+            _read_into(f, target, self.source_dtype, self.start + first * row_bytes, buffer, where)
         return target
 
 
@@ -140,11 +152,14 @@ def map_tensor(files: list[Path], name: str) -> torch.Tensor | None:
 
     Only the pages that are read become resident, and the kernel may drop them
     again under pressure: right for the 250,880-row embedding, of which a
-    request touches a few thousand rows.
+    request touches a few thousand rows. The process lets them go after its
+    batches too (see allocator.release_mapped_pages).
     """
     import warnings
 
     import numpy as np
+
+    from . import allocator
 
     for path in files:
         header, data_start = read_header(path)
@@ -157,5 +172,7 @@ def map_tensor(files: list[Path], name: str) -> torch.Tensor | None:
             with warnings.catch_warnings():  # read-only on purpose: nothing writes to weights
                 warnings.simplefilter("ignore", UserWarning)
                 flat = torch.from_numpy(raw)
-            return flat.view(_DTYPES[entry["dtype"]]).view(entry["shape"])
+            mapped = flat.view(_DTYPES[entry["dtype"]]).view(entry["shape"])
+            allocator.let_go_between_batches(mapped)
+            return mapped
     return None

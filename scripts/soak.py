@@ -12,7 +12,10 @@ through Supervisor (``supervisorctl pid seqgpt560m`` with the same SEQGPT_WORKSP
 scripts/start.sh) or given with ``--pid``.
 
 It prints the requests, the errors by kind (deliberate bad requests counted apart), p50/p95
-latency, RSS after warm-up and at the end, the growth between them in percent, and the peak.
+latency, RSS after warm-up and at the end of the load, the growth between them in percent, the
+peak, and RSS once the last requests have drained. Growth is measured between samples taken
+while every client is still sending: the first one after warm-up and the last one before the
+clients stop. A sample after they stop would measure the drained app, not growth under load.
 The exit status is 1 when any request failed other than as intended.
 """
 
@@ -240,8 +243,10 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def sample_memory(pid: int, every: float, stop: threading.Event, samples: list[tuple[float, float]]) -> None:
-    started = time.monotonic()
+def sample_memory(
+    pid: int, every: float, started: float, stop: threading.Event, samples: list[tuple[float, float]]
+) -> None:
+    """Append (seconds since ``started``, RSS in MB) every ``every`` seconds until ``stop``."""
     while True:
         samples.append((time.monotonic() - started, rss_mb(pid)))
         if stop.wait(every):
@@ -253,7 +258,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
 
 
-def summarise(outcomes: list[Outcome], samples: list[tuple[float, float]], args: argparse.Namespace) -> dict:
+def summarise(
+    outcomes: list[Outcome], samples: list[tuple[float, float]], load_seconds: float, args: argparse.Namespace
+) -> dict:
+    """The figures of a run; ``samples`` are (seconds, MB) and the clients sent requests until ``load_seconds``."""
     good = [o for o in outcomes if not o.deliberate]
     bad = [o for o in outcomes if o.deliberate]
     errors: dict[str, int] = {}
@@ -265,8 +273,8 @@ def summarise(outcomes: list[Outcome], samples: list[tuple[float, float]], args:
         if o.error:
             bad_errors[o.error] = bad_errors.get(o.error, 0) + 1
     warm_at = args.warmup * 60
-    after_warmup = next((mb for t, mb in samples if t >= warm_at), samples[-1][1])
-    end = samples[-1][1]
+    under_load = [(t, mb) for t, mb in samples if warm_at <= t < load_seconds] or samples[-1:]
+    after_warmup, end = under_load[0][1], under_load[-1][1]
     latency = {
         task: {"requests": len(times), "p50_s": percentile(times, 0.5), "p95_s": percentile(times, 0.95)}
         for task in MIX
@@ -289,9 +297,12 @@ def summarise(outcomes: list[Outcome], samples: list[tuple[float, float]], args:
         "latency_by_task": latency,
         "rss_mb_first": samples[0][1],
         "rss_mb_after_warmup": after_warmup,
-        "rss_mb_end": end,
+        "rss_mb_end": end,  # the last sample under load
+        "rss_end_at_s": under_load[-1][0],
         "rss_growth_percent": 100 * (end - after_warmup) / after_warmup,
         "rss_mb_peak": max(mb for _, mb in samples),
+        "rss_mb_drained": samples[-1][1],  # after the last requests were answered
+        "load_seconds": load_seconds,
         "rss_samples": [[round(t, 1), round(mb, 1)] for t, mb in samples],
     }
 
@@ -315,7 +326,8 @@ def print_summary(s: dict) -> None:
         f"(+{s['deliberate_bad_requests']} deliberate bad, {wrong} answered wrongly), "
         f"p50 {s['p50_s']:.2f} s, p95 {s['p95_s']:.2f} s; RSS {s['rss_mb_first']:.0f} MB at start, "
         f"{s['rss_mb_after_warmup']:.0f} MB after {s['warmup_minutes']:g} min warm-up, {s['rss_mb_end']:.0f} MB "
-        f"at the end ({s['rss_growth_percent']:+.1f}%), peak {s['rss_mb_peak']:.0f} MB"
+        f"at the end of the load ({s['rss_growth_percent']:+.1f}%), peak {s['rss_mb_peak']:.0f} MB, "
+        f"{s['rss_mb_drained']:.0f} MB drained"
     )
 
 
@@ -341,10 +353,13 @@ def main() -> int:
     texts = Texts(TEXTS)
     samples: list[tuple[float, float]] = []
     stop = threading.Event()
-    sampler = threading.Thread(target=sample_memory, args=(pid, args.sample_seconds, stop, samples), daemon=True)
+    started = time.monotonic()
+    sampler = threading.Thread(
+        target=sample_memory, args=(pid, args.sample_seconds, started, stop, samples), daemon=True
+    )
     sampler.start()
     tally = Tally()
-    until = time.monotonic() + args.minutes * 60
+    until = started + args.minutes * 60
     clients = [
         threading.Thread(target=client, args=(args.url, texts, args.seed * 1000 + i, until, args.timeout, tally))
         for i in range(args.clients)
@@ -359,7 +374,7 @@ def main() -> int:
         print(f"  {len(done)} requests, {failed} errors, RSS {samples[-1][1]:.0f} MB", flush=True)
     stop.set()
     sampler.join()
-    summary = summarise(tally.snapshot(), samples, args)
+    summary = summarise(tally.snapshot(), samples, until - started, args)
     print_summary(summary)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")

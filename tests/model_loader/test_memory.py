@@ -78,3 +78,32 @@ def test_memory_returns_to_its_level_after_the_first_batch_over_many_batches(dem
     finally:
         engine.close()
     assert levels[-1] - after_first <= BOUND_MB, f"RSS after the first batch {after_first:.0f} MB, then {levels}"
+
+
+def mapped_rss_kb(path: Path) -> int:
+    """Resident kilobytes of this process's maps of ``path``, from /proc/self/smaps."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5 and ":" in head[3]:  # a mapping's first line
+            inside = len(head) >= 6 and head[5] == str(path)
+        elif inside and line.startswith("Rss:"):
+            total += int(head[1])
+    return total
+
+
+def test_pages_of_the_mapped_embedding_are_let_go_when_freed_memory_is_handed_back(demo_dir):
+    engine = Engine(Settings(model_dir=demo_dir))
+    engine.load()
+    try:
+        embedding = engine._runner.weights.embedding  # the map of the stored matrix, on a CPU
+        weights_file = (demo_dir / "model.safetensors").resolve()
+        float(embedding.float().sum())  # every row read, as many requests' tokens would
+        touched = mapped_rss_kb(weights_file)
+        allocator.release_freed()
+        released = mapped_rss_kb(weights_file)
+        engine.classify("小米集团发布了新手机。", ["财经", "科技"])  # the rows are read again, from the page cache
+    finally:
+        engine.close()
+    assert touched >= embedding.numel() * embedding.element_size() // 1024, "the embedding was not read through the map"
+    assert released == 0, f"{released} KB of the map still resident after release_freed ({touched} KB before)"

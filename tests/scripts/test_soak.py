@@ -1,0 +1,35 @@
+"""The soak's memory figures: growth is read between samples taken under load, never after the clients stop."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_soak():
+    spec = importlib.util.spec_from_file_location("soak", ROOT / "scripts" / "soak.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["soak"] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_growth_runs_from_the_first_sample_after_warm_up_to_the_last_one_under_load():
+    soak = load_soak()
+    args = argparse.Namespace(url="http://127.0.0.1:1", clients=8, minutes=10.0, warmup=2.0)
+    # Loading, warm-up, a climb under load, then the clients stop at 600 s and the app gives memory back.
+    samples = [(0.0, 900.0), (60.0, 1800.0), (120.0, 2000.0), (300.0, 2030.0), (595.0, 2050.0),
+               (605.0, 2040.0), (700.0, 1500.0)]
+    outcomes = [soak.Outcome("classify", 1.0), soak.Outcome("bad", 0.1, deliberate=True)]
+    summary = soak.summarise(outcomes, samples, 600.0, args)
+    assert summary["rss_mb_after_warmup"] == 2000.0
+    assert summary["rss_mb_end"] == 2050.0, "the last sample taken while the clients were sending"
+    assert summary["rss_end_at_s"] == 595.0
+    assert round(summary["rss_growth_percent"], 6) == 2.5
+    assert summary["rss_mb_drained"] == 1500.0
+    assert summary["rss_mb_peak"] == 2050.0
+    assert summary["errors"] == 0 and summary["deliberate_bad_requests"] == 1
