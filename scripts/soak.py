@@ -16,6 +16,9 @@ latency, RSS after warm-up and at the end of the load, the growth between them i
 peak, and RSS once the last requests have drained. Growth is measured between samples taken
 while every client is still sending: the first one after warm-up and the last one before the
 clients stop. A sample after they stop would measure the drained app, not growth under load.
+Under load the RSS swings by a few hundred MB with the batch in flight, so two single samples
+can differ by 10% with no trend at all; the medians of the first and last ``--window`` minutes
+under load, and their growth, are printed beside them.
 The exit status is 1 when any request failed other than as intended.
 """
 
@@ -25,6 +28,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import threading
@@ -275,6 +279,9 @@ def summarise(
     warm_at = args.warmup * 60
     under_load = [(t, mb) for t, mb in samples if warm_at <= t < load_seconds] or samples[-1:]
     after_warmup, end = under_load[0][1], under_load[-1][1]
+    window = args.window * 60
+    first_window = statistics.median(mb for t, mb in under_load if t < under_load[0][0] + window)
+    last_window = statistics.median(mb for t, mb in under_load if t >= under_load[-1][0] - window)
     latency = {
         task: {"requests": len(times), "p50_s": percentile(times, 0.5), "p95_s": percentile(times, 0.95)}
         for task in MIX
@@ -300,6 +307,10 @@ def summarise(
         "rss_mb_end": end,  # the last sample under load
         "rss_end_at_s": under_load[-1][0],
         "rss_growth_percent": 100 * (end - after_warmup) / after_warmup,
+        "window_minutes": args.window,
+        "rss_mb_median_first_window": first_window,
+        "rss_mb_median_last_window": last_window,
+        "rss_growth_percent_medians": 100 * (last_window - first_window) / first_window,
         "rss_mb_peak": max(mb for _, mb in samples),
         "rss_mb_drained": samples[-1][1],  # after the last requests were answered
         "load_seconds": load_seconds,
@@ -327,7 +338,9 @@ def print_summary(s: dict) -> None:
         f"p50 {s['p50_s']:.2f} s, p95 {s['p95_s']:.2f} s; RSS {s['rss_mb_first']:.0f} MB at start, "
         f"{s['rss_mb_after_warmup']:.0f} MB after {s['warmup_minutes']:g} min warm-up, {s['rss_mb_end']:.0f} MB "
         f"at the end of the load ({s['rss_growth_percent']:+.1f}%), peak {s['rss_mb_peak']:.0f} MB, "
-        f"{s['rss_mb_drained']:.0f} MB drained"
+        f"{s['rss_mb_drained']:.0f} MB drained; medians of the first and last {s['window_minutes']:g} min under load "
+        f"{s['rss_mb_median_first_window']:.0f} and {s['rss_mb_median_last_window']:.0f} MB "
+        f"({s['rss_growth_percent_medians']:+.1f}%)"
     )
 
 
@@ -342,6 +355,9 @@ def main() -> int:
         "--workspace", help="SEQGPT_WORKSPACE of scripts/start.sh, to find the pid (default: as start.sh)"
     )
     parser.add_argument("--sample-seconds", type=float, default=5.0, help="how often RSS is read")
+    parser.add_argument(
+        "--window", type=float, default=5.0, help="minutes at each end of the load whose median RSS is compared"
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds a request may take")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the summary (and every RSS sample) here")

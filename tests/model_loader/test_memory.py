@@ -22,8 +22,8 @@ BOUND_MB = 24.0
 
 
 def settled_rss_mb() -> float:
-    """The process's RSS once freed memory is handed back, as the engine's worker does when it
-    goes idle. Measured straight after the clients return, the reading would race that hand-back
+    """The process's RSS once freed memory is handed back, as the engine's worker does after each
+    batch. Measured straight after the clients return, the reading would race that hand-back
     and swing by up to 90 MB from one batch to the next."""
     allocator.release_freed()
     for line in Path("/proc/self/status").read_text().splitlines():

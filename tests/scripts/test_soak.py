@@ -20,10 +20,10 @@ def load_soak():
 
 def test_growth_runs_from_the_first_sample_after_warm_up_to_the_last_one_under_load():
     soak = load_soak()
-    args = argparse.Namespace(url="http://127.0.0.1:1", clients=8, minutes=10.0, warmup=2.0)
+    args = argparse.Namespace(url="http://127.0.0.1:1", clients=8, minutes=10.0, warmup=2.0, window=1.0)
     # Loading, warm-up, a climb under load, then the clients stop at 600 s and the app gives memory back.
-    samples = [(0.0, 900.0), (60.0, 1800.0), (120.0, 2000.0), (300.0, 2030.0), (595.0, 2050.0),
-               (605.0, 2040.0), (700.0, 1500.0)]
+    samples = [(0.0, 900.0), (60.0, 1800.0), (120.0, 2000.0), (150.0, 1700.0), (170.0, 1900.0), (300.0, 2030.0),
+               (550.0, 1950.0), (570.0, 1650.0), (595.0, 2050.0), (605.0, 2040.0), (700.0, 1500.0)]
     outcomes = [soak.Outcome("classify", 1.0), soak.Outcome("bad", 0.1, deliberate=True)]
     summary = soak.summarise(outcomes, samples, 600.0, args)
     assert summary["rss_mb_after_warmup"] == 2000.0
@@ -31,5 +31,9 @@ def test_growth_runs_from_the_first_sample_after_warm_up_to_the_last_one_under_l
     assert summary["rss_end_at_s"] == 595.0
     assert round(summary["rss_growth_percent"], 6) == 2.5
     assert summary["rss_mb_drained"] == 1500.0
+    # The minute after warm-up (2000, 1700, 1900) and the last minute under load (1950, 1650, 2050).
+    assert summary["rss_mb_median_first_window"] == 1900.0
+    assert summary["rss_mb_median_last_window"] == 1950.0
+    assert round(summary["rss_growth_percent_medians"], 6) == round(100 * 50 / 1900, 6)
     assert summary["rss_mb_peak"] == 2050.0
     assert summary["errors"] == 0 and summary["deliberate_bad_requests"] == 1
