@@ -96,7 +96,7 @@ def test_pages_of_the_mapped_embedding_are_let_go_when_freed_memory_is_handed_ba
     engine = Engine(Settings(model_dir=demo_dir))
     engine.load()
     try:
-        embedding = engine._runner.weights.embedding  # the map of the stored matrix, on a CPU
+        embedding = engine.model.runner.weights.embedding  # the map of the stored matrix, on a CPU
         weights_file = (demo_dir / "model.safetensors").resolve()
         float(embedding.float().sum())  # every row read, as many requests' tokens would
         touched = mapped_rss_kb(weights_file)

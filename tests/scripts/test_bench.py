@@ -4,6 +4,7 @@ so the figures themselves mean nothing here; speed is measured by running bench.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -27,8 +28,13 @@ def test_bench_quick_runs_both_sides_on_the_repository_texts_and_writes_the_figu
     assert figures["peak_rss_mb"] > 0
     generation = figures["generation"]
     assert all(95 <= n <= 400 for n in generation["prompt_tokens"]), "free prompts of 100-400 tokens"
-    assert generation["ratio_p50"] > 0 and generation["prefill_ratio_p50"] > 0
+    # A decode step is (time for 32 tokens - time for 1) / 31. On demo weights both take milliseconds,
+    # so on a busy machine the difference can come out either side of zero: here only that every
+    # figure is there and is a number; prefill is a timing of its own and must be positive.
+    assert generation["prefill_ratio_p50"] > 0 and math.isfinite(generation["ratio_p50"])
     for side in ("engine", "transformers_bf16", "transformers_fp32"):
-        assert generation["ms_per_token"][side]["batch1"] > 0 and generation["ms_per_token"][side]["batch8"] > 0
+        assert generation["prefill_ms"][side] > 0
+        assert math.isfinite(generation["ms_per_token"][side]["batch1"])
+        assert math.isfinite(generation["ms_per_token"][side]["batch8"])
     assert "ms/token" in done.stdout and "first free prompt" in done.stdout
     assert "ratio p50" in done.stdout and "peak RSS" in done.stdout

@@ -12,7 +12,8 @@ from browser import OUTPUT, chromium_context
 
 pytestmark = [pytest.mark.browser, pytest.mark.service]
 
-TIMEOUT_MS = 120_000
+# A ceiling, not an expectation: seconds on a quiet machine, minutes on one busy with other work.
+TIMEOUT_MS = 300_000
 # Twelve labelled tickets with English label ids mapped to Chinese label words, and one bad row (line 6).
 LABELLED = (
     "text,label\n"
