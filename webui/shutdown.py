@@ -76,5 +76,6 @@ class DrainingServer(uvicorn.Server):
         self.clock = clock
 
     def handle_exit(self, sig: int, frame: types.FrameType | None) -> None:
-        self.clock.begin(self.config.timeout_graceful_shutdown or 0)
+        if self.config.timeout_graceful_shutdown is not None:  # None: uvicorn waits as long as it takes
+            self.clock.begin(self.config.timeout_graceful_shutdown)
         super().handle_exit(sig, frame)

@@ -66,37 +66,44 @@ def test_sigterm_lets_the_request_in_flight_finish(single_slot_server):
     assert "Shutting down" in single_slot_server.log_text()
 
 
-def test_a_request_longer_than_the_grace_period_is_answered_503_before_the_server_stops(tmp_path, demo_model_dir):
-    # One second of grace and a request that takes far longer: generation that ignores the end token.
+def test_requests_that_cannot_finish_in_the_grace_period_are_answered_503_not_cut_off(tmp_path, demo_model_dir):
+    # One second of grace, one model slot, and six requests that each run to the window's end
+    # (generation ignores the end token): the last of them cannot finish before the server stops.
     server = start_server(tmp_path, demo_model_dir, {
-        "SEQGPT_GRACEFUL_SHUTDOWN_S": "1", "SEQGPT_MAX_NEW_TOKENS": "50000", "SEQGPT_GENERATE_IGNORE_EOS": "1"})
+        "SEQGPT_GRACEFUL_SHUTDOWN_S": "1", "SEQGPT_CONCURRENCY": "1", "SEQGPT_GENERATE_IGNORE_EOS": "1",
+        "SEQGPT_MAX_NEW_TOKENS": "1000"})
+    long_request = SLOW  # about a second each on a quiet machine: six take six seconds one after another
     try:
         replies: list[httpx.Response | BaseException] = []
 
         def send() -> None:
             try:
-                replies.append(httpx.post(f"{server.url}/api/generate", timeout=120,
-                                          json={**SLOW, "max_new_tokens": 50000}))
+                replies.append(httpx.post(f"{server.url}/api/generate", json=long_request, timeout=120))
             except httpx.HTTPError as exc:
                 replies.append(exc)
 
-        request = threading.Thread(target=send)
-        request.start()
-        time.sleep(1.0)
-        assert not replies, "the long request should still be running when the stop begins"
+        senders = [threading.Thread(target=send) for _ in range(6)]
+        for sender in senders:
+            sender.start()
+        time.sleep(0.5)
+        assert len(replies) < 6, "the requests should still be running when the stop begins"
         signalled = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
-        request.join(timeout=60)
+        for sender in senders:
+            sender.join(timeout=60)
         answered_after = time.monotonic() - signalled
         assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
     finally:
         stop_server(server)
-    reply = replies[0]
-    assert isinstance(reply, httpx.Response), f"the client got no answer: {reply!r}"
-    assert reply.status_code == 503
-    assert reply.headers["Retry-After"] == "10"
-    body = reply.json()
-    assert "正在重启" in body["error"] and "send it again" in body["error"]
-    assert body["request_id"] == reply.headers["X-Request-ID"]
+    cut = [reply for reply in replies if not isinstance(reply, httpx.Response)]
+    assert not cut, f"clients got no answer: {cut!r}"
+    assert len(replies) == 6 and {reply.status_code for reply in replies} <= {200, 503}
+    stopped = [reply for reply in replies if reply.status_code == 503]
+    assert stopped, "with one slot and six long requests, some could not finish in one second"
+    for reply in stopped:
+        assert reply.headers["Retry-After"] == "10"
+        body = reply.json()
+        assert "正在重启" in body["error"] and "send it again" in body["error"]
+        assert body["request_id"] == reply.headers["X-Request-ID"]
     assert answered_after < 5
     assert "outcome=stopping" in server.log_text()
