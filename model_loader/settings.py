@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -62,10 +63,9 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for f in fields(cls):
-            raw = env.get(f"SEQGPT_{f.name.upper()}")
-            if raw is None or raw.strip() == "":
+            raw = env_setting(env, f.name.upper())
+            if raw is None:
                 continue
-            raw = raw.strip()
             if f.name == "model_dir":
                 values[f.name] = Path(raw)
             elif isinstance(f.default, int):
@@ -78,3 +78,10 @@ class Settings:
             else:
                 values[f.name] = raw.lower()
         return cls(**values)
+
+
+def env_setting(env: Mapping[str, str], name: str) -> str | None:
+    """``SEQGPT_<name>`` without surrounding blanks, or None where it is unset or blank: the one
+    reading of a setting that the engine's, the server's and the cluster's settings share."""
+    raw = env.get(f"SEQGPT_{name}")
+    return raw.strip() if raw is not None and raw.strip() else None

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
+
+from model_loader.settings import env_setting
 
 
 class ClusterSettingsError(ValueError):
@@ -37,9 +40,7 @@ class ClusterSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ClusterSettings:
         env = os.environ if environ is None else environ
 
-        def get(name: str) -> str | None:
-            raw = env.get(f"SEQGPT_{name}")
-            return raw.strip() if raw is not None and raw.strip() else None
+        get = partial(env_setting, env)
 
         replicas = _number("REPLICAS", get("REPLICAS"), int, 0, 0)
         url = (get("ENGINE_URL") or "").rstrip("/")

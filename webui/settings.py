@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from model_loader.errors import SettingsError
+from model_loader.settings import env_setting
 
 DEFAULT_WORKSPACE = "/root/workspace"
 
@@ -36,9 +38,7 @@ class ServerSettings:
         """Build settings from the environment; unset or empty variables keep the defaults."""
         env = os.environ if environ is None else environ
 
-        def get(name: str) -> str | None:
-            raw = env.get(f"SEQGPT_{name}")
-            return raw.strip() if raw is not None and raw.strip() else None
+        get = partial(env_setting, env)
 
         values: dict[str, object] = {}
         if (host := get("HOST")) is not None:
