@@ -26,11 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -38,9 +35,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app_memory import app_pid, sample_memory  # beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ROOT / "scripts" / "data" / "soak_texts.jsonl"
-PROGRAM = "seqgpt560m"
 
 CLASS_LABELS = {
     "news": ["财经", "体育", "科技", "社会", "国际", "娱乐", "教育", "天气"],
@@ -204,57 +202,6 @@ def _cumulative() -> list[tuple[str, float]]:
         total += share
         out.append((task, total))
     return out
-
-
-def app_pid(workspace: str | None) -> int:
-    """The app's pid as Supervisor reports it, with the environment scripts/start.sh gives it."""
-    env = dict(os.environ)
-    env.setdefault("SEQGPT_HOME", str(ROOT))
-    env.setdefault("SEQGPT_PYTHON", sys.executable)
-    env["SEQGPT_WORKSPACE"] = workspace or env.get("SEQGPT_WORKSPACE") or str(ROOT / "logs")
-    command = [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(ROOT / "supervisor" / "supervisord.conf")]
-    result = subprocess.run([*command, "pid", PROGRAM], capture_output=True, text=True, env=env, check=False)
-    pid = result.stdout.strip()
-    if not pid.isdigit() or pid == "0":
-        raise SystemExit(
-            f"could not find the app's pid through Supervisor in {env['SEQGPT_WORKSPACE']} "
-            f"({(result.stdout + result.stderr).strip()[:200]}): "
-            "pass --pid, or the SEQGPT_WORKSPACE of scripts/start.sh"
-        )
-    return int(pid)
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of the process and its descendants (Ray replicas, if any), in MB."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-        todo += children.get(current, [])
-    return total / 1024
-
-
-def sample_memory(
-    pid: int, every: float, started: float, stop: threading.Event, samples: list[tuple[float, float]]
-) -> None:
-    """Append (seconds since ``started``, RSS in MB) every ``every`` seconds until ``stop``."""
-    while True:
-        samples.append((time.monotonic() - started, rss_mb(pid)))
-        if stop.wait(every):
-            return
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_soak():
+    sys.path.insert(0, str(ROOT / "scripts"))  # as when it runs as a script: its sibling app_memory
     spec = importlib.util.spec_from_file_location("soak", ROOT / "scripts" / "soak.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["soak"] = module  # its dataclasses look their module up there
