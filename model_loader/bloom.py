@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .attention import ATTENTION_DTYPE, AttentionChoice, Kernel, choose_attention, eager, widened
 from .bloom_weights import Block, BloomWeights, Norm, OutputProjection
-from .kv_cache import PromptCache, RowCache
+from .kv_cache import PromptCache, RowCache, SequenceCache
 
 
 def alibi_slopes(num_heads: int) -> torch.Tensor:
@@ -99,22 +99,42 @@ class BloomRunner:
         values = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.layers)]
         mask = torch.zeros((count, width), dtype=torch.bool, device=self.device)
         last = []
-        one = torch.zeros(1, dtype=torch.long, device=self.device)
         for row, seq in enumerate(sequences):
             start = width - len(seq)
             mask[row, start:] = True
-            own = RowCache(
-                [k[row : row + 1, :, start:] for k in keys],
-                [v[row : row + 1, :, start:] for v in values],
-                torch.zeros((1, len(seq)), dtype=torch.bool, device=self.device),
-                owners=one,
-                slots=one,
-                group_width=1,
-            )
-            tokens = torch.tensor([seq], dtype=torch.long, device=self.device)
-            hidden = self.forward(tokens, torch.ones_like(tokens, dtype=torch.bool), own, last_only=True)
-            last.append(hidden[0, -1])
+            row_keys = [k[row : row + 1, :, start:] for k in keys]
+            row_values = [v[row : row + 1, :, start:] for v in values]
+            last.append(self._run_alone(seq, row_keys, row_values))
         return PromptCache(keys, values, mask), torch.stack(last)
+
+    def prefill_sequences(self, prompts: list[list[int]], capacities: list[int]) -> tuple[SequenceCache, torch.Tensor]:
+        """Run whole prompts, each into its own stretch of a new SequenceCache with room for
+        ``capacities[i]`` positions (the prompt and what may be written after it); returns the
+        cache and each prompt's last hidden state. Nothing is padded."""
+        cache = SequenceCache.empty(
+            capacities, self.layers, self.num_heads, self.head_dim, self.dtype, self.device
+        )
+        last = []
+        for index, seq in enumerate(prompts):
+            stretches = [cache.stretch(layer, index, len(seq)) for layer in range(self.layers)]
+            last.append(self._run_alone(seq, [k for k, _ in stretches], [v for _, v in stretches]))
+            cache.lengths[index] = len(seq)
+        return cache, torch.stack(last)
+
+    def _run_alone(self, prompt: list[int], keys: list[torch.Tensor], values: list[torch.Tensor]) -> torch.Tensor:
+        """Run one whole prompt, storing its keys and values in ``keys`` / ``values`` (per layer,
+        ``[1, heads, len(prompt), head_dim]`` views into a larger cache); its last hidden state."""
+        one = torch.zeros(1, dtype=torch.long, device=self.device)
+        own = RowCache(
+            keys,
+            values,
+            torch.zeros((1, len(prompt)), dtype=torch.bool, device=self.device),
+            owners=one,
+            slots=one,
+            group_width=1,
+        )
+        tokens = torch.tensor([prompt], dtype=torch.long, device=self.device)
+        return self.forward(tokens, torch.ones_like(tokens, dtype=torch.bool), own, last_only=True)[0, -1]
 
     # ---- forward ----------------------------------------------------------------------
 
@@ -196,14 +216,50 @@ class BloomRunner:
         rows.values[layer][:, :, start:end] = new_values
         if outputs is not None:  # every key and value is stored; only these queries go on
             qkv, x, bias = qkv[:, outputs], x[:, outputs], bias[:, :, outputs]
-            count, new, _ = x.shape
         query = qkv[..., 0, :].transpose(1, 2)
         context = self._attend(query, new_keys, new_values, layer, end, bias, rows, prompts, kernel)
+        return self._after_attention(block, x, context)
+
+    def _after_attention(self, block: Block, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The rest of a block once its attention is done: ``context`` ``[rows, heads, new, head_dim]``."""
+        count, new, _ = x.shape
         context = context.transpose(1, 2).reshape(count, new, self.hidden_size).to(self.dtype)
         x = x + block.dense(context)
         h = self._norm(x, block.post_attention_norm)
         h = F.gelu(block.up(h), approximate="tanh")
         return x + block.down(h)
+
+    @torch.inference_mode()
+    def extend(self, tokens: torch.Tensor, cache: SequenceCache, sequences: list[int]) -> torch.Tensor:
+        """Append ``tokens[i]`` to sequence ``sequences[i]`` of ``cache``; returns their final-norm
+        hidden states ``[len(sequences), hidden]``.
+
+        The matrix products run over all the sequences at once; each sequence attends over its own
+        stretch alone, in fp32, so what it writes is the same whichever others share its batch,
+        and no work or memory goes to padding."""
+        ends = [cache.lengths[index] + 1 for index in sequences]
+        # BLOOM's ALiBi for the newest position of each sequence: slope * key position; it sees all of them.
+        biases = [
+            (self.slopes[:, None, None] * torch.arange(end, device=self.device, dtype=ATTENTION_DTYPE))[None]
+            for end in ends
+        ]
+        x = self._norm(F.embedding(tokens[:, None], self.weights.embedding).to(self.dtype), self.weights.embedding_norm)
+        count = len(sequences)
+        for layer, block in enumerate(self.weights.blocks):
+            h = self._norm(x, block.input_norm)
+            qkv = block.qkv(h).view(count, self.num_heads, 3, self.head_dim)
+            contexts = []
+            for row, (index, end, bias) in enumerate(zip(sequences, ends, biases, strict=True)):
+                keys, values = cache.stretch(layer, index, end)
+                keys[0, :, end - 1] = qkv[row, :, 1]
+                values[0, :, end - 1] = qkv[row, :, 2]
+                query = qkv[row, :, 0][None, :, None].to(ATTENTION_DTYPE)
+                scores = torch.add(bias, torch.matmul(query, widened(keys).transpose(-1, -2)), alpha=self.scale)
+                contexts.append(torch.matmul(torch.softmax(scores, dim=-1), widened(values)))
+            x = self._after_attention(block, x, torch.cat(contexts))
+        for index in sequences:
+            cache.lengths[index] += 1
+        return self._norm(x, self.weights.final_norm)[:, -1]
 
     def _attend(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from . import allocator
+from .attention import QUERY_SLICE
 
 
 def split_by_sizes(items: list, sizes: list[int]) -> list[list]:
@@ -26,17 +27,25 @@ def split_by_sizes(items: list, sizes: list[int]) -> list[list]:
 # requests. Batches are decoded in groups of at most this many cached positions (96 KB
 # each in fp16: 24 layers of keys and values), counting also the scratch that running
 # the group's longest prompt takes (``prompt_scratch``), so that the process stays within
-# the weights plus about 400 MB however many long texts arrive together. The usual batch
-# of eight short requests (about 2,300 positions) is still one group.
-GROUP_CACHE_TOKENS = 4096
+# the weights plus about 300 MB however many long texts arrive together. The usual batch
+# of eight short requests (about 2,300 positions) and eight free prompts of 100-400 tokens
+# (about 2,600) are still one group each.
+GROUP_CACHE_TOKENS = 3072
+
+# What the scratch of a prompt's attention is measured in: one cached position's keys and
+# values, 24 layers x 2 x 1,024 numbers in fp16.
+_POSITION_BYTES = 24 * 2 * 1024 * 2
 
 
 def prompt_scratch(length: int) -> int:
     """The attention scratch of running one prompt of ``length`` tokens, in cached positions:
-    per head, a ``length`` x ``length`` bias, scores and probabilities (about 16 bytes an
-    entry over fp32 and fp16 copies, 16 heads), against 96 KB a cached position. A prompt
-    of 1,024 tokens takes about 260 MB, as much as 2,700 cached positions."""
-    return length * length // 384
+    its fp32 bias over 16 heads (``length`` x ``length`` entries of 4 bytes, kept through the
+    pass) and one slice of queries' scores and probabilities (``QUERY_SLICE`` x ``length``
+    entries, 12 bytes over their fp32 and half copies). A prompt of 1,024 tokens takes about
+    90 MB, as much as 950 cached positions."""
+    held = 16 * length * length * 4
+    one_slice = 16 * min(length, QUERY_SLICE) * length * 12
+    return (held + one_slice) // _POSITION_BYTES
 
 
 def bounded_groups(lengths: list[int], cost: Callable[[list[int]], int], budget: int) -> list[list[int]]:

@@ -22,8 +22,8 @@ def greedy_generate(
     """Full-vocabulary greedy decoding, identical to ``generate(do_sample=False)``; eos is kept."""
     lengths = [len(p) for p in prompts]
 
-    def cost(group: list[int]) -> int:
-        return len(group) * (max(lengths[i] for i in group) + max(max_new_tokens[i] for i in group))
+    def cost(group: list[int]) -> int:  # each prompt and its answer, nothing padded
+        return sum(lengths[i] + max_new_tokens[i] for i in group)
 
     def run(group: list[tuple[list[int], int]]) -> list[list[int]]:
         return _generate_group(runner, [p for p, _ in group], [n for _, n in group], eos_id)
@@ -34,21 +34,23 @@ def greedy_generate(
 def _generate_group(
     runner: BloomRunner, prompts: list[list[int]], max_new_tokens: list[int], eos_id: int
 ) -> list[list[int]]:
-    steps = max(max_new_tokens)
-    prompt_cache, last = runner.prefill(prompts)
-    rows = runner.new_rows(list(range(len(prompts))), steps)
+    capacities = [len(p) + n for p, n in zip(prompts, max_new_tokens, strict=True)]
+    cache, last = runner.prefill_sequences(prompts, capacities)
     outputs: list[list[int]] = [[] for _ in prompts]
-    done = [limit == 0 for limit in max_new_tokens]
-    everyone = torch.ones((len(prompts), 1), dtype=torch.bool, device=runner.device)
-    for _ in range(steps):
+    writing = [i for i, limit in enumerate(max_new_tokens) if limit > 0]  # sequences still writing
+    last = last[writing]
+    while writing:
         next_tokens = runner.logits(last).argmax(-1)
-        for row, token in enumerate(next_tokens.tolist()):
-            if not done[row]:
-                outputs[row].append(token)
-                done[row] = token == eos_id or len(outputs[row]) >= max_new_tokens[row]
-        if all(done):
+        going_on = []  # rows of next_tokens whose sequence writes on
+        for row, (index, token) in enumerate(zip(writing, next_tokens.tolist(), strict=True)):
+            outputs[index].append(token)
+            if token != eos_id and len(outputs[index]) < max_new_tokens[index]:
+                going_on.append(row)
+        if not going_on:
             break
-        last = runner.forward(next_tokens[:, None], everyone, rows, prompt_cache)[:, -1]
+        # A finished sequence drops out: the others' answers do not depend on it.
+        writing = [writing[row] for row in going_on]
+        last = runner.extend(next_tokens[going_on], cache, writing)
     return outputs
 
 

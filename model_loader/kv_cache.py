@@ -1,9 +1,13 @@
-"""The key/value caches our BLOOM runner writes: one for prompts, one for the sequences continuing them.
+"""The key/value caches our BLOOM runner writes.
 
-A request's prompt is run once into a ``PromptCache``. The sequences that continue it
-(one per label, per field, or the generated answer) live in a ``RowCache`` that holds
-only their own keys and values and attends to its prompt's cache in place, so ten
-fields over one text keep one copy of the text's cache.
+Extraction runs a request's prompt once into a ``PromptCache``. The sequences that continue it
+(one per field, or per label) live in a ``RowCache`` that holds only their own keys and values
+and attends to its prompt's cache in place, so ten fields over one text keep one copy of the
+text's cache.
+
+A free prompt is one sequence with nothing to share, so generation keeps each prompt and its
+answer together in a ``SequenceCache``: one stretch per sequence, as long as that sequence may
+grow and no longer, instead of every prompt left-padded to the batch's longest.
 """
 
 from __future__ import annotations
@@ -98,3 +102,38 @@ def grid_slots(owners: torch.Tensor) -> tuple[torch.Tensor, int]:
     width = max(seen.values(), default=1)
     slots = torch.tensor([owner * width + k for owner, k in places], dtype=torch.long, device=owners.device)
     return slots, width
+
+
+@dataclass
+class SequenceCache:
+    """Sequences each in a stretch of its own: per layer ``[heads, total, head_dim]`` keys and
+    values, sequence i in columns ``starts[i]`` to ``starts[i] + capacities[i]``, the first
+    ``lengths[i]`` of them filled."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    starts: list[int]
+    capacities: list[int]
+    lengths: list[int]
+
+    @classmethod
+    def empty(
+        cls, capacities: list[int], layers: int, heads: int, head_dim: int, dtype: torch.dtype, device
+    ) -> SequenceCache:
+        """Room for ``capacities[i]`` positions in sequence i (its prompt and its answer)."""
+        starts = [sum(capacities[:i]) for i in range(len(capacities))]
+        full = (heads, sum(capacities), head_dim)
+        return cls(
+            [torch.empty(full, dtype=dtype, device=device) for _ in range(layers)],
+            [torch.empty(full, dtype=dtype, device=device) for _ in range(layers)],
+            starts,
+            list(capacities),
+            [0] * len(capacities),
+        )
+
+    def stretch(self, layer: int, sequence: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of ``sequence``'s first ``end`` positions at ``layer``, ``[1, heads, end, head_dim]``."""
+        start = self.starts[sequence]
+        if end > self.capacities[sequence]:
+            raise ValueError(f"sequence cache full: {end} > {self.capacities[sequence]}")
+        return self.keys[layer][None, :, start : start + end], self.values[layer][None, :, start : start + end]

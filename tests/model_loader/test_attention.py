@@ -8,7 +8,16 @@ import logging
 import pytest
 import torch
 
-from model_loader.attention import AttentionChoice, causal_bias, check_kernel, choose_attention, eager, flash, sdpa
+from model_loader.attention import (
+    QUERY_SLICE,
+    AttentionChoice,
+    causal_bias,
+    check_kernel,
+    choose_attention,
+    eager,
+    flash,
+    sdpa,
+)
 from model_loader.bloom import BloomRunner, alibi_slopes
 from model_loader.decoding import greedy_generate
 from model_loader.prompts import complete_free_prompt
@@ -87,3 +96,14 @@ def test_a_runner_on_the_sdpa_kernel_generates_the_tokens_eager_generates(engine
     prompts = [tokens.encode(complete_free_prompt(p)) for p in ("输入: 温格的球队\n分类: 体育，财经\n输出:", "温格")]
     eager_tokens = greedy_generate(engine_fp32.model.runner, prompts, [12, 12], tokens.eos_id)
     assert greedy_generate(on_sdpa, prompts, [12, 12], tokens.eos_id) == eager_tokens
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+def test_eager_taking_queries_in_slices_gives_the_numbers_of_all_queries_at_once(dtype):
+    length = 2 * QUERY_SLICE + 29
+    generator = torch.Generator().manual_seed(7)
+    query, keys, values = (torch.randn((1, 16, length, HEAD_DIM), generator=generator).to(dtype) for _ in range(3))
+    bias = causal_bias(SLOPES, length, length)
+    scores = torch.add(bias, torch.matmul(query, keys.transpose(-1, -2)), alpha=0.125)
+    all_at_once = torch.matmul(torch.softmax(scores, dim=-1).to(dtype), values)
+    assert torch.equal(eager(query, keys, values, bias, SLOPES, 0.125), all_at_once)

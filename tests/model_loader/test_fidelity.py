@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from model_loader.attention import QUERY_SLICE
 from model_loader.backends.official import build_reference_model
 from model_loader.bloom import BloomRunner
 from model_loader.bloom_weights import BloomWeights, Linear
@@ -160,6 +161,31 @@ def test_runner_left_padded_batch_logits_match_each_prompt_alone(runner, hf_mode
     assert len({len(ids) for ids in prompt_ids}) > 1, "prompts of different lengths, so rows are padded"
     for row, ids in enumerate(prompt_ids):
         torch.testing.assert_close(ours[row], hf_logits(hf_model, ids)[-1], atol=1e-4, rtol=1e-4)
+
+
+def test_a_prompt_longer_than_several_query_slices_matches_transformers_at_every_position(runner, hf_model, tokens):
+    # Eager attention takes a prompt's queries in slices (attention.QUERY_SLICE); this prompt
+    # spans three of them, the last one partly filled.
+    ids = tokens.encode(complete_free_prompt("。".join(PROMPTS) * 6))[: 2 * QUERY_SLICE + 41]
+    assert len(ids) == 2 * QUERY_SLICE + 41, "the demo tokenizer made the prompt too short"
+    tokens_in, is_token = torch.tensor([ids]), torch.ones((1, len(ids)), dtype=torch.bool)
+    hidden = runner.forward(tokens_in, is_token, runner.new_rows([0], len(ids)))
+    torch.testing.assert_close(runner.scores(hidden[0]), hf_logits(hf_model, ids), atol=1e-4, rtol=1e-4)
+
+
+def test_sequences_cache_each_prompt_unpadded_with_the_keys_and_values_of_the_padded_cache(runner, prompt_ids):
+    capacities = [len(ids) + 3 for ids in prompt_ids]
+    padded, padded_last = runner.prefill(prompt_ids)
+    unpadded, last = runner.prefill_sequences(prompt_ids, capacities)
+    assert unpadded.keys[0].shape[1] == sum(capacities) < len(prompt_ids) * (max(map(len, prompt_ids)) + 3)
+    assert unpadded.lengths == [len(ids) for ids in prompt_ids]
+    torch.testing.assert_close(last, padded_last, atol=0, rtol=0)
+    width = padded.mask.shape[1]
+    for index, ids in enumerate(prompt_ids):
+        for layer in (0, runner.layers - 1):
+            keys, values = unpadded.stretch(layer, index, len(ids))
+            assert torch.equal(keys[0], padded.keys[layer][index, :, width - len(ids) :])
+            assert torch.equal(values[0], padded.values[layer][index, :, width - len(ids) :])
 
 
 def test_runner_scores_for_chosen_tokens_equal_the_full_scores_at_those_tokens(runner, prompt_ids):
