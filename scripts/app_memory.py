@@ -17,12 +17,27 @@ ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = "seqgpt560m"
 
 
+INSTANCE_FILE = ROOT / ".seqgpt-instance"  # where scripts/start.sh records its workspace
+
+
+def recorded_workspace() -> str | None:
+    """The workspace of the appliance scripts/start.sh last started from this checkout, if any."""
+    if not INSTANCE_FILE.is_file():
+        return None
+    lines = INSTANCE_FILE.read_text(encoding="utf-8").splitlines()
+    found = [line.removeprefix("SEQGPT_WORKSPACE=") for line in lines if line.startswith("SEQGPT_WORKSPACE=")]
+    return found[-1] if found and found[-1] else None
+
+
 def app_pid(workspace: str | None) -> int:
-    """The app's pid as Supervisor reports it, with the environment scripts/start.sh gives it."""
+    """The app's pid as Supervisor reports it, with the environment scripts/start.sh gives it; the
+    workspace looked in is the one given, else the one start.sh recorded, as the other scripts do."""
     env = dict(os.environ)
     env.setdefault("SEQGPT_HOME", str(ROOT))
     env.setdefault("SEQGPT_PYTHON", sys.executable)
-    env["SEQGPT_WORKSPACE"] = workspace or env.get("SEQGPT_WORKSPACE") or str(ROOT / "logs")
+    env["SEQGPT_WORKSPACE"] = (
+        workspace or recorded_workspace() or env.get("SEQGPT_WORKSPACE") or str(ROOT / "logs")
+    )
     command = [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(ROOT / "supervisor" / "supervisord.conf")]
     result = subprocess.run([*command, "pid", PROGRAM], capture_output=True, text=True, env=env, check=False)
     pid = result.stdout.strip()

@@ -299,7 +299,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, help="minutes before the RSS baseline (default: a fifth of the run)")
     parser.add_argument("--pid", type=int, help="the app's pid (default: asked from Supervisor)")
     parser.add_argument(
-        "--workspace", help="SEQGPT_WORKSPACE of scripts/start.sh, to find the pid (default: as start.sh)"
+        "--workspace",
+        help="SEQGPT_WORKSPACE of scripts/start.sh, to find the pid (default: the one start.sh recorded, "
+        "else $SEQGPT_WORKSPACE, else logs/)",
     )
     parser.add_argument("--sample-seconds", type=float, default=5.0, help="how often RSS is read")
     parser.add_argument(

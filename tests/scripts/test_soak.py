@@ -7,6 +7,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -38,3 +40,16 @@ def test_growth_runs_from_the_first_sample_after_warm_up_to_the_last_one_under_l
     assert round(summary["rss_growth_percent_medians"], 6) == round(100 * 50 / 1900, 6)
     assert summary["rss_mb_peak"] == 2050.0
     assert summary["errors"] == 0 and summary["deliberate_bad_requests"] == 1
+
+
+def test_the_pid_is_looked_for_in_the_workspace_start_sh_recorded(tmp_path, monkeypatch):
+    load_soak()
+    import app_memory  # the soak's sibling, on the path load_soak set
+
+    instance = tmp_path / ".seqgpt-instance"
+    monkeypatch.setattr(app_memory, "INSTANCE_FILE", instance)
+    assert app_memory.recorded_workspace() is None, "nothing recorded: start.sh's default applies"
+    instance.write_text("SEQGPT_WORKSPACE=/srv/old\nSEQGPT_WORKSPACE=/srv/seqgpt\n", encoding="utf-8")
+    assert app_memory.recorded_workspace() == "/srv/seqgpt"
+    with pytest.raises(SystemExit, match="/srv/seqgpt"):  # nothing runs there: the error names where it looked
+        app_memory.app_pid(None)
