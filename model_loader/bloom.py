@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .attention import ATTENTION_DTYPE, AttentionChoice, Kernel, choose_attention, eager, widened
+from .attention import ATTENTION_DTYPE, AttentionChoice, Kernel, causal_bias, choose_attention, eager, widened
 from .bloom_weights import Block, BloomWeights, Norm, OutputProjection
 from .kv_cache import PromptCache, RowCache, SequenceCache
 
@@ -238,11 +238,7 @@ class BloomRunner:
         stretch alone, in fp32, so what it writes is the same whichever others share its batch,
         and no work or memory goes to padding."""
         ends = [cache.lengths[index] + 1 for index in sequences]
-        # BLOOM's ALiBi for the newest position of each sequence: slope * key position; it sees all of them.
-        biases = [
-            (self.slopes[:, None, None] * torch.arange(end, device=self.device, dtype=ATTENTION_DTYPE))[None]
-            for end in ends
-        ]
+        biases = [causal_bias(self.slopes, 1, end) for end in ends]  # the newest position sees all
         x = self._norm(F.embedding(tokens[:, None], self.weights.embedding).to(self.dtype), self.weights.embedding_norm)
         count = len(sequences)
         for layer, block in enumerate(self.weights.blocks):
@@ -254,8 +250,8 @@ class BloomRunner:
                 keys[0, :, end - 1] = qkv[row, :, 1]
                 values[0, :, end - 1] = qkv[row, :, 2]
                 query = qkv[row, :, 0][None, :, None].to(ATTENTION_DTYPE)
-                scores = torch.add(bias, torch.matmul(query, widened(keys).transpose(-1, -2)), alpha=self.scale)
-                contexts.append(torch.matmul(torch.softmax(scores, dim=-1), widened(values)))
+                # Eager's arithmetic on widened operands: all of it in fp32, as for rows in a batch.
+                contexts.append(eager(query, widened(keys), widened(values), bias, self.slopes, self.scale))
             x = self._after_attention(block, x, torch.cat(contexts))
         for index in sequences:
             cache.lengths[index] += 1
