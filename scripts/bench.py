@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import subprocess
 import sys
@@ -27,102 +26,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_inputs import (  # noqa: E402  (beside this script)
+    FIELDS,
+    MODEL_FOLDER,
+    build_model,
+    load_texts,
+    make_free_prompts,
+    make_workload,
+)
+
 from model_loader.prompts import CLASSIFY, EXTRACT, build_prompt  # noqa: E402
 
-# Chinese names of the TNEWS news categories
-CLASS_LABELS = ["故事", "文化", "娱乐", "体育", "财经", "房产", "汽车", "教育",
-                "科技", "军事", "旅游", "国际", "股票", "农业", "游戏"]
-FIELDS = ["人名", "地名", "公司名称", "时间", "金额"]
 TOKENS_PER_FIELD = 12  # a line such as "公司名称: 小米集团\t华为" plus its line break
 CLIENTS = 8
-# The workloads are cut from the very texts the tokenizer learns from, so a large vocabulary on the
-# 40,000 characters of tests/data memorises whole phrases (12,000 tokens gave 3.8 characters a token);
-# 3,000 gives 1.6, as 12,000 did on the 6,000 rows of the public CLUENER and TNEWS sets.
-TOKENIZER_VOCAB = 3000
 WORKLOADS = ("classification", "extraction", "concurrency", "generation")
 GEN_TOKENS = 32  # pinned: both sides generate exactly this many, ignoring end-of-sequence
-GEN_PROMPT_TOKENS = (100, 400)
 VOCAB, HIDDEN = 250880, 1024
 NON_EMBEDDING = 24 * (12 * 1024 * 1024 + 13 * 1024)  # per layer: 4 matrices + biases + 2 norms
-
-
-def load_texts(data_dir: Path) -> list[str]:
-    """Every text in the folder's .jsonl files: ours in tests/data ("text"), or CLUENER ("text") and
-    TNEWS ("sentence") files from the public sets."""
-    texts = []
-    for path in sorted(data_dir.glob("*.jsonl")):
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        texts += [text for row in rows if (text := row.get("text") or row.get("sentence"))]
-    if not texts:
-        raise SystemExit(f"no texts in {data_dir}: pass --data with a folder of .jsonl files holding \"text\" fields")
-    return texts
-
-
-def build_model(out: Path, texts: list[str]) -> Path:
-    """SeqGPT-560M's architecture with random fp16 weights (as the real checkpoint is stored)."""
-    if (out / "model.safetensors").is_file():
-        return out
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import BloomConfig, BloomForCausalLM, PreTrainedTokenizerFast
-
-    print(f"building the full-size random-weight model in {out} (once) ...", flush=True)
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=TOKENIZER_VOCAB,
-        special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer=trainer)
-    PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-        padding_side="left", truncation_side="left",
-    ).save_pretrained(out)
-    config = BloomConfig(vocab_size=250880, hidden_size=1024, n_layer=24, n_head=16,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=3)
-    torch.manual_seed(0)
-    BloomForCausalLM(config).to(torch.float16).save_pretrained(out, safe_serialization=True)
-    return out
-
-
-def make_workload(texts: list[str], count: int, seed: int) -> list[dict]:
-    """Texts of 50-300 characters built from consecutive rows, with 3-8 labels each."""
-    rng = random.Random(seed)
-    requests = []
-    for _ in range(count):
-        target, start = rng.randint(50, 300), rng.randrange(len(texts))
-        text = ""
-        while len(text) < target:
-            text += texts[start % len(texts)] + "。"
-            start += 1
-        requests.append({"text": text[:target], "labels": rng.sample(CLASS_LABELS, rng.randint(3, 8))})
-    return requests
-
-
-def make_free_prompts(texts: list[str], tokenizer, count: int, seed: int) -> list[str]:
-    """SeqGPT-format prompts of 100-400 tokens (uniformly drawn), built from consecutive rows."""
-    rng = random.Random(seed)
-    prompts = []
-    for _ in range(count):
-        target, start = rng.randint(*GEN_PROMPT_TOKENS), rng.randrange(len(texts))
-
-        def tokens(text: str) -> int:
-            return len(tokenizer(build_prompt(text, EXTRACT, FIELDS))["input_ids"])
-
-        text = ""
-        while tokens(text) < target:
-            text += texts[start % len(texts)] + "。"
-            start += 1
-        low, high = 0, len(text)  # the longest start of the text whose prompt fits the target
-        while low < high:
-            middle = (low + high + 1) // 2
-            low, high = (middle, high) if tokens(text[:middle]) <= target else (low, middle - 1)
-        prompts.append(build_prompt(text[:low], EXTRACT, FIELDS))
-    return prompts
 
 
 class Side:
@@ -267,7 +187,7 @@ def run(args: argparse.Namespace) -> dict:
     from transformers import AutoTokenizer
 
     texts = load_texts(args.data)
-    model_dir = args.model or build_model(args.cache / "seqgpt-560m-random", texts)
+    model_dir = args.model or build_model(args.cache / MODEL_FOLDER, texts)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     sample = texts[:500]
     chars_per_token = sum(map(len, sample)) / sum(len(tokenizer(t)["input_ids"]) for t in sample)
