@@ -111,7 +111,7 @@ def parse_gold(data: bytes, filename: str, task: str, mapping: dict[str, str]) -
             skipped.append(BadRow(line, str(exc)))
     if not rows:
         first = f" (line {skipped[0].line}: {skipped[0].reason})" if skipped else ""
-        raise EvaluationDataError(f"the file has no usable labelled rows{first}: see the formats in the README")
+        raise EvaluationDataError(f"the file has no usable labelled rows{first}: see the formats in docs/evaluation.md")
     names = _names(task, rows, mapping)
     if not names:
         raise EvaluationDataError("no row names a field: label some mentions, or list the fields with --map")

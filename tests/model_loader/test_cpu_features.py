@@ -117,6 +117,7 @@ def answers_in_a_fresh_process(demo_dir: Path, texts: list[str], tmp_path: Path,
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow
 def test_the_engine_capped_to_avx2_without_avx512_fp16_answers_as_the_uncapped_one(demo_dir, entity_texts, tmp_path):
     """End to end in fresh processes, since oneDNN reads ONEDNN_MAX_CPU_ISA once at start. Both runs
     pin float32, the one dtype both run exactly: with oneDNN capped to AVX2, bf16 and fp16 products

@@ -1,4 +1,4 @@
-"""The benchmark runs end to end and reports every figure the README quotes (on demo weights,
+"""The benchmark runs end to end and reports every figure docs/performance.md quotes (on demo weights,
 so the figures themselves mean nothing here; speed is measured by running bench.py itself)."""
 
 from __future__ import annotations
@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_bench_quick_runs_both_sides_on_the_repository_texts_and_writes_the_figures(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
