@@ -183,3 +183,12 @@ def test_gradio_endpoints_named_exist() -> None:
     assert in_readme == {"/classify", "/extract", "/generate"}, "the README names the Gradio endpoints"
     assert named and [call for call in named if call[1] not in endpoints] == []
     assert in_readme <= endpoints
+
+
+def test_the_readme_docker_section_names_the_pinned_torch_and_its_driver() -> None:
+    # tests/image checks the same against the built image; this holds the words to requirements.txt without one.
+    (pinned,) = re.findall(r"^torch==([\d.]+)$", (ROOT / "requirements.txt").read_text(), re.MULTILINE)
+    docker = text(README).split("\n## Docker\n", 1)[1].split("\n## ", 1)[0]
+
+    assert f"torch {pinned}" in docker
+    assert re.search(r"CUDA \d+\.\d+", docker) and re.search(r"driver \d{3} or newer", docker)
