@@ -98,6 +98,14 @@ RUN --mount=type=secret,id=ca \
         python scripts/download_model.py --source "$MODEL_SOURCE" --dest /root/models/seqgpt-560m \
             ${MODEL_REVISION:+--revision "$MODEL_REVISION"} --timeout 15; \
     fi
+# GTE-Chinese-Large for the knowledge base, the same way; offline the app falls back to demo embedding weights.
+ARG GTE_SOURCE=hf
+RUN --mount=type=secret,id=ca \
+    if [ -s /run/secrets/ca ]; then export SSL_CERT_FILE=/run/secrets/ca REQUESTS_CA_BUNDLE=/run/secrets/ca; fi \
+    && if [ "$GTE_SOURCE" != none ]; then \
+        python scripts/download_model.py --model gte --source "$GTE_SOURCE" --dest /root/models/gte-large-zh \
+            --timeout 15; \
+    fi
 
 COPY model_loader/ model_loader/
 COPY webui/ webui/

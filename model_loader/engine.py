@@ -18,12 +18,13 @@ from typing import TypeVar
 from . import allocator
 from .backends import Backend, build_backend
 from .bloom import BloomRunner
+from .embedding import Embedder, EmbeddingSettings
 from .errors import InvalidInputError, ModelLoadError, ModelNotReadyError, SettingsError
 from .loading import LoadedModel, load_model, resolve_device
 from .request_batching import BatchWorker
-from .results import Classification, EngineStatus, Extraction, Generation
+from .results import Classification, EngineStatus, Extraction, Generation, Summary
 from .settings import Settings
-from .tasks import HealthProbe, classify, extract, generate, run_plans
+from .tasks import HealthProbe, classify, extract, generate, run_plans, summarize
 from .tokens import Tokens
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,10 @@ class Engine:
     many threads at once.
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None) -> None:
         self.settings = settings or Settings.from_env()
+        # GTE, for the knowledge base and summaries' similarity; it loads on first use, on SeqGPT's device.
+        self.embedder = embedder or Embedder(EmbeddingSettings.from_env(), device=lambda: self.status.device)
         self._lock = threading.Lock()
         self._status = EngineStatus(
             state="idle", device="", dtype="", model_dir=str(self.settings.model_dir)
@@ -209,6 +212,16 @@ class Engine:
             view = self._ready_view()
             job = self._submit(generate.plan(view.tokens, self.settings, prompt, max_new_tokens))
         return job.result(timeout=REQUEST_TIMEOUT_S)
+
+    def summarize(self, text: str, max_chars: int | None = None) -> Summary:
+        """A summary through greedy generation, with its compression ratio and GTE similarity to the text."""
+        summarize.check_max_chars(self.settings, max_chars)
+        with self._preparing():
+            view = self._ready_view()
+            plan = summarize.plan(view.tokens, self.settings, text, max_chars)
+            jobs = [self._submit(piece) for piece in plan.generations]
+        generations = [job.result(timeout=REQUEST_TIMEOUT_S) for job in jobs]
+        return summarize.result(self.settings, plan, generations, self.embedder.embed)
 
     # ---- plumbing ------------------------------------------------------------------------
 

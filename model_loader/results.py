@@ -70,3 +70,14 @@ class EngineStatus:
     @property
     def ready(self) -> bool:
         return self.state == "ready"
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A summary with its two health figures and the names of those outside their thresholds."""
+
+    summary: str
+    compression_ratio: float  # summary characters / source characters
+    similarity: float  # GTE cosine similarity of summary and source
+    flags: list[str]  # "drifted", "too_terse", "too_long"
+    pieces: int = 1

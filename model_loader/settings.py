@@ -13,6 +13,8 @@ DEFAULT_MODEL_DIR = "/root/models/seqgpt-560m"
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DECODINGS = ("fast", "official")
+# The summary prompt of the GTE + SeqGPT write-ups; SEQGPT_SUMMARY_PROMPT replaces it ("\\n" for a line break).
+DEFAULT_SUMMARY_PROMPT = "请为以下内容生成简洁摘要,不超过{max_chars}字:\n{text}"
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,11 @@ class Settings:
     # How long the model worker waits for more requests after the first, to batch them.
     batch_gather_ms: int = 5
     torch_threads: int = 0  # CPU threads for torch; 0 keeps torch's default
+    summary_prompt: str = DEFAULT_SUMMARY_PROMPT  # must hold {text}; {max_chars} is optional
+    summary_max_chars: int = 500  # the longest summary a request may ask for
+    summary_min_similarity: float = 0.45  # GTE cosine of summary and source below this: flagged "drifted"
+    summary_min_ratio: float = 0.12  # summary chars / source chars below this: flagged "too_terse"
+    summary_max_ratio: float = 0.35  # above this: flagged "too_long"
 
     def __post_init__(self) -> None:
         for name, allowed in (("device", DEVICES), ("dtype", DTYPES), ("decoding", DECODINGS)):
@@ -54,6 +61,10 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, int) and value < 0:
                 raise SettingsError(f"SEQGPT_{f.name.upper()} must not be negative (got {value})")
+        if "{text}" not in self.summary_prompt:
+            raise SettingsError("SEQGPT_SUMMARY_PROMPT must contain {text}, where the text to summarise goes")
+        if not 0 <= self.summary_min_ratio <= self.summary_max_ratio:
+            raise SettingsError("SEQGPT_SUMMARY_MIN_RATIO must be at most SEQGPT_SUMMARY_MAX_RATIO")
         if self.window_tokens < 128:
             raise SettingsError("SEQGPT_WINDOW_TOKENS must be at least 128")
 
@@ -68,6 +79,13 @@ class Settings:
                 continue
             if f.name == "model_dir":
                 values[f.name] = Path(raw)
+            elif f.name == "summary_prompt":
+                values[f.name] = raw.replace("\\n", "\n")  # a settings file line cannot hold a line break
+            elif isinstance(f.default, float):
+                try:
+                    values[f.name] = float(raw)
+                except ValueError:
+                    raise SettingsError(f"SEQGPT_{f.name.upper()}={raw!r} is not a number") from None
             elif isinstance(f.default, int):
                 try:
                     values[f.name] = int(raw)

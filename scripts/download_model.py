@@ -4,6 +4,7 @@
     python scripts/download_model.py --source modelscope   # needs `pip install modelscope`
     python scripts/download_model.py --source none         # a copied-in folder: convert and check it
     python scripts/download_model.py --check               # only check, change nothing
+    python scripts/download_model.py --model gte           # GTE-Chinese-Large, into $SEQGPT_EMBED_MODEL_DIR
 
 Exit status: 0 when the directory holds a usable model, 1 when a check fails,
 2 when the hub cannot be reached (it gives up within seconds, not minutes).
@@ -30,6 +31,10 @@ PICKLE = "pytorch_model.bin"
 TOKENIZER = "tokenizer.json"
 # Small files worth fetching whatever the repository holds; the weights are chosen apart.
 SMALL_FILES = ["*.json", "*.txt", "*.md", "*.model"]
+
+GTE_REPO = "thenlper/gte-large-zh"  # the knowledge base's embedding model (ModelScope: thenlper/gte-large-zh)
+DEFAULT_GTE_DIR = "/root/models/gte-large-zh"
+GTE_FILES = ["*.json", "*.txt", "model.safetensors", "1_Pooling/*"]
 
 EXIT_BAD_MODEL = 1
 EXIT_UNREACHABLE = 2
@@ -246,11 +251,67 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds to wait for the hub to answer before giving up (default: %(default)s)",
     )
     parser.add_argument("--check", action="store_true", help="only check --dest; download nothing")
-    return parser.parse_args(argv)
+    parser.add_argument("--model", choices=("seqgpt", "gte"), default="seqgpt",
+                        help="seqgpt: SeqGPT-560M (default); gte: GTE-Chinese-Large for the knowledge base")
+    args = parser.parse_args(argv)
+    if args.model == "gte" and args.dest == Path(os.environ.get("SEQGPT_MODEL_DIR") or DEFAULT_MODEL_DIR):
+        args.dest = Path(os.environ.get("SEQGPT_EMBED_MODEL_DIR") or DEFAULT_GTE_DIR)
+    return args
+
+
+def gte_problems(model_dir: Path) -> list[str]:
+    """What is wrong with ``model_dir`` as a GTE-Chinese-Large folder (empty when it is usable)."""
+    if not model_dir.is_dir():
+        return [f"{model_dir} does not exist"]
+    problems = []
+    try:
+        if json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type") != "bert":
+            problems.append(f"{model_dir / 'config.json'} is not a BERT (GTE) config")
+    except (OSError, ValueError) as exc:
+        problems.append(f"{model_dir / 'config.json'} is missing or unreadable ({exc})")
+    if not any((model_dir / name).is_file() for name in (SAFETENSORS, PICKLE)):
+        problems.append(f"no weights in {model_dir} (expected {SAFETENSORS})")
+    if not (model_dir / TOKENIZER).is_file() and not (model_dir / "vocab.txt").is_file():
+        problems.append(f"no tokenizer in {model_dir} (expected {TOKENIZER} or vocab.txt)")
+    return problems
+
+
+def gte_main(args: argparse.Namespace) -> int:
+    """Check or fetch GTE-Chinese-Large, with the same exit statuses as for SeqGPT."""
+    dest: Path = args.dest
+    if not args.check and args.source == "hf":
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.constants import ENDPOINT
+
+        reason = unreachable_reason(ENDPOINT, args.timeout)
+        if reason is not None:
+            print(f"download_model: cannot reach Hugging Face at {ENDPOINT}: {reason}.\n"
+                  f"This machine looks offline. Copy a {GTE_REPO} folder (config.json, model.safetensors,\n"
+                  f"tokenizer.json, 1_Pooling/) to {dest} or point SEQGPT_EMBED_MODEL_DIR at one, or set\n"
+                  "HF_ENDPOINT to a mirror. Without it the knowledge base runs on demo embedding weights\n"
+                  "(random: search scores and summary similarities are meaningless).", file=sys.stderr)
+            return EXIT_UNREACHABLE
+        try:
+            print(f"downloading {GTE_REPO} into {dest} ...", flush=True)
+            snapshot_download(GTE_REPO, revision=args.revision, local_dir=dest, allow_patterns=GTE_FILES)
+        except Exception as exc:  # the hub client raises many types; all mean the same here
+            print(f"download_model: downloading {GTE_REPO} failed: {exc}; run again to resume", file=sys.stderr)
+            return EXIT_UNREACHABLE
+    elif not args.check and args.source == "modelscope":
+        print("download_model: --model gte supports --source hf or none", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    problems = gte_problems(dest)
+    for problem in problems:
+        print(f"model check: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"ok: GTE-Chinese-Large is ready in {dest}")
+    return EXIT_BAD_MODEL if problems else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
+    if args.model == "gte":
+        return gte_main(args)
     dest: Path = args.dest
     if args.check:
         problems = check_model_dir(dest)

@@ -3,6 +3,7 @@
     python scripts/evaluate.py --task classify --data FILE [--map MAP] [--json PATH]
                                [--predictions PATH | --save-predictions PATH] [--url URL]
     python scripts/evaluate.py --task classify --data FILE --compare A.jsonl B.jsonl
+    python scripts/evaluate.py --task summarize --data lcsts.jsonl [--max-chars 30]   # ROUGE-1/2/L
 
 Runs the local engine (SEQGPT_MODEL_DIR, or --model-dir), or a running appliance with --url.
 --save-predictions writes each answer as it comes, and a run interrupted part way continues
@@ -49,7 +50,7 @@ BUSY_RETRY_S = 300.0
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--task", required=True, choices=["classify", "extract"])
+    parser.add_argument("--task", required=True, choices=["classify", "extract", "summarize"])
     parser.add_argument("--data", required=True, type=Path, help="labelled JSONL or CSV file")
     parser.add_argument("--map", help="label / field map: a file of KEY=VALUE lines, or news_finance=财经,... inline")
     parser.add_argument("--json", type=Path, help="write the JSON report here, and the two PNG charts beside it")
@@ -64,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="local device (default: SEQGPT_DEVICE)")
     parser.add_argument("--concurrency", type=int, default=4, help="rows in flight at once (default 4)")
     parser.add_argument("--threshold", type=float, default=0.0, help="extraction confidence threshold (0 to 1)")
+    parser.add_argument("--max-chars", type=int, default=30,
+                        help="summarize: the longest summary asked for (default 30, about LCSTS's references)")
     parser.add_argument("--worst", type=int, default=10, help="how many worst errors to list (default 10)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on the terminal")
     args = parser.parse_args(argv)
@@ -145,6 +148,7 @@ def _progress(total: int, initial: int, disabled: bool) -> Any:
 
 def _local_predictor(args: argparse.Namespace, gold: GoldSet) -> tuple[Predict, Any]:
     from model_loader import Engine, InvalidInputError, Settings
+    from webui.kb.schemas import summary_json
     from webui.schemas import classification_json, extraction_json
 
     settings = Settings.from_env()
@@ -162,6 +166,8 @@ def _local_predictor(args: argparse.Namespace, gold: GoldSet) -> tuple[Predict, 
         try:
             if gold.task == "classify":
                 return timed(lambda: classification_json(engine.classify(row.text, gold.names)))
+            if gold.task == "summarize":
+                return timed(lambda: summary_json(engine.summarize(row.text, args.max_chars)))
             return timed(lambda: extraction_json(engine.extract(row.text, gold.names, threshold=args.threshold)))
         except InvalidInputError as exc:
             return {"error": str(exc)}
@@ -170,10 +176,12 @@ def _local_predictor(args: argparse.Namespace, gold: GoldSet) -> tuple[Predict, 
 
 
 def _http_predictor(args: argparse.Namespace, gold: GoldSet) -> tuple[Predict, Any]:
-    url = args.url.rstrip("/") + ("/api/classify" if gold.task == "classify" else "/api/extract")
+    route = {"classify": "/api/classify", "extract": "/api/extract", "summarize": "/api/summarize"}[gold.task]
+    url = args.url.rstrip("/") + route
 
     def predict(row: GoldRow) -> dict[str, Any]:
         body = ({"text": row.text, "labels": gold.names} if gold.task == "classify"
+                else {"text": row.text, "max_chars": args.max_chars} if gold.task == "summarize"
                 else {"text": row.text, "fields": gold.names, "threshold": args.threshold})
         return timed(lambda: _post(url, body))
 

@@ -135,6 +135,7 @@ def build_api_router(engine: Engine, service: Service, render_metrics: Callable[
                 "is_demo": status.is_demo,
                 "load_seconds": status.load_seconds,
                 "attention": status.attention,
+                **embedding_health(engine),
                 **replicas,
             }
         )
@@ -228,3 +229,14 @@ def _loggable_text(body: Any) -> str:
             if isinstance(body.get(key), str):
                 return body[key]
     return ""
+
+
+def embedding_health(engine: Engine) -> dict[str, Any]:
+    """The embedding model's state for /health (it loads on first use, so "idle" is healthy)."""
+    embedder = getattr(engine, "embedder", None)
+    if embedder is None:
+        return {}
+    status = embedder.status
+    return {"embedding": {"state": status.state, "model_dir": status.model_dir, "is_demo": status.is_demo,
+                          "device": status.device, "dtype": status.dtype, "dimensions": status.dimensions,
+                          "error": status.error}}

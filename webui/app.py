@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Mount
 from starlette.types import ASGIApp
 
+from model_loader.embedding import Embedder
 from model_loader.engine import Engine
 from serving.remote import RemoteEngine
 
@@ -19,6 +20,10 @@ from .api_docs import render_docs
 from .batch_tab import batch_dir
 from .concurrency import ModelGate
 from .evaluate_api import build_evaluate_router
+from .kb.routes import build_kb_router
+from .kb.schemas import SummaryMetrics
+from .kb.service import KnowledgeBase
+from .kb.settings import KbSettings
 from .metrics import Metrics
 from .middleware import BasicAuthMiddleware, RequestIdMiddleware
 from .outcomes import RouteError
@@ -55,9 +60,14 @@ def build_app(engine: Engine, settings: ServerSettings, clock: ShutdownClock | N
     # evaluation route comes before the API router, whose last route answers any other /api/ path.
     ctx = UiContext(engine, service, settings)
     app.include_router(build_evaluate_router(ctx))
+    # The knowledge base uses the engine's GTE; behind replicas (no embedder in the engine) one of its own.
+    embedder = getattr(engine, "embedder", None) or Embedder()
+    kb = KnowledgeBase(embedder, KbSettings.from_env(workspace=settings.workspace))
+    summaries = SummaryMetrics(metrics.registry)
+    app.include_router(build_kb_router(engine, service, kb, summaries))
     app.include_router(build_api_router(engine, service, metrics.render))
 
-    blocks = build_blocks(ctx, gpu)
+    blocks = build_blocks(ctx, gpu, (kb, summaries))
     results = batch_dir(ctx)
     results.mkdir(parents=True, exist_ok=True)
     gr.mount_gradio_app(

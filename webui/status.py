@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 import pynvml
 import torch
 
+from model_loader.embedding import EmbedderStatus
 from model_loader.results import EngineStatus
 from serving.replicas import ClusterStatus
 
@@ -204,8 +205,9 @@ def replicas_text(status: ClusterStatus) -> str:
     return f"副本 Replicas: {count} 运行 running" + (f" ({others})" if others else "")
 
 
-def format_status(model: EngineStatus, gpu: GpuReading | None) -> StatusView:
-    """Pure: the status bar for a model state and a GPU reading (None where there is no NVIDIA driver)."""
+def format_status(model: EngineStatus, gpu: GpuReading | None, embedding: EmbedderStatus | None = None) -> StatusView:
+    """Pure: the status bar for a model state and a GPU reading (None where there is no NVIDIA driver),
+    and the embedding model's state where there is one."""
     parts: list[str] = []
     level = "ok"
     if gpu is not None and gpu.driver_problem:
@@ -219,6 +221,8 @@ def format_status(model: EngineStatus, gpu: GpuReading | None) -> StatusView:
     else:
         level = "error" if level == "error" else "warn"
         parts.append("模型加载中 Model loading…")
+    if embedding is not None:
+        parts.append(embedding_text(embedding))
 
     on_cpu = gpu is None or not model.device.startswith("cuda")
     if isinstance(model, ClusterStatus):
@@ -250,3 +254,15 @@ def format_status(model: EngineStatus, gpu: GpuReading | None) -> StatusView:
         f'<span style="color:{accent};font-weight:bold">●</span> {body}</div>'
     )
     return StatusView(level=level, text=text, html=markup)
+
+
+def embedding_text(status: EmbedderStatus) -> str:
+    """Pure: the embedding model's part of the status bar; demo weights said as loudly as SeqGPT's."""
+    if status.state == "ready":
+        demo = " · 演示权重 DEMO weights (scores meaningless)" if status.is_demo else ""
+        return f"嵌入 Embedding GTE: 就绪 ready ({status.dimensions}d){demo}"
+    if status.state == "error":
+        return f"嵌入模型错误 Embedding error: {status.error}"
+    if status.state == "loading":
+        return "嵌入模型加载中 Embedding loading…"
+    return "嵌入 Embedding GTE: 首次使用时加载 loads on first use"

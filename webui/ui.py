@@ -10,6 +10,9 @@ import gradio as gr
 
 from .batch_tab import batch_tab
 from .evaluate_tab import evaluate_tab
+from .kb.schemas import SummaryMetrics
+from .kb.service import KnowledgeBase
+from .kb.tab import knowledge_tab
 from .status import GpuMonitor, format_status
 from .tabs import UiContext, classification_tab, extraction_tab, prompt_tab, start_ui_request, ui_error
 
@@ -36,13 +39,15 @@ CSS = """
 DEVICE_CHOICES = [("GPU", "cuda"), ("CPU", "cpu")]
 
 
-def build_blocks(ctx: UiContext, gpu: GpuMonitor) -> gr.Blocks:
+def build_blocks(ctx: UiContext, gpu: GpuMonitor, kb: tuple[KnowledgeBase, SummaryMetrics] | None = None) -> gr.Blocks:
     """The whole UI. Nothing here touches the model until a user acts."""
     devices = ctx.engine.available_devices()
+    embedder = kb[0].embedder if kb is not None else None
 
     def refresh() -> tuple[str, Any]:
         status = ctx.engine.status
-        return format_status(status, gpu.read()).html, gr.update(visible=status.is_demo)
+        embedding = embedder.status if embedder is not None else None
+        return format_status(status, gpu.read(), embedding).html, gr.update(visible=status.is_demo)
 
     with gr.Blocks(title="SeqGPT-560M", analytics_enabled=False, delete_cache=(3600, 86400)) as blocks:
         gr.Markdown("## SeqGPT-560M 开放域理解 · Zero-shot classification and extraction")
@@ -56,6 +61,8 @@ def build_blocks(ctx: UiContext, gpu: GpuMonitor) -> gr.Blocks:
             prompt_tab(ctx)
             batch_tab(ctx)
             evaluate_tab(ctx)
+            if kb is not None:
+                knowledge_tab(ctx, *kb)
         timer = gr.Timer(ctx.settings.status_refresh_s)
         # Outside the queue, so the status bar keeps refreshing while every model slot is busy.
         timer.tick(refresh, None, [status_bar, banner], queue=False, show_progress="hidden",

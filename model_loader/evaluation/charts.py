@@ -44,6 +44,9 @@ def write_charts(report: dict[str, Any], prefix: Path) -> list[Path]:
     with plt.rc_context(style), warnings.catch_warnings():
         # Without a CJK font matplotlib warns once per missing character; the one warning above says it all.
         warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        if report["task"] == "summarize":  # no labels to confuse: one chart of the ROUGE figures
+            _rouge_bars(plt, report, paths[1])
+            return paths[1:]
         _confusion(plt, report, paths[0])
         _f1_bars(plt, report, paths[1])
     return paths
@@ -91,6 +94,22 @@ def _f1_bars(plt: Any, report: dict[str, Any], path: Path) -> None:
     headline = (f"macro-F1 {report['macro_f1']:.3f}" if report["task"] == "classify"
                 else f"micro-F1 {report['micro']['f1']:.3f}")
     ax.set_title(f"每个{'标签' if report['task'] == 'classify' else '字段'} F1 · per-label F1 ({headline})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _rouge_bars(plt: Any, report: dict[str, Any], path: Path) -> None:
+    keys, parts = ("rouge1", "rouge2", "rougeL"), ("precision", "recall", "f1")
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for offset, part in enumerate(parts):
+        values = [report[key][part] for key in keys]
+        bars = ax.bar([i + (offset - 1) * 0.27 for i in range(len(keys))], values, width=0.27, label=part)
+        ax.bar_label(bars, labels=[f"{value:.2f}" for value in values], fontsize=8)
+    ax.set_xticks(range(len(keys)), ["ROUGE-1", "ROUGE-2", "ROUGE-L"])
+    ax.set_ylim(0, 1.05)
+    ax.legend()
+    ax.set_title(f"ROUGE（字）· character ROUGE, mean of {report['rows']} rows")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from .data import GoldSet
-from .predictions import predicted_label, predicted_spans
+from .predictions import predicted_label, predicted_spans, predicted_summary
 from .report import build_report
+from .rouge import ROUGE_KEYS
 
 
 def compare_runs(gold: GoldSet, first: list[dict[str, Any]], second: list[dict[str, Any]]) -> dict[str, Any]:
     a, b = build_report(gold, first), build_report(gold, second)
-    keys = ["accuracy", "macro_f1"] if gold.task == "classify" else ["precision", "recall", "f1"]
-    pick = (lambda r, k: r[k]) if gold.task == "classify" else (lambda r, k: r["micro"][k])
+    keys = {"classify": ["accuracy", "macro_f1"], "summarize": list(ROUGE_KEYS)}.get(
+        gold.task, ["precision", "recall", "f1"])
+    pick = {"classify": lambda r, k: r[k], "summarize": lambda r, k: r[k]["f1"]}.get(
+        gold.task, lambda r, k: r["micro"][k])
     scores = {key: {"a": pick(a, key), "b": pick(b, key), "change": round(pick(b, key) - pick(a, key), 4)}
               for key in keys}
     rows = []
@@ -28,6 +31,8 @@ def compare_runs(gold: GoldSet, first: list[dict[str, Any]], second: list[dict[s
 def _answer(task: str, record: dict[str, Any]) -> str:
     if task == "classify":
         return predicted_label(record) or f"(error: {record.get('error', '')})"
+    if task == "summarize":
+        return predicted_summary(record) or f"(error: {record.get('error', '')})"
     return "; ".join(f"{f}: {text} [{a}, {b})" for f, a, b, text in sorted(predicted_spans(record),
                                                                               key=lambda s: (s[1], s[2], s[0])))
 
@@ -35,6 +40,8 @@ def _answer(task: str, record: dict[str, Any]) -> str:
 def _answer_gold(task: str, row: Any) -> str:
     if task == "classify":
         return row.label
+    if task == "summarize":
+        return row.reference
     return "; ".join(f"{s.field}: {s.text} [{s.start}, {s.end})" for s in row.spans)
 
 

@@ -1,4 +1,4 @@
-"""Labelled files for evaluation: TNEWS / CLUENER JSONL, or text+label CSV / JSONL; bad rows kept with reasons."""
+"""Labelled files for evaluation: TNEWS / CLUENER / LCSTS JSONL, or text+label CSV / JSONL; bad rows kept."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 FORMATS = (".jsonl", ".json", ".csv")
+TASKS = ("classify", "extract", "summarize")
 
 
 class EvaluationDataError(ValueError):
@@ -35,6 +36,7 @@ class GoldRow:
     text: str
     label: str = ""
     spans: tuple[Span, ...] = ()
+    reference: str = ""  # the reference summary (task summarize)
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,8 @@ def read_gold(path: Path, task: str, mapping: dict[str, str] | None = None) -> G
 
 def parse_gold(data: bytes, filename: str, task: str, mapping: dict[str, str]) -> GoldSet:
     """Read every row, keeping the good ones and the line number and reason of each bad one."""
-    if task not in ("classify", "extract"):
-        raise EvaluationDataError(f"task {task!r} is unknown: choose classify or extract")
+    if task not in TASKS:
+        raise EvaluationDataError(f"task {task!r} is unknown: choose classify, extract or summarize")
     suffix = Path(filename).suffix.lower()
     if suffix not in FORMATS:
         raise EvaluationDataError(f"{filename!r} is not JSONL or CSV: save the labelled rows as .jsonl or .csv")
@@ -105,15 +107,15 @@ def parse_gold(data: bytes, filename: str, task: str, mapping: dict[str, str]) -
         try:
             if isinstance(record, str):
                 raise ValueError(record)
-            rows.append(_classification_row(line, record, mapping) if task == "classify"
-                        else _extraction_row(line, record, mapping))
+            read_row = {"classify": _classification_row, "extract": _extraction_row, "summarize": _summary_row}[task]
+            rows.append(read_row(line, record, mapping))
         except ValueError as exc:
             skipped.append(BadRow(line, str(exc)))
     if not rows:
         first = f" (line {skipped[0].line}: {skipped[0].reason})" if skipped else ""
         raise EvaluationDataError(f"the file has no usable labelled rows{first}: see the formats in docs/evaluation.md")
     names = _names(task, rows, mapping)
-    if not names:
+    if not names and task != "summarize":
         raise EvaluationDataError("no row names a field: label some mentions, or list the fields with --map")
     return GoldSet(task, rows, names, skipped)
 
@@ -140,10 +142,18 @@ def _csv_records(content: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
 
 
 def _text(record: dict[str, Any]) -> str:
-    text = record.get("text", record.get("sentence"))
+    text = record.get("text", record.get("sentence", record.get("content")))
     if not isinstance(text, str) or not text.strip():
-        raise ValueError("no text: give each row a non-empty `text` (or TNEWS `sentence`)")
+        raise ValueError("no text: give each row a non-empty `text` (or TNEWS `sentence`, LCSTS `content`)")
     return text
+
+
+def _summary_row(line: int, record: dict[str, Any], _mapping: dict[str, str]) -> GoldRow:
+    text = _text(record)
+    reference = record.get("summary")
+    if not isinstance(reference, str) or not reference.strip():
+        raise ValueError("no summary: give each row its reference `summary` (LCSTS: `content` and `summary`)")
+    return GoldRow(line, text, reference=reference)
 
 
 def _classification_row(line: int, record: dict[str, Any], mapping: dict[str, str]) -> GoldRow:
@@ -214,6 +224,8 @@ def _names(task: str, rows: list[GoldRow], mapping: dict[str, str]) -> list[str]
 
     A map lists the whole label set even when a small sample lacks some labels, and the
     model must be offered all of them to be measured fairly."""
+    if task == "summarize":
+        return []  # a summary is asked for with no labels
     names = list(dict.fromkeys(mapping.values()))
     seen = (row.label for row in rows) if task == "classify" else (s.field for row in rows for s in row.spans)
     for name in seen:

@@ -66,6 +66,12 @@ def predicted_label(record: dict[str, Any]) -> str | None:
     return label if isinstance(label, str) and not record.get("error") else None
 
 
+def predicted_summary(record: dict[str, Any]) -> str:
+    """A summary record's text; empty for a failed row, which then scores 0."""
+    summary = record.get("summary")
+    return summary if isinstance(summary, str) and not record.get("error") else ""
+
+
 def predicted_spans(record: dict[str, Any]) -> list[tuple[str, int, int, str]]:
     """(field, start, end, text) of every mention of an extraction record; nothing for a failed row."""
     fields = record.get("fields")

@@ -6,7 +6,8 @@ from typing import Any
 
 from .data import GoldSet
 from .metrics import classification_metrics, extraction_confusion, span_metrics, speed
-from .predictions import check_alignment, predicted_label, predicted_spans
+from .predictions import check_alignment, predicted_label, predicted_spans, predicted_summary
+from .rouge import ROUGE_KEYS, mean_scores, rouge_scores
 
 WORST_ERRORS = 10
 
@@ -23,6 +24,8 @@ def build_report(gold: GoldSet, records: list[dict[str, Any]], worst: int = WORS
     }
     if gold.task == "classify":
         report.update(_classification(gold, records, worst))
+    elif gold.task == "summarize":
+        report.update(_summaries(gold, records, worst))
     else:
         report.update(_extraction(gold, records, worst))
     report.update(speed([r.get("latency_ms") for r in records], [r.get("wall_ms") for r in records]))
@@ -72,6 +75,21 @@ def _extraction(gold: GoldSet, records: list[dict[str, Any]], worst: int) -> dic
     }
 
 
+def _summaries(gold: GoldSet, records: list[dict[str, Any]], worst: int) -> dict[str, Any]:
+    """ROUGE-1/2/L as the mean over rows (see rouge.py); the worst rows are those of lowest ROUGE-L F1."""
+    got = [predicted_summary(record) for record in records]
+    rows = [rouge_scores(summary, row.reference) for summary, row in zip(got, gold.rows, strict=True)]
+    ranked = sorted(zip(rows, gold.rows, got, strict=True), key=lambda item: (item[0]["rougeL"]["f1"], item[1].line))
+    return {
+        **mean_scores(rows),
+        "worst_errors": [
+            {"line": row.line, "text": row.text, "expected": row.reference, "got": summary,
+             "rougeL_f1": round(scores["rougeL"]["f1"], 4)}
+            for scores, row, summary in ranked[:worst]
+        ],
+    }
+
+
 def _spans_text(text: str, spans: set[tuple[str, int, int]]) -> str:
     return "; ".join(f"{f}: {text[a:b]} [{a}, {b})" for f, a, b in sorted(spans, key=lambda s: (s[1], s[2], s[0])))
 
@@ -82,6 +100,9 @@ def markdown_summary(report: dict[str, Any]) -> str:
     if report["task"] == "classify":
         lines += [f"- accuracy **{report['accuracy']:.4f}**, macro-F1 **{report['macro_f1']:.4f}**"]
         table, key = report["per_label"], "label"
+    elif report["task"] == "summarize":
+        table = {name: {**report[name], "support": report["rows"]} for name in ROUGE_KEYS}
+        key = "ROUGE (characters, mean over rows)"
     else:
         micro, loose = report["micro"], report["text_match"]["micro"]
         lines += [f"- strict spans (field, start, end): P {micro['precision']:.4f} · R {micro['recall']:.4f} · "

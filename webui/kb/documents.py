@@ -1,0 +1,126 @@
+"""Documents in: an uploaded TXT, Markdown, CSV or JSONL file, or a JSON list; every problem named in both languages."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any
+
+from model_loader.errors import InvalidInputError
+from model_loader.prompts import check_unicode
+
+TEXT_FILES = (".txt", ".md", ".markdown")
+ROW_FILES = (".csv", ".jsonl")
+TEXT_COLUMNS = ("text", "content")
+_ID = re.compile(r"[\w.\-:#@ ]{1,128}")
+FILE_HINT = "send a .txt, .md, .csv or .jsonl file (CSV / JSONL rows need a `text` column; `id` is optional)"
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    doc_id: str
+    name: str
+    text: str
+    meta: dict = field(default_factory=dict)
+
+
+def check_id(doc_id: object) -> str:
+    if not isinstance(doc_id, str) or not _ID.fullmatch(doc_id) or not doc_id.strip():
+        raise InvalidInputError(
+            f"文档编号无效 · document id {doc_id!r} is not valid: use 1 to 128 letters, digits, spaces or . - _ : # @"
+        )
+    return doc_id
+
+
+def _text(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError(f"文档没有文字 · {where} has no text: give each document a non-empty text")
+    return check_unicode(value, "text")
+
+
+def from_json(body: Any, max_documents: int) -> list[NewDocument]:
+    """``{"documents": [{"id", "text", "meta"}]}``; the id defaults to the document's place in the list."""
+    usage = 'send {"documents": [{"id": "guide-1", "text": "...", "meta": {"source": "..."}}]}'
+    if not isinstance(body, dict) or not isinstance(body.get("documents"), list) or not body["documents"]:
+        raise InvalidInputError(f"缺少文档 · `documents` must be a non-empty list: {usage}")
+    if len(body["documents"]) > max_documents:
+        raise InvalidInputError(
+            f"文档过多 · {len(body['documents'])} documents, more than {max_documents} in one request: "
+            "send them in parts, or raise SEQGPT_KB_MAX_DOCUMENTS"
+        )
+    docs = []
+    for n, item in enumerate(body["documents"]):
+        if not isinstance(item, dict):
+            raise InvalidInputError(f"文档格式有误 · documents[{n}] is not an object: {usage}")
+        doc_id = check_id(item.get("id", f"doc-{n}") if item.get("id") is not None else f"doc-{n}")
+        meta = item.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise InvalidInputError(
+                f"元数据格式有误 · documents[{n}].meta must be an object, e.g. {{\"source\": \"wiki\"}}"
+            )
+        name = str(meta.get("name") or doc_id)
+        docs.append(NewDocument(doc_id, name, _text(item.get("text"), f"documents[{n}]"), meta))
+    return docs
+
+
+def from_file(filename: str, data: bytes, max_documents: int) -> list[NewDocument]:
+    """A text file is one document (its id the file name); each CSV / JSONL row with text is one."""
+    name = PurePath(filename or "upload.txt").name
+    suffix = PurePath(name).suffix.lower()
+    if suffix not in TEXT_FILES + ROW_FILES:
+        raise InvalidInputError(f"文件类型不支持 · {name!r} is not a supported file: {FILE_HINT}")
+    try:
+        content = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidInputError(
+            f"文件不是 UTF-8 · {name!r} is not UTF-8 text: save it as UTF-8 and send it again"
+        ) from None
+    if suffix in TEXT_FILES:
+        return [NewDocument(check_id(name), name, _text(content, name), {"file": name})]
+    rows = _csv_rows(content) if suffix == ".csv" else _jsonl_rows(content, name)
+    docs = []
+    for line, row in rows:
+        text = next((row[c] for c in TEXT_COLUMNS if isinstance(row.get(c), str) and row[c].strip()), None)
+        if text is None:
+            raise InvalidInputError(f"缺少文本列 · {name} line {line} has no `text` column with text: {FILE_HINT}")
+        doc_id = check_id(str(row.get("id") or f"{name}:{line}"))
+        meta = {k: v for k, v in row.items()
+                if k not in TEXT_COLUMNS and k != "id" and isinstance(v, str | int | float)}
+        docs.append(NewDocument(doc_id, doc_id, _text(text, f"{name} line {line}"), {"file": name, **meta}))
+    if not docs:
+        raise InvalidInputError(f"文件为空 · {name} has no rows: {FILE_HINT}")
+    if len(docs) > max_documents:
+        raise InvalidInputError(
+            f"文档过多 · {name} has {len(docs)} rows, more than {max_documents}: split the file, "
+            "or raise SEQGPT_KB_MAX_DOCUMENTS"
+        )
+    return docs
+
+
+def _csv_rows(content: str) -> list[tuple[int, dict[str, Any]]]:
+    reader = csv.DictReader(io.StringIO(content))
+    try:
+        return [(reader.line_num, {(k or "").strip().lower(): v for k, v in row.items()}) for row in reader]
+    except csv.Error as exc:
+        raise InvalidInputError(f"CSV 格式有误 · the CSV could not be read ({exc}): {FILE_HINT}") from None
+
+
+def _jsonl_rows(content: str, name: str) -> list[tuple[int, dict[str, Any]]]:
+    rows = []
+    for n, line in enumerate(content.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(
+                f"JSONL 格式有误 · {name} line {n} is not valid JSON ({exc.msg}): {FILE_HINT}"
+            ) from None
+        if not isinstance(value, dict):
+            raise InvalidInputError(f"JSONL 格式有误 · {name} line {n} is not a JSON object: {FILE_HINT}")
+        rows.append((n, value))
+    return rows

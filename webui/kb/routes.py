@@ -1,0 +1,154 @@
+"""The knowledge base's JSON routes (/api/kb/...) and /api/summarize; errors answered through the outcome table."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from model_loader.engine import Engine
+from model_loader.errors import InvalidInputError
+
+from ..api import _json_body, error_response
+from ..logging_setup import REQUEST_ID
+from ..outcomes import BodyTooLargeError, RouteError
+from ..service import RequestInfo, Service
+from .documents import FILE_HINT, NewDocument, check_id, from_file, from_json
+from .schemas import SummaryMetrics, document_json, hit_json, json_object, summarize_args, summary_json
+from .service import KnowledgeBase
+
+USAGE_SEARCH = 'send {"query": "电脑蓝屏怎么办", "top_k": 5}'
+
+
+def build_kb_router(engine: Engine, service: Service, kb: KnowledgeBase, summaries: SummaryMetrics) -> APIRouter:
+    router = APIRouter()
+    limits = kb.settings
+
+    async def answer(task: str, text: str, work: Callable[[], Awaitable[dict[str, Any]]]) -> JSONResponse:
+        """Run ``work``, log and count it like every request, and answer its JSON or its error."""
+        started = time.perf_counter()
+        try:
+            body = await work()
+        except Exception as exc:  # the outcome table decides what each error means
+            service.record(RequestInfo(task, "api", text), started, exc)
+            return error_response(exc)
+        service.record(RequestInfo(task, "api", text), started, None)
+        latency = round((time.perf_counter() - started) * 1000, 1)
+        return JSONResponse({**body, "request_id": REQUEST_ID.get(), "latency_ms": latency})
+
+    @router.post("/api/kb/documents")
+    async def add_documents(request: Request) -> JSONResponse:
+        async def work() -> dict[str, Any]:
+            docs = await _read_documents(request, kb)
+            stored = await anyio.to_thread.run_sync(kb.add, docs)
+            return {"documents": [{"doc_id": d.doc_id, "chunks": d.chunks} for d in stored]}
+
+        return await answer("kb_add", "", work)
+
+    @router.get("/api/kb/documents")
+    async def list_documents() -> JSONResponse:
+        async def work() -> dict[str, Any]:
+            docs = await anyio.to_thread.run_sync(kb.documents)
+            return {"documents": [document_json(d) for d in docs], "store": kb.where}
+
+        return await answer("kb_list", "", work)
+
+    @router.delete("/api/kb/documents/{doc_id:path}")
+    async def delete_document(doc_id: str) -> JSONResponse:
+        async def work() -> dict[str, Any]:
+            check_id(doc_id)
+            try:
+                await anyio.to_thread.run_sync(kb.delete, doc_id)
+            except KeyError:
+                raise RouteError(
+                    f"没有这个文档 · there is no document {doc_id!r}: GET /api/kb/documents lists them", status=404
+                ) from None
+            return {"deleted": doc_id}
+
+        return await answer("kb_delete", doc_id, work)
+
+    @router.get("/api/kb/ingestions")
+    async def ingestions() -> JSONResponse:
+        return JSONResponse({"ingestions": [vars(i) for i in kb.ingestions.values()]})
+
+    @router.post("/api/kb/search")
+    async def search(request: Request) -> JSONResponse:
+        body: dict[str, Any] = {}
+
+        async def work() -> dict[str, Any]:
+            body.update(json_object(await _json_body(request, 64 * 1024), USAGE_SEARCH))
+            query, top_k = kb.check_query(body.get("query"), body.get("top_k", 5))
+            hits = await anyio.to_thread.run_sync(kb.search, query, top_k)
+            return {"hits": [hit_json(h) for h in hits]}
+
+        return await answer("kb_search", "", work)
+
+    @router.post("/api/summarize")
+    async def summarize(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        try:
+            body = await _json_body(request, 8 * engine.settings.max_text_chars + 4096)
+            text, max_chars = summarize_args(body, engine.settings)
+        except Exception as exc:  # refused before the model: logged here
+            service.record(RequestInfo("summarize", "api", ""), started, exc)
+            return error_response(exc)
+        try:
+            served = await service.run(RequestInfo("summarize", "api", text), engine.summarize, text, max_chars)
+        except Exception as exc:  # logged by the service
+            return error_response(exc)
+        summaries.observe(served.result)
+        return JSONResponse({**summary_json(served.result), "request_id": served.request_id,
+                             "latency_ms": served.latency_ms})
+
+    @router.post("/api/kb/ask")
+    async def ask(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        try:
+            body = json_object(await _json_body(request, 64 * 1024), USAGE_SEARCH)
+            query, top_k = kb.check_query(body.get("query"), body.get("top_k", 3))
+            _, max_chars = summarize_args({"text": query, "max_chars": body.get("max_chars")}, engine.settings)
+            hits = await anyio.to_thread.run_sync(kb.search, query, top_k)
+        except Exception as exc:
+            service.record(RequestInfo("kb_ask", "api", ""), started, exc)
+            return error_response(exc)
+        summary = None
+        if hits:
+            joined = "\n".join(hit.text for hit in hits)
+            try:
+                served = await service.run(RequestInfo("kb_ask", "api", query), engine.summarize, joined, max_chars)
+            except Exception as exc:  # logged by the service
+                return error_response(exc)
+            summaries.observe(served.result)
+            summary = summary_json(served.result)
+        latency = round((time.perf_counter() - started) * 1000, 1)
+        return JSONResponse({"hits": [hit_json(h) for h in hits], "summary": summary,
+                             "request_id": REQUEST_ID.get(), "latency_ms": latency})
+
+    async def _read_documents(request: Request, kb: KnowledgeBase) -> list[NewDocument]:
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            declared = request.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > limits.max_upload_bytes + 64 * 1024:
+                raise BodyTooLargeError(_too_large(int(declared)), drained=False)
+            try:
+                form = await request.form(max_files=1, max_fields=4)
+            except Exception as exc:  # Starlette raises its own types for a malformed form
+                raise InvalidInputError(f"表单无法读取 · the form could not be read ({exc}): {FILE_HINT}") from None
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise InvalidInputError(f"缺少文件 · `file` is missing: {FILE_HINT}, e.g. curl -F file=@guide.txt")
+            data = await upload.read(limits.max_upload_bytes + 1)
+            if len(data) > limits.max_upload_bytes:
+                raise BodyTooLargeError(_too_large(len(data)))
+            return from_file(upload.filename or "upload.txt", data, limits.max_documents)
+        return from_json(await _json_body(request, limits.max_upload_bytes), limits.max_documents)
+
+    def _too_large(size: int) -> str:
+        return (f"文件过大 · the upload is {size:,} bytes, more than {limits.max_upload_bytes:,}: split it, "
+                "or raise SEQGPT_KB_MAX_UPLOAD_BYTES")
+
+    return router

@@ -1,0 +1,125 @@
+"""The knowledge base: documents cut into passages, embedded by GTE, stored, searched, and their hits summarised.
+
+Blocking methods, called off the event loop (``anyio.to_thread``). An ingestion embeds its passages
+in batches at bulk priority on the embedding model's own thread (model_loader/embedding/worker.py),
+so a search arriving meanwhile waits for one batch at most, not for the whole ingestion.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from model_loader.embedding import Embedder
+from model_loader.errors import InvalidInputError
+from model_loader.prompts import check_unicode
+
+from .documents import NewDocument
+from .passages import split_passages
+from .settings import KbSettings
+from .store import Document, Hit, PassageStore, open_client
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Ingestion:
+    """Progress of one add-documents call, for the tab and ``GET /api/kb/ingestions``."""
+
+    ingestion_id: int
+    documents: int
+    passages_total: int
+    passages_done: int = 0
+    state: str = "running"  # running, done or failed
+
+
+class KnowledgeBase:
+    def __init__(self, embedder: Embedder, settings: KbSettings) -> None:
+        self.embedder = embedder
+        self.settings = settings
+        self._store: PassageStore | None = None
+        self._store_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self.ingestions: dict[int, Ingestion] = {}
+
+    @property
+    def where(self) -> str:
+        return self.settings.url or str(self.settings.path)
+
+    def store(self) -> PassageStore:
+        """The store, opened (and migrated) on first use, once the embedding model says its vector size."""
+        with self._store_lock:
+            if self._store is None:
+                self.embedder.load()
+                client = open_client(self.settings.path, self.settings.url)
+                self._store = PassageStore(client, self.embedder.status.dimensions)
+                log.info("knowledge base at %s: %d passages", self.where, self._store.count())
+            return self._store
+
+    # ---- documents -------------------------------------------------------------------------
+
+    def add(self, docs: list[NewDocument], on_progress: Callable[[Ingestion], None] | None = None
+            ) -> list[Document]:
+        """Cut, embed and store every document (replacing any with the same id); reports progress per batch."""
+        store = self.store()
+        cut = [(doc, split_passages(doc.text, self.settings.passage_chars)) for doc in docs]
+        ingestion = Ingestion(next(self._ids), len(docs), sum(len(p) for _, p in cut))
+        self.ingestions[ingestion.ingestion_id] = ingestion
+        for old in sorted(self.ingestions)[:-20]:  # keep the last few for the list
+            self.ingestions.pop(old, None)
+        stored = []
+        try:
+            for doc, passages in cut:
+                done_before = ingestion.passages_done
+
+                def progress(done: int, base: int = done_before) -> None:
+                    ingestion.passages_done = base + done
+                    if on_progress is not None:
+                        on_progress(ingestion)
+
+                vectors = self.embedder.embed([p.text for p in passages], bulk=True, on_batch=progress)
+                stored.append(store.replace(doc.doc_id, doc.name, len(doc.text), doc.meta, passages, vectors))
+                ingestion.passages_done = done_before + len(passages)
+        except BaseException:
+            ingestion.state = "failed"
+            raise
+        ingestion.state = "done"
+        if on_progress is not None:
+            on_progress(ingestion)
+        return stored
+
+    def documents(self) -> list[Document]:
+        return self.store().list()
+
+    def delete(self, doc_id: str) -> None:
+        if not self.store().delete(doc_id):
+            raise KeyError(doc_id)
+
+    # ---- search ------------------------------------------------------------------------------
+
+    def check_query(self, query: object, top_k: object) -> tuple[str, int]:
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidInputError(
+                '查询为空 · `query` is empty: send the question as a string, e.g. "query": "电脑蓝屏"'
+            )
+        if len(query) > self.settings.max_query_chars:
+            raise InvalidInputError(
+                f"查询过长 · `query` is {len(query)} characters, more than {self.settings.max_query_chars}: "
+                "ask a shorter question, or raise SEQGPT_KB_MAX_QUERY_CHARS"
+            )
+        limit = self.settings.max_top_k
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= limit:
+            raise InvalidInputError(
+                f"top_k 有误 · `top_k` must be a whole number from 1 to {limit}, got {top_k!r}: "
+                'send e.g. "top_k": 5, or leave it out'
+            )
+        return check_unicode(query, "query"), top_k
+
+    def search(self, query: str, top_k: int = 5) -> list[Hit]:
+        query, top_k = self.check_query(query, top_k)
+        store = self.store()
+        vector = self.embedder.embed([query])[0]
+        return store.search(vector, top_k)

@@ -1,0 +1,155 @@
+"""The passage store: Chroma, embedded and persisted under the workspace, or a Chroma server named by SEQGPT_KB_URL.
+
+Two collections per vector size (so demo and real GTE vectors never mix): passages (text, offsets,
+document id; cosine HNSW index) and documents (one record each: name, passages, characters, meta).
+The documents collection carries the store's schema version, migrated forward on open.
+Telemetry is off, and no embedding function is given: vectors always come from GTE, so Chroma
+never fetches a model of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+
+from .passages import Passage
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+# Version n → n+1, run in order on open; none yet beyond the first version.
+MIGRATIONS: dict[int, Callable[[object, object], None]] = {}
+ADD_BATCH = 4000  # below Chroma's largest batch (5,461 here)
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str
+    name: str
+    chunks: int
+    chars: int
+    added_at: float
+    meta: dict
+
+
+@dataclass(frozen=True)
+class Hit:
+    doc_id: str
+    chunk_id: int
+    text: str
+    score: float  # cosine similarity
+    start: int
+    end: int
+
+
+def open_client(path: Path, url: str = ""):
+    """A Chroma client: the server at ``url`` when given, else the embedded store in ``path``."""
+    import chromadb
+    from chromadb.config import Settings
+
+    settings = Settings(anonymized_telemetry=False, allow_reset=False)
+    if url:
+        parts = urlparse(url)
+        return chromadb.HttpClient(
+            host=parts.hostname or "127.0.0.1", port=parts.port or (443 if parts.scheme == "https" else 8000),
+            ssl=parts.scheme == "https", settings=settings,
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(path), settings=settings)
+
+
+class PassageStore:
+    """Add, replace, delete and search documents' passages; safe to call from many threads."""
+
+    def __init__(self, client, dimensions: int) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self.passages = client.get_or_create_collection(
+            f"passages-d{dimensions}", metadata={"hnsw:space": "cosine"}, embedding_function=None
+        )
+        self.documents = client.get_or_create_collection(
+            f"documents-d{dimensions}", metadata={"schema_version": SCHEMA_VERSION}, embedding_function=None
+        )
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = int((self.documents.metadata or {}).get("schema_version", 0))
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the knowledge base is at schema version {version}, newer than this app's {SCHEMA_VERSION}: "
+                "upgrade the app, or point SEQGPT_KB_PATH at another folder"
+            )
+        for step in range(max(version, 1), SCHEMA_VERSION):
+            MIGRATIONS[step](self.passages, self.documents)
+        if version != SCHEMA_VERSION:
+            self.documents.modify(metadata={"schema_version": SCHEMA_VERSION})
+            log.info("knowledge base migrated from schema version %d to %d", version, SCHEMA_VERSION)
+
+    @property
+    def schema_version(self) -> int:
+        return int((self.documents.metadata or {}).get("schema_version", 0))
+
+    def replace(self, doc_id: str, name: str, text_chars: int, meta: dict,
+                passages: list[Passage], vectors: np.ndarray) -> Document:
+        """Store a document's passages, replacing any it had before."""
+        document = Document(doc_id, name, len(passages), text_chars, time.time(), meta)
+        with self._lock:
+            self.passages.delete(where={"doc_id": doc_id})
+            for first in range(0, len(passages), ADD_BATCH):
+                part = passages[first : first + ADD_BATCH]
+                self.passages.add(
+                    ids=[f"{doc_id}#{p.chunk_id}" for p in part],
+                    embeddings=vectors[first : first + ADD_BATCH],
+                    documents=[p.text for p in part],
+                    metadatas=[{"doc_id": doc_id, "chunk_id": p.chunk_id, "start": p.start, "end": p.end}
+                               for p in part],
+                )
+            self.documents.upsert(
+                ids=[doc_id], embeddings=[[1.0]],
+                metadatas=[{"name": name, "chunks": document.chunks, "chars": text_chars,
+                            "added_at": document.added_at, "meta": json.dumps(meta, ensure_ascii=False)}],
+            )
+        return document
+
+    def delete(self, doc_id: str) -> bool:
+        """Remove a document and its passages; False when there was none."""
+        with self._lock:
+            if not self.documents.get(ids=[doc_id])["ids"]:
+                return False
+            self.passages.delete(where={"doc_id": doc_id})
+            self.documents.delete(ids=[doc_id])
+        return True
+
+    def list(self) -> list[Document]:
+        found = self.documents.get(include=["metadatas"])
+        docs = [
+            Document(doc_id, m["name"], int(m["chunks"]), int(m["chars"]), float(m["added_at"]),
+                     json.loads(m.get("meta") or "{}"))
+            for doc_id, m in zip(found["ids"], found["metadatas"], strict=True)
+        ]
+        return sorted(docs, key=lambda d: (d.added_at, d.doc_id))
+
+    def count(self) -> int:
+        return self.passages.count()
+
+    def search(self, vector: np.ndarray, top_k: int) -> list[Hit]:
+        """The ``top_k`` passages nearest by cosine, best first."""
+        top_k = min(top_k, self.count())
+        if top_k < 1:
+            return []
+        found = self.passages.query(
+            query_embeddings=[vector], n_results=top_k, include=["documents", "metadatas", "distances"]
+        )
+        return [
+            Hit(m["doc_id"], int(m["chunk_id"]), text, round(1.0 - float(distance), 4), int(m["start"]), int(m["end"]))
+            for text, m, distance in zip(found["documents"][0], found["metadatas"][0], found["distances"][0],
+                                         strict=True)
+        ]
