@@ -63,6 +63,25 @@ SETTINGS = [
     ("SEQGPT_REPLICA_MAX_ONGOING", "16", "requests one replica takes at once; more wait in Ray Serve's queue"),
     ("SEQGPT_SERVE_PORT", "8000", "Ray Serve's HTTP port for local replicas, on 127.0.0.1"),
     ("SEQGPT_ENGINE_TIMEOUT_S", "600", "longest wait for the replicas' answer to one call, retry included"),
+    # The knowledge base (webui/kb) and its embedding model (model_loader/embedding); summaries (tasks/summarize).
+    ("SEQGPT_EMBED_MODEL_DIR", "/root/models/gte-large-zh", "GTE-Chinese-Large; demo embedding weights when absent"),
+    ("SEQGPT_EMBED_DEMO_DIR", "", "where demo embedding weights are built; empty: models/gte-demo in the workspace"),
+    ("SEQGPT_EMBED_DEMO_FALLBACK", "1", "0 makes a missing embedding model an error instead of demo weights"),
+    ("SEQGPT_EMBED_DTYPE", "auto", "auto (float16 on a GPU, float32 on a CPU), float32, bfloat16, float16"),
+    ("SEQGPT_EMBED_BATCH_SIZE", "16", "passages per embedding call; a search waits for at most one such batch"),
+    ("SEQGPT_EMBED_MAX_TOKENS", "512", "GTE's window; longer passages are cut"),
+    ("SEQGPT_KB_PATH", "", "folder of the embedded knowledge-base store; empty: kb/ in the workspace"),
+    ("SEQGPT_KB_URL", "", "a Chroma server (http://kb-host:8000) used instead of the embedded store"),
+    ("SEQGPT_KB_PASSAGE_CHARS", "300", "longest passage a document is cut into"),
+    ("SEQGPT_KB_MAX_UPLOAD_BYTES", "10485760", "largest document upload or JSON body"),
+    ("SEQGPT_KB_MAX_DOCUMENTS", "1000", "most documents in one request"),
+    ("SEQGPT_KB_MAX_QUERY_CHARS", "1000", "longest search query"),
+    ("SEQGPT_KB_MAX_TOP_K", "20", "most hits a search may ask for"),
+    ("SEQGPT_SUMMARY_PROMPT", "请为以下内容生成简洁摘要,不超过{max_chars}字:\\n{text}", "summary prompt (\\n: line break)"),
+    ("SEQGPT_SUMMARY_MAX_CHARS", "500", "the longest summary a request may ask for"),
+    ("SEQGPT_SUMMARY_MIN_SIMILARITY", "0.45", "GTE cosine of summary and source below this: flagged drifted"),
+    ("SEQGPT_SUMMARY_MIN_RATIO", "0.12", "summary chars / source chars below this: flagged too_terse"),
+    ("SEQGPT_SUMMARY_MAX_RATIO", "0.35", "summary chars / source chars above this: flagged too_long"),
 ]
 
 HEADER = """\
