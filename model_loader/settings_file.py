@@ -77,7 +77,7 @@ SETTINGS = [
     ("SEQGPT_KB_MAX_DOCUMENTS", "1000", "most documents in one request"),
     ("SEQGPT_KB_MAX_QUERY_CHARS", "1000", "longest search query"),
     ("SEQGPT_KB_MAX_TOP_K", "20", "most hits a search may ask for"),
-    ("SEQGPT_SUMMARY_PROMPT", "请为以下内容生成简洁摘要,不超过{max_chars}字:\\n{text}", "summary prompt (\\n: line break)"),
+    ("SEQGPT_SUMMARY_PROMPT", "请为以下内容生成简洁摘要,不超过{max_chars}字:\\n{text}", "summary prompt"),
     ("SEQGPT_SUMMARY_MAX_CHARS", "500", "the longest summary a request may ask for"),
     ("SEQGPT_SUMMARY_MIN_SIMILARITY", "0.45", "GTE cosine of summary and source below this: flagged drifted"),
     ("SEQGPT_SUMMARY_MIN_RATIO", "0.12", "summary chars / source chars below this: flagged too_terse"),
