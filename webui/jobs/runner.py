@@ -98,6 +98,7 @@ class JobRunner:
                     self._stop.wait(1.0)
                     continue
                 job = self.store.take_next()
+                self.store.keep_reserve()
                 if job is None:
                     self._wake.wait(IDLE_WAIT_S)
                     self._wake.clear()
@@ -157,6 +158,10 @@ class JobRunner:
             try:
                 self.store.finish(job.id, "failed", reason)
             except Exception as exc:
+                if self.store.release_reserve():
+                    log.warning("job %s: the disk is full; the space set aside is freed to record the failure",
+                                job.id)
+                    continue
                 log.error("job %s failed (%s) and the failure cannot be recorded either (%s); retrying in %.0f s",
                           job.id, reason, exc, RETRY_WAIT_S)
                 self._stop.wait(RETRY_WAIT_S)

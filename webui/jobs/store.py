@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 INSERT_BATCH = 1000
+# Kept free beside the database and given up when the disk fills, so that a job's failure can
+# still be written: a full disk must end in a clear `failed`, not in a job stuck `running`.
+RESERVE_BYTES = 1 << 20
 _JOB_COLUMNS = (
     "id, task, names, options, input_name, input_bytes, columns, text_column, state, rows_total, rows_done, "
     "rows_failed, created_at, started_at, finished_at, error"
@@ -87,6 +90,25 @@ class JobStore:
         self.files_dir = Path(files_dir)
         open_database(self.path).close()  # create and migrate once, before anyone reads
         self._local = _Connections()
+        self.reserve = self.path.with_name(self.path.name + ".reserve")
+        self.keep_reserve()
+
+    def keep_reserve(self) -> None:
+        """Set the reserve aside again if it is gone and the disk has room (best effort)."""
+        if self.reserve.exists():
+            return
+        try:
+            with self.reserve.open("wb") as handle:
+                handle.write(b"\0" * RESERVE_BYTES)
+        except OSError:
+            self.reserve.unlink(missing_ok=True)
+
+    def release_reserve(self) -> bool:
+        """Free the reserve for a last write; False when there was none."""
+        if not self.reserve.exists():
+            return False
+        self.reserve.unlink(missing_ok=True)
+        return True
 
     def _conn(self) -> sqlite3.Connection:
         if self._local.conn is None:
