@@ -76,6 +76,10 @@ def test_a_20000_row_job_survives_two_kill_9_with_every_row_once_in_order(applia
         for kill in (1, 2):
             job = wait_for(client, job_id, lambda j, kill=kill: j["rows_done"] >= 4_000 * kill)
             assert job["state"] == "running", job
+            if kill == 1:  # what scripts/status.sh prints about jobs
+                report = subprocess.run([sys.executable, "-m", "webui.jobs.report", str(appliance.workspace)],
+                                        cwd=ROOT, capture_output=True, text=True, check=True).stdout
+                assert f"{job_id} running  classify" in report and "/20,000 rows" in report
             pid = appliance.pid()
             os.kill(pid, signal.SIGKILL)
             seen.append(job["rows_done"])
