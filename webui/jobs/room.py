@@ -63,7 +63,7 @@ class JobsRoom:
             log.error("%s", self.unavailable)
             return
         self.runner = JobRunner(self.store, engine, gate, settings.jobs_batch_rows, settings.jobs_retention_days,
-                                on_rows)
+                                on_rows, settings.jobs_slice_ms)
 
     def start(self) -> None:
         if self.runner is not None:

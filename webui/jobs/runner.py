@@ -5,9 +5,12 @@ Each slice's rows go to the engine at once, from a pool of threads, through the 
 process, or across Ray Serve replicas). A slice's results and the job's progress are committed
 in one transaction; after a crash the job resumes after its last committed row.
 
-Interactive requests come first: before each slice the runner looks at the waiting room
-(webui/concurrency.py) and, while requests run or wait there, holds back; if they keep coming
-it still moves, one small slice at a time, so a job is slowed, never stopped.
+Interactive requests come first. A slice cannot be called back once the engine has it, so its
+size follows the time it takes: the runner measures seconds per row and sizes each slice to
+take about SEQGPT_JOBS_SLICE_MS, which bounds what a request arriving mid-slice waits (a GPU
+batches 32 rows in the time of one; a CPU does not). Before each slice the runner looks at the
+waiting room (webui/concurrency.py) and, while requests run or wait there, holds back; if they
+keep coming it still moves, one row at a time, so a job is slowed, never stopped.
 """
 
 from __future__ import annotations
@@ -52,11 +55,14 @@ class _Progress:
 
 class JobRunner:
     def __init__(self, store: JobStore, engine: Engine, gate: ModelGate, batch_rows: int, retention_days: int,
-                 on_rows: Callable[[str, str, int], None] | None = None) -> None:
+                 on_rows: Callable[[str, str, int], None] | None = None, slice_ms: int = 500) -> None:
         self.store = store
         self.engine = engine
         self.gate = gate
         self.batch_rows = max(1, batch_rows)
+        self.slice_s = slice_ms / 1000
+        self._row_s: dict[str, float] = {}  # seconds a row takes, per task, smoothed
+        self._last_slice = 1
         self.retention_s = retention_days * 86400.0
         self._on_rows = on_rows or (lambda task, outcome, count: None)
         self._wake = threading.Event()
@@ -129,13 +135,15 @@ class JobRunner:
             if current is None or current.state != "running":
                 log.info("job %s stopped running: %s", job.id, "purged" if current is None else current.state)
                 return
-            rows = self.store.pending(job.id, current.rows_done, self._slice_size())
+            rows = self.store.pending(job.id, current.rows_done, self._slice_size(job.task))
             if not rows:
                 if self.store.finish(job.id, "done"):
                     log.info("job %s finished: rows=%d failed=%d in %.1f s", job.id, current.rows_total,
                              current.rows_failed, time.time() - (current.started_at or current.created_at))
                 return
+            began = time.monotonic()
             outcomes = self._run_rows(job, rows)
+            self._learn(job.task, time.monotonic() - began, len(rows))
             if outcomes is None:
                 self._stop.wait(RETRY_WAIT_S)
                 continue
@@ -169,15 +177,23 @@ class JobRunner:
             log.error("job %s failed: %s", job.id, reason)
             return
 
-    def _slice_size(self) -> int:
-        """The full slice when no interactive request is in the waiting room; after waiting up to YIELD_MAX_S
-        for them, a small one."""
+    def _slice_size(self, task: str) -> int:
+        """Rows for the next slice: about SEQGPT_JOBS_SLICE_MS of work (at most doubling each time, at most
+        SEQGPT_JOBS_BATCH_ROWS); one row after waiting up to YIELD_MAX_S for interactive requests to end."""
         deadline = time.monotonic() + YIELD_MAX_S
         while self.gate.running + self.gate.waiting > 0:
             if time.monotonic() >= deadline or self._stop.is_set():
-                return max(1, self.batch_rows // 8)
+                return 1
             time.sleep(YIELD_POLL_S)
-        return self.batch_rows
+        row_s = self._row_s.get(task)
+        fits = self.batch_rows if row_s is None else int(self.slice_s / max(row_s, 1e-6))
+        self._last_slice = max(1, min(self.batch_rows, fits, 2 * self._last_slice))
+        return self._last_slice
+
+    def _learn(self, task: str, seconds: float, rows: int) -> None:
+        row_s = seconds / max(1, rows)
+        known = self._row_s.get(task)
+        self._row_s[task] = row_s if known is None else 0.7 * known + 0.3 * row_s
 
     # ---- one slice -----------------------------------------------------------------------
 
