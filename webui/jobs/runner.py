@@ -5,12 +5,13 @@ Each slice's rows go to the engine at once, from a pool of threads, through the 
 process, or across Ray Serve replicas). A slice's results and the job's progress are committed
 in one transaction; after a crash the job resumes after its last committed row.
 
-Interactive requests come first. A slice cannot be called back once the engine has it, so its
-size follows the time it takes: the runner measures seconds per row and sizes each slice to
-take about SEQGPT_JOBS_SLICE_MS, which bounds what a request arriving mid-slice waits (a GPU
-batches 32 rows in the time of one; a CPU does not). Before each slice the runner looks at the
-waiting room (webui/concurrency.py) and, while requests run or wait there, holds back; if they
-keep coming it still moves, one row at a time, so a job is slowed, never stopped.
+Interactive requests come first. Before each slice the runner looks at the waiting room
+(webui/concurrency.py): while requests run or wait there it holds back; if they keep coming it
+still moves, one row at a time, so a job is slowed, never stopped. A slice cannot be called back
+once the engine has it, so while people have used the model in the last few seconds each slice
+is sized to take about SEQGPT_JOBS_SLICE_MS (from the measured time per row), which bounds what
+a request arriving mid-slice waits; when nobody has, slices are SEQGPT_JOBS_BATCH_ROWS rows,
+which keeps the engine's batches full.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ RETRY_WAIT_S = 2.0
 # How long a slice waits for interactive requests to finish before it goes anyway, smaller.
 YIELD_MAX_S = 2.0
 YIELD_POLL_S = 0.02
+# Seconds without an interactive request after which slices go back to full size.
+QUIET_S = 10.0
 IDLE_WAIT_S = 2.0
 PURGE_EVERY_S = 3600.0
 
@@ -62,7 +65,6 @@ class JobRunner:
         self.batch_rows = max(1, batch_rows)
         self.slice_s = slice_ms / 1000
         self._row_s: dict[str, float] = {}  # seconds a row takes, per task, smoothed
-        self._last_slice = 1
         self.retention_s = retention_days * 86400.0
         self._on_rows = on_rows or (lambda task, outcome, count: None)
         self._wake = threading.Event()
@@ -84,7 +86,7 @@ class JobRunner:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=1)  # a slice cut short is run again after the restart
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def eta_s(self, job: Job) -> float | None:
@@ -178,17 +180,17 @@ class JobRunner:
             return
 
     def _slice_size(self, task: str) -> int:
-        """Rows for the next slice: about SEQGPT_JOBS_SLICE_MS of work (at most doubling each time, at most
-        SEQGPT_JOBS_BATCH_ROWS); one row after waiting up to YIELD_MAX_S for interactive requests to end."""
+        """Rows for the next slice: one after waiting up to YIELD_MAX_S for interactive requests to end;
+        about SEQGPT_JOBS_SLICE_MS of work while people are around; else SEQGPT_JOBS_BATCH_ROWS."""
         deadline = time.monotonic() + YIELD_MAX_S
         while self.gate.running + self.gate.waiting > 0:
             if time.monotonic() >= deadline or self._stop.is_set():
                 return 1
             time.sleep(YIELD_POLL_S)
         row_s = self._row_s.get(task)
-        fits = self.batch_rows if row_s is None else int(self.slice_s / max(row_s, 1e-6))
-        self._last_slice = max(1, min(self.batch_rows, fits, 2 * self._last_slice))
-        return self._last_slice
+        if time.monotonic() - self.gate.last_admitted > QUIET_S or row_s is None:
+            return self.batch_rows
+        return max(1, min(self.batch_rows, int(self.slice_s / max(row_s, 1e-6))))
 
     def _learn(self, task: str, seconds: float, rows: int) -> None:
         row_s = seconds / max(1, rows)
