@@ -17,5 +17,6 @@ say "settings   $ws/$PROGRAM.env"
 say "log        $ws/$PROGRAM.log"
 say "url        $url"
 say "health     ${reply:0:200}"
+(cd "$ROOT" && "$VENV/bin/python" -m webui.jobs.report "$ws") || true
 ctl_in "$ws" status || true
 [[ "$reply" == 200* ]]

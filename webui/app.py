@@ -20,6 +20,9 @@ from .api_docs import render_docs
 from .batch_tab import batch_dir
 from .concurrency import ModelGate
 from .evaluate_api import build_evaluate_router
+from .jobs.metrics import JobMetrics
+from .jobs.room import JobsRoom
+from .jobs.routes import build_jobs_router
 from .kb.routes import build_kb_router
 from .kb.schemas import SummaryMetrics
 from .kb.service import KnowledgeBase
@@ -49,6 +52,9 @@ def build_app(engine: Engine, settings: ServerSettings, clock: ShutdownClock | N
         answers_by_replica=engine.answers_by_replica if isinstance(engine, RemoteEngine) else None,
     )
     service = Service(engine, gate, metrics, gpu, clock or ShutdownClock())
+    job_metrics = JobMetrics(metrics.registry)
+    jobs = JobsRoom(engine, gate, settings, job_metrics.count_rows)
+    job_metrics.watch(lambda: jobs.need_store().count_by_state())
 
     app = FastAPI(title="SeqGPT-560M", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
 
@@ -58,13 +64,17 @@ def build_app(engine: Engine, settings: ServerSettings, clock: ShutdownClock | N
 
     # Routes first: the Gradio mount at "/" catches every path not matched before it. The
     # evaluation route comes before the API router, whose last route answers any other /api/ path.
-    ctx = UiContext(engine, service, settings)
+    ctx = UiContext(engine, service, settings, jobs)
     app.include_router(build_evaluate_router(ctx))
     # The knowledge base uses the engine's GTE; behind replicas (no embedder in the engine) one of its own.
     embedder = getattr(engine, "embedder", None) or Embedder()
     kb = KnowledgeBase(embedder, KbSettings.from_env(workspace=settings.workspace))
     summaries = SummaryMetrics(metrics.registry)
     app.include_router(build_kb_router(engine, service, kb, summaries))
+    app.include_router(build_jobs_router(jobs, service))
+    # The runner starts with the server (it waits for the model itself) and stops with it.
+    app.router.on_startup.append(jobs.start)
+    app.router.on_shutdown.append(jobs.stop)
     app.include_router(build_api_router(engine, service, metrics.render))
 
     blocks = build_blocks(ctx, gpu, (kb, summaries))
@@ -78,7 +88,7 @@ def build_app(engine: Engine, settings: ServerSettings, clock: ShutdownClock | N
         server_port=settings.port,
         footer_links=["api", "settings"],
         allowed_paths=[str(results)],
-        max_file_size=settings.batch_max_bytes,
+        max_file_size=max(settings.batch_max_bytes, settings.jobs_max_bytes),  # big files go to jobs
         ssr_mode=False,
         mcp_server=False,
         css=CSS,

@@ -23,6 +23,7 @@ from .batch import (
     result_record,
     write_results,
 )
+from .jobs.tab import jobs_section
 from .logging_setup import REQUEST_ID
 from .outcomes import outcome_of, user_message
 from .schemas import ClassifyRequest, ExtractRequest, classification_json, extraction_json
@@ -75,6 +76,8 @@ def batch_tab(ctx: UiContext) -> None:
                 details = gr.Markdown(elem_id="batch-details")
         gr.Examples([[str(SAMPLE_FILE), "classify", "投诉，咨询，表扬，退货"]], inputs=[upload, task, labels],
                     label="示例 Example")
+        if ctx.jobs is not None:
+            jobs_section(ctx, upload, task, labels, threshold, exclusive)
 
     def show_options(choice: str) -> tuple[Any, Any]:
         return gr.update(visible=choice == "extract"), gr.update(visible=choice == "extract")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -30,6 +31,9 @@ class ModelGate:
         self._slots = asyncio.Semaphore(concurrency)
         self._admitted = 0
         self._running = 0
+        # When the last request was admitted (monotonic): background work (webui/jobs) keeps its
+        # slices short while people are using the model.
+        self.last_admitted = float("-inf")
 
     @property
     def waiting(self) -> int:
@@ -47,6 +51,7 @@ class ModelGate:
                 f"busy: {self._running} requests running and {self.waiting} waiting; try again in a few seconds"
             )
         self._admitted += 1
+        self.last_admitted = time.monotonic()
         try:
             async with self._slots:
                 self._running += 1

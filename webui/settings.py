@@ -28,6 +28,16 @@ class ServerSettings:
     concurrency: int = 8
     batch_max_bytes: int = 2 * 1024 * 1024
     batch_max_rows: int = 1000
+    # Durable jobs (webui/jobs): the database file (None: seqgpt560m.db in the workspace), upload and
+    # row limits, jobs allowed to wait, days a finished job is kept, most rows handed to the engine at
+    # once, and the time one such slice should take (what an interactive request may wait behind it).
+    jobs_db: Path | None = None
+    jobs_max_bytes: int = 256 * 1024 * 1024
+    jobs_max_rows: int = 100_000
+    jobs_max_queued: int = 20
+    jobs_retention_days: int = 7
+    jobs_batch_rows: int = 32
+    jobs_slice_ms: int = 500
     status_refresh_s: float = 3.0
     # Seconds uvicorn waits for in-flight requests after SIGTERM; keep below Supervisor's stopwaitsecs.
     graceful_shutdown_s: int = 6
@@ -45,6 +55,8 @@ class ServerSettings:
             values["host"] = host
         if (workspace := get("WORKSPACE")) is not None:
             values["workspace"] = Path(workspace)
+        if (jobs_db := get("JOBS_DB")) is not None:
+            values["jobs_db"] = Path(jobs_db)
         if (auth := get("AUTH")) is not None:
             values["auth"] = parse_auth(auth)
         if (level := get("LOG_LEVEL")) is not None:
@@ -55,6 +67,12 @@ class ServerSettings:
             ("concurrency", 1),
             ("batch_max_bytes", 1),
             ("batch_max_rows", 1),
+            ("jobs_max_bytes", 1),
+            ("jobs_max_rows", 1),
+            ("jobs_max_queued", 1),
+            ("jobs_retention_days", 1),
+            ("jobs_batch_rows", 1),
+            ("jobs_slice_ms", 1),
             ("graceful_shutdown_s", 0),
         ):
             raw = get(name.upper())

@@ -34,6 +34,7 @@ class UiContext:
     engine: Engine
     service: Service
     settings: ServerSettings
+    jobs: Any = None  # the durable jobs (webui/jobs/room.py JobsRoom); None where a tab is built without them
 
 
 # Gradio renders a toast's text as (sanitised) HTML, and gradio_client hands the same text to

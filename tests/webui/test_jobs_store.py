@@ -1,0 +1,155 @@
+"""The workspace database and the job store on real SQLite: migrations, streaming import, exactly-once commits."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from webui.batch import BatchFileError
+from webui.jobs.files import InputReader, csv_header, csv_line, jsonl_line
+from webui.jobs.store import JobStore, RowOutcome
+from webui.store import db
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.write_text(text, encoding=encoding, newline="")
+    return path
+
+
+def make_store(tmp_path: Path) -> JobStore:
+    return JobStore(tmp_path / "ws" / "seqgpt560m.db", tmp_path / "ws" / "jobs")
+
+
+def add_job(store: JobStore, path: Path, job_id: str = "j1", max_rows: int = 100) -> object:
+    reader = InputReader(path, path.name)
+    return store.create(job_id, "classify", ["投诉", "咨询"], {}, path.name, path.stat().st_size, reader, max_rows)
+
+
+def test_a_new_database_is_owner_only_in_wal_mode_at_the_newest_schema(tmp_path: Path):
+    path = tmp_path / "ws" / "seqgpt560m.db"
+    conn = db.open_database(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(db.MIGRATIONS)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_an_older_database_migrates_forward_keeping_its_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    path = tmp_path / "old.db"
+    monkeypatch.setattr(db, "MIGRATIONS", ("CREATE TABLE notes (body TEXT)",))
+    db.open_database(path).execute("INSERT INTO notes VALUES ('kept')")
+    monkeypatch.setattr(db, "MIGRATIONS", ("CREATE TABLE notes (body TEXT)", "ALTER TABLE notes ADD COLUMN n INTEGER"))
+    conn = db.open_database(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert [tuple(row) for row in conn.execute("SELECT body, n FROM notes")] == [("kept", None)]
+
+
+def test_a_database_from_a_newer_appliance_is_refused_untouched(tmp_path: Path):
+    path = tmp_path / "new.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version={len(db.MIGRATIONS) + 5}")
+    conn.close()
+    with pytest.raises(db.DatabaseError, match="newer than this appliance"):
+        db.open_database(path)
+
+
+def test_csv_rows_keep_every_column_and_a_row_without_text_fails_on_its_own(tmp_path: Path):
+    path = write(tmp_path / "t.csv", "id,Text,客户\n1,快递没到,张三\n2,,李四\n\n3,\"a, b\",王五\n")
+    reader = InputReader(path, path.name)
+    rows = list(reader)
+    assert reader.columns == ["id", "Text", "客户"] and reader.text_column == "Text"
+    assert [row.source for row in rows] == [
+        {"id": "1", "Text": "快递没到", "客户": "张三"},
+        {"id": "2", "Text": "", "客户": "李四"},
+        {"id": "3", "Text": "a, b", "客户": "王五"},
+    ]
+    assert [bool(row.problem) for row in rows] == [False, True, False]
+
+
+def test_text_column_names_the_column_and_an_unknown_one_is_refused(tmp_path: Path):
+    path = write(tmp_path / "t.csv", "id,body,note\n1,正文,x\n")
+    assert [row.text for row in InputReader(path, path.name, "BODY")] == ["正文"]
+    with pytest.raises(BatchFileError, match="no text column|none is named"):
+        list(InputReader(path, path.name))
+    with pytest.raises(BatchFileError, match="'missing'"):
+        list(InputReader(path, path.name, "missing"))
+
+
+def test_jsonl_keeps_each_object_and_a_bad_line_becomes_a_failed_row(tmp_path: Path):
+    path = write(tmp_path / "t.jsonl", '{"id": 7, "text": "你好", "meta": {"a": 1}}\nnot json\n{"id": 8}\n')
+    rows = list(InputReader(path, path.name))
+    assert rows[0].source == {"id": 7, "text": "你好", "meta": {"a": 1}} and not rows[0].problem
+    assert "not valid JSON" in rows[1].problem and "has no text" in rows[2].problem
+
+
+def test_gb18030_csv_is_read_and_unknown_bytes_are_refused(tmp_path: Path):
+    path = write(tmp_path / "gbk.csv", "text\n退货申请\n", encoding="gb18030")
+    assert [row.text for row in InputReader(path, path.name)] == ["退货申请"]
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"text\n\xff\xfe\xff\x00\x81")
+    with pytest.raises(BatchFileError, match="UTF-8"):
+        InputReader(bad, bad.name)
+
+
+def test_a_file_over_the_row_limit_leaves_no_job_and_no_rows(tmp_path: Path):
+    store = make_store(tmp_path)
+    path = write(tmp_path / "t.txt", "".join(f"第{i}条\n" for i in range(2500)))
+    with pytest.raises(BatchFileError, match="more than 2000 rows"):
+        add_job(store, path, max_rows=2000)
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM job_rows").fetchone()[0] == 0
+
+
+def test_a_chunk_is_committed_once_with_the_progress_and_never_twice(tmp_path: Path):
+    store = make_store(tmp_path)
+    path = write(tmp_path / "t.txt", "一\n二\n三\n四\n")
+    add_job(store, path)
+    assert store.take_next().state == "running"
+    first = [RowOutcome(1, {"label": "投诉"}, None), RowOutcome(2, None, "坏行 · bad row")]
+    assert store.commit_chunk("j1", 1, first)
+    assert not store.commit_chunk("j1", 1, first), "the same rows again are refused"
+    job = store.get("j1")
+    assert (job.rows_done, job.rows_failed) == (2, 1)
+    assert [row.row for row in store.pending("j1", job.rows_done, 10)] == [3, 4]
+    assert [(row, result, error) for row, _, result, error in store.results("j1")] == [
+        (1, {"label": "投诉"}, None), (2, None, "坏行 · bad row"),
+    ]
+
+
+def test_a_job_left_running_is_queued_again_and_resumes_after_its_last_commit(tmp_path: Path):
+    store = make_store(tmp_path)
+    add_job(store, write(tmp_path / "t.txt", "一\n二\n三\n"))
+    store.take_next()
+    store.commit_chunk("j1", 1, [RowOutcome(1, {"label": "投诉"}, None)])
+    reopened = make_store(tmp_path)  # as after kill -9
+    assert reopened.requeue_running() == ["j1"]
+    job = reopened.take_next()
+    assert job.rows_done == 1 and [row.row for row in reopened.pending("j1", job.rows_done, 10)] == [2, 3]
+
+
+def test_a_cancelled_job_takes_no_more_results_and_a_purge_removes_everything(tmp_path: Path):
+    store = make_store(tmp_path)
+    add_job(store, write(tmp_path / "t.txt", "一\n二\n"))
+    store.take_next()
+    assert store.cancel("j1")
+    assert not store.commit_chunk("j1", 1, [RowOutcome(1, {"label": "投诉"}, None)])
+    assert not store.finish("j1", "done") and store.get("j1").state == "cancelled"
+    (store.files_dir / "j1").mkdir(parents=True)
+    assert store.purge("j1") and store.get("j1") is None and not (store.files_dir / "j1").exists()
+    assert sqlite3.connect(store.path).execute("SELECT count(*) FROM job_rows").fetchone()[0] == 0
+
+
+def test_result_lines_carry_the_users_columns_and_csv_cells_cannot_run_as_formulas():
+    source = {"id": "A1", "label": "金标准", "text": "=1+1"}
+    line = json.loads(jsonl_line(3, source, {"label": "投诉", "scores": {"投诉": 1.0}}, None))
+    assert line == {"id": "A1", "input_label": "金标准", "text": "=1+1", "row": 3, "label": "投诉",
+                    "scores": {"投诉": 1.0}, "error": ""}
+    header = csv_header("classify", ["id", "label", "text"], ["投诉"])
+    assert header == ["id", "input_label", "text", "row", "label", "score", "error"]
+    cells = csv_line("classify", ["id", "label", "text"], ["投诉"], 3, source, {"label": "投诉",
+                     "scores": {"投诉": 1.0}}, None)
+    assert cells == "A1,金标准,'=1+1,3,投诉,1.0,\r\n"

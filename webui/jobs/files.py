@@ -1,0 +1,192 @@
+"""A job's input file read row by row (CSV / JSONL / TXT, never whole in memory) and its results written as lines.
+
+The formats, column names and formula-safe CSV are the batch tab's (webui/batch.py); this module
+streams them, keeps every column the user had, and turns a row that cannot run into a failed row
+rather than a refused file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..batch import FORMATS, TEXT_COLUMNS, BatchFileError, neutralise_formula
+
+READ_CHUNK = 1 << 20
+# Keys the results add to each row; a user's column of the same name is carried as input_<name>.
+RESULT_KEYS = ("row", "label", "scores", "score", "fields", "error")
+
+
+@dataclass(frozen=True)
+class InputRow:
+    """One row of the input: the user's columns as they were, the text to run, and why it cannot run if so."""
+
+    source: dict[str, Any]
+    text: str
+    problem: str = ""
+
+
+def check_format(filename: str) -> str:
+    suffix = Path(filename).suffix.lower()
+    if suffix not in FORMATS:
+        raise BatchFileError(
+            f"文件类型不支持 · {filename!r} is not a CSV, JSONL or TXT file: upload one of {', '.join(FORMATS)}"
+        )
+    return suffix
+
+
+def detect_encoding(path: Path) -> str:
+    """UTF-8 (with or without BOM), else GB18030 as Excel in China saves CSV; checked over the whole file."""
+    for encoding in ("utf-8-sig", "gb18030"):
+        decoder = codecs.getincrementaldecoder(encoding)()
+        try:
+            with path.open("rb") as handle:
+                while chunk := handle.read(READ_CHUNK):
+                    decoder.decode(chunk)
+                decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            continue
+        return encoding
+    raise BatchFileError(
+        "文件编码无法识别 · the file is neither UTF-8 nor GB18030 text: save it as UTF-8 and upload it again"
+    )
+
+
+class InputReader:
+    """Iterates a file's rows; ``columns`` (the user's, in order) and ``text_column`` are known after the header."""
+
+    def __init__(self, path: Path, filename: str, text_column: str | None = None) -> None:
+        self.path = Path(path)
+        self.suffix = check_format(filename)
+        self.encoding = detect_encoding(self.path)
+        self.wanted = (text_column or "").strip() or None
+        self.columns: list[str] = []
+        self.text_column = self.wanted or "text"
+
+    def __iter__(self) -> Iterator[InputRow]:
+        with self.path.open(encoding=self.encoding, newline="") as handle:
+            if self.suffix == ".csv":
+                yield from self._csv(handle)
+            elif self.suffix == ".jsonl":
+                yield from self._jsonl(handle)
+            else:
+                self.columns = ["text"]
+                for line in handle:
+                    if line.strip():
+                        yield InputRow({"text": line.rstrip("\r\n")}, line.strip())
+
+    def _csv(self, handle: io.TextIOBase) -> Iterator[InputRow]:
+        # strict: an unterminated quote is an error, not the rest of the file merged into one text.
+        reader = csv.reader(handle, strict=True)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return
+            self.columns = [name.strip() for name in header]
+            column = self._csv_text_column([name.lower() for name in self.columns])
+            self.text_column = self.columns[column]
+            for n, record in enumerate(reader, 1):
+                if not record:
+                    continue  # a blank line is no row
+                source = {name: record[i] if i < len(record) else "" for i, name in enumerate(self.columns)}
+                text = record[column].strip() if column < len(record) else ""
+                problem = "" if text else (f"此行没有文本 · row {n} has no text in column `{self.text_column}`: "
+                                           "fill it in, or remove the row")
+                yield InputRow(source, text, problem)
+        except csv.Error as exc:
+            raise BatchFileError(
+                f"CSV 格式有误 · the CSV is malformed near line {reader.line_num} ({exc}): check its quoting — "
+                'a text with commas, quotes or line breaks goes in double quotes, and a quote inside it is written ""'
+            ) from None
+
+    def _csv_text_column(self, names: list[str]) -> int:
+        if self.wanted is not None:
+            if self.wanted.lower() in names:
+                return names.index(self.wanted.lower())
+            raise BatchFileError(
+                f"CSV 没有 {self.wanted} 列 · text_column is {self.wanted!r} but the CSV has columns "
+                f"{', '.join(self.columns)}: name one of them"
+            )
+        for name in TEXT_COLUMNS:
+            if name.lower() in names:
+                return names.index(name.lower())
+        if len(names) == 1:
+            return 0
+        raise BatchFileError(
+            f"CSV 没有 text 列 · the CSV has columns {', '.join(self.columns)} but none is named `text`: "
+            "name the column that holds the texts `text` (or 文本), or send text_column"
+        )
+
+    def _jsonl(self, handle: io.TextIOBase) -> Iterator[InputRow]:
+        key = self.text_column
+        seen: dict[str, None] = {}
+        for n, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                yield InputRow({}, "", f"此行不是有效的 JSON · line {n} is not valid JSON ({reason}): "
+                                       f'write one JSON object such as {{"{key}": "..."}} per line')
+                continue
+            source = value if isinstance(value, dict) else {key: value}
+            for name in source:
+                if name not in seen:
+                    seen[name] = None
+                    self.columns.append(name)
+            text = source.get(key)
+            if not isinstance(text, str) or not text.strip():
+                yield InputRow(source, "", f'此行没有文本 · line {n} has no text: write {{"{key}": "..."}}')
+            else:
+                yield InputRow(source, text.strip())
+
+
+def carried(source: dict[str, Any], reserved: Iterable[str] = RESULT_KEYS) -> dict[str, Any]:
+    """The user's columns, renamed to input_<name> where a result key would overwrite them."""
+    taken = set(reserved)
+    return {(f"input_{name}" if name in taken else name): value for name, value in source.items()}
+
+
+def jsonl_line(row: int, source: dict[str, Any], result: dict[str, Any] | None, error: str | None) -> str:
+    record = {**carried(source), "row": row, **(result or {}), "error": error or ""}
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def csv_header(task: str, columns: list[str], names: list[str]) -> list[str]:
+    results = ["label", "score"] if task == "classify" else list(names)
+    reserved = {*RESULT_KEYS, *results}
+    return [f"input_{name}" if name in reserved else name for name in columns] + ["row", *results, "error"]
+
+
+def csv_line(
+    task: str, columns: list[str], names: list[str], row: int, source: dict[str, Any],
+    result: dict[str, Any] | None, error: str | None,
+) -> str:
+    """One formula-safe CSV line: the user's columns, then the label and its score or one column per field."""
+    cells: list[Any] = [_cell(source.get(name, "")) for name in columns] + [row]
+    result = result or {}
+    if task == "classify":
+        label = result.get("label", "")
+        cells += [label, round(result.get("scores", {}).get(label, 0.0), 4) if label else ""]
+    else:
+        fields = result.get("fields", {})
+        cells += [" | ".join(mention["text"] for mention in fields.get(name, [])) for name in names]
+    cells.append(error or "")
+    return csv_text([neutralise_formula(cell) for cell in cells])
+
+
+def csv_text(cells: list[Any]) -> str:
+    out = io.StringIO()
+    csv.writer(out).writerow(cells)
+    return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    return value if isinstance(value, str | int | float) or value is None else json.dumps(value, ensure_ascii=False)

@@ -1,0 +1,206 @@
+"""The jobs feature as one object: its store, its runner and the one way a file becomes a job (API and UI alike)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from model_loader.engine import Engine
+from model_loader.errors import InvalidInputError
+from model_loader.prompts import parse_labels
+
+from ..concurrency import ModelGate
+from ..outcomes import BodyTooLargeError
+from ..schemas import ExtractRequest
+from ..settings import ServerSettings
+from ..store.db import DatabaseError, default_path
+from .errors import JobLimitError, JobNotFoundError, StorageError
+from .files import InputReader, check_format
+from .runner import JobRunner
+from .store import Job, JobStore, storage_errors
+
+log = logging.getLogger(__name__)
+
+TASKS = ("classify", "extract")
+COPY_CHUNK = 1 << 20
+UPLOAD_PREFIX = ".upload-"
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a job runs, checked once: the task, its labels or fields, and the extraction options."""
+
+    task: str
+    names: list[str]
+    options: dict[str, Any]
+    text_column: str | None = None
+
+
+class JobsRoom:
+    """Built once per app. Where the workspace cannot hold a database, the room stays up and says why."""
+
+    def __init__(self, engine: Engine, gate: ModelGate, settings: ServerSettings,
+                 on_rows: Any = None) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.files_dir = settings.workspace / "jobs"
+        self.store: JobStore | None = None
+        self.runner: JobRunner | None = None
+        self.unavailable: str | None = None
+        db_path = settings.jobs_db or default_path(settings.workspace)
+        try:
+            self.store = JobStore(db_path, self.files_dir)
+            self.files_dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.files_dir.glob(f"{UPLOAD_PREFIX}*"):  # uploads a crash cut short: no job has them
+                stale.unlink(missing_ok=True)
+        except (DatabaseError, OSError) as exc:
+            self.unavailable = f"任务存储不可用 · durable jobs are off: {exc}"
+            log.error("%s", self.unavailable)
+            return
+        self.runner = JobRunner(self.store, engine, gate, settings.jobs_batch_rows, settings.jobs_retention_days,
+                                on_rows, settings.jobs_slice_ms)
+
+    def start(self) -> None:
+        if self.runner is not None:
+            try:
+                self.runner.start()
+            except Exception as exc:  # a read-only workspace found at start: jobs wait, the app serves
+                log.error("job runner not started: %s", exc)
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            self.runner.stop()
+
+    def need_store(self) -> JobStore:
+        if self.store is None:
+            raise StorageError(self.unavailable or "durable jobs are off")
+        return self.store
+
+    def job(self, job_id: str) -> Job:
+        job = self.need_store().get(job_id)
+        if job is None:
+            raise JobNotFoundError(
+                f"没有这个任务 · there is no job {job_id!r}: GET /api/jobs lists the jobs (purged jobs are gone)"
+            )
+        return job
+
+    def check_request(self, task: str, labels: str, threshold: Any = None, exclusive: Any = None,
+                      text_column: str | None = None) -> JobRequest:
+        """The task, names and options of a job, refused with the same words as the single-request routes."""
+        if task not in TASKS:
+            raise InvalidInputError(
+                f"任务类型不对 · task is {task!r}: send task=classify or task=extract"
+            )
+        limits = self.engine.settings
+        what = "labels" if task == "classify" else "fields"
+        names = parse_labels(labels or "", limits.max_labels, limits.max_label_chars, what=what)
+        options: dict[str, Any] = {}
+        if task == "extract":
+            options = {"threshold": _number("threshold", threshold, 0.0), "exclusive": _flag(exclusive)}
+            ExtractRequest.model_validate({"text": "-", "fields": names, **options}, context={"limits": limits})
+        return JobRequest(task, names, options, (text_column or "").strip() or None)
+
+    def check_room(self) -> None:
+        waiting = self.need_store().count_waiting()
+        if waiting >= self.settings.jobs_max_queued:
+            raise JobLimitError(
+                f"等待的任务过多 · {waiting} jobs are already waiting, the limit is {self.settings.jobs_max_queued}: "
+                "try again when one has started, cancel one, or raise SEQGPT_JOBS_MAX_QUEUED"
+            )
+
+    def submit(self, request: JobRequest, source: BinaryIO, filename: str) -> Job:
+        """Copy the upload into the workspace, then read all its rows into the store in one transaction."""
+        store = self.need_store()
+        check_format(filename)
+        self.check_room()
+        job_id = secrets.token_hex(8)
+        suffix = Path(filename).suffix.lower()
+        part = self.files_dir / f"{UPLOAD_PREFIX}{job_id}{suffix}"
+        try:
+            size = self._copy(source, part)
+            reader = InputReader(part, filename, request.text_column)
+            job = store.create(job_id, request.task, request.names, request.options, Path(filename).name, size,
+                               reader, self.settings.jobs_max_rows)
+            with storage_errors("the uploaded file"):
+                (self.files_dir / job_id).mkdir(exist_ok=True)
+                os.replace(part, self.files_dir / job_id / f"input{suffix}")
+        finally:
+            part.unlink(missing_ok=True)
+        log.info("job %s queued: task=%s rows=%d file=%s bytes=%d", job.id, job.task, job.rows_total,
+                 job.input_name, size)
+        if self.runner is not None:
+            self.runner.wake()
+        return job
+
+    def _copy(self, source: BinaryIO, target: Path) -> int:
+        limit = self.settings.jobs_max_bytes
+        size = 0
+        with storage_errors("the uploaded file"), target.open("wb") as out:
+            os.chmod(target, 0o600)
+            while chunk := source.read(COPY_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLargeError(too_large(size, limit, at_least=True))
+                out.write(chunk)
+        return size
+
+    def cancel(self, job_id: str) -> Job:
+        job = self.job(job_id)
+        if self.need_store().cancel(job_id):
+            log.info("job %s cancelled at row %d of %d", job_id, job.rows_done, job.rows_total)
+        return self.job(job_id)
+
+    def purge(self, job_id: str) -> None:
+        self.job(job_id)
+        self.need_store().purge(job_id)
+        log.info("job %s purged on request", job_id)
+
+    def to_json(self, job: Job) -> dict[str, Any]:
+        eta = self.runner.eta_s(job) if self.runner is not None else None
+        return {
+            "job_id": job.id, "state": job.state, "task": job.task,
+            "labels" if job.task == "classify" else "fields": job.names,
+            "input_name": job.input_name, "input_bytes": job.input_bytes,
+            "rows_total": job.rows_total, "rows_done": job.rows_done, "rows_failed": job.rows_failed,
+            "created_at": iso(job.created_at), "started_at": iso(job.started_at), "finished_at": iso(job.finished_at),
+            "eta_s": eta, "error": job.error,
+        }
+
+
+def iso(stamp: float | None) -> str | None:
+    return None if stamp is None else datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
+
+
+def too_large(size: int, limit: int, at_least: bool = False) -> str:
+    return (
+        f"文件过大 · the file is {'more than ' if at_least else ''}{size / 1048576:.1f} MiB, over the limit of "
+        f"{limit / 1048576:.1f} MiB for one job: split it into smaller files, or raise SEQGPT_JOBS_MAX_BYTES"
+    )
+
+
+def _number(name: str, value: Any, default: float) -> float:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"阈值不是数字 · `{name}` is {value!r}, not a number: send a number from 0 to 1, e.g. threshold=0.5"
+        ) from None
+    return number
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value or "").strip().lower()
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    if text in ("1", "true", "yes", "on"):
+        return True
+    raise InvalidInputError(f"互斥选项取值不对 · `exclusive` is {value!r}: send true or false, or leave it out")
