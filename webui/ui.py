@@ -10,6 +10,7 @@ import gradio as gr
 
 from .batch_tab import batch_tab
 from .evaluate_tab import evaluate_tab
+from .history.tab import history_tab
 from .status import GpuMonitor, format_status
 from .tabs import UiContext, classification_tab, extraction_tab, prompt_tab, start_ui_request, ui_error
 
@@ -56,6 +57,7 @@ def build_blocks(ctx: UiContext, gpu: GpuMonitor) -> gr.Blocks:
             prompt_tab(ctx)
             batch_tab(ctx)
             evaluate_tab(ctx)
+            history_tab(ctx)
         timer = gr.Timer(ctx.settings.status_refresh_s)
         # Outside the queue, so the status bar keeps refreshing while every model slot is busy.
         timer.tick(refresh, None, [status_bar, banner], queue=False, show_progress="hidden",
