@@ -151,6 +151,7 @@ class HistoryRoom:
             )
         cutoff = parse_time("before", before)
         count = store.delete_before(cutoff)
+        store.checkpoint()
         log.info("request history: %d requests stored before %s erased on request", count, iso(cutoff))
         return count
 

@@ -79,8 +79,15 @@ class HistoryStore:
 
     def _conn(self) -> sqlite3.Connection:
         if self._local.conn is None:
-            self._local.conn = connect(self.path)
+            conn = connect(self.path)
+            # Deleted texts are overwritten with zeros, not left in free pages: they may be confidential.
+            conn.execute("PRAGMA secure_delete=ON")
+            self._local.conn = conn
         return self._local.conn
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the file and empty it, so erased texts leave no copy there either."""
+        self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # ---- writing ---------------------------------------------------------------------
 
