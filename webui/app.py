@@ -20,6 +20,9 @@ from .api_docs import render_docs
 from .batch_tab import batch_dir
 from .concurrency import ModelGate
 from .evaluate_api import build_evaluate_router
+from .history.metrics import watch_history
+from .history.room import HistoryRoom
+from .history.routes import build_history_router
 from .jobs.metrics import JobMetrics
 from .jobs.room import JobsRoom
 from .jobs.routes import build_jobs_router
@@ -55,6 +58,11 @@ def build_app(engine: Engine, settings: ServerSettings, clock: ShutdownClock | N
     job_metrics = JobMetrics(metrics.registry)
     jobs = JobsRoom(engine, gate, settings, job_metrics.count_rows)
     job_metrics.watch(lambda: jobs.need_store().count_by_state())
+    history = HistoryRoom(engine, settings)
+    service.history = history if history.on else None
+    if jobs.runner is not None and history.on:
+        jobs.runner.on_commit = history.record_job_rows
+    watch_history(metrics.registry, history)
 
     app = FastAPI(title="SeqGPT-560M", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
 
@@ -64,13 +72,16 @@ def build_app(engine: Engine, settings: ServerSettings, clock: ShutdownClock | N
 
     # Routes first: the Gradio mount at "/" catches every path not matched before it. The
     # evaluation route comes before the API router, whose last route answers any other /api/ path.
-    ctx = UiContext(engine, service, settings, jobs)
+    ctx = UiContext(engine, service, settings, jobs, history)
     app.include_router(build_evaluate_router(ctx))
     # The knowledge base uses the engine's GTE; behind replicas (no embedder in the engine) one of its own.
     embedder = getattr(engine, "embedder", None) or Embedder()
     kb = KnowledgeBase(embedder, KbSettings.from_env(workspace=settings.workspace))
     summaries = SummaryMetrics(metrics.registry)
     app.include_router(build_kb_router(engine, service, kb, summaries))
+    app.include_router(build_history_router(history, service))
+    app.router.on_startup.append(history.start)
+    app.router.on_shutdown.append(history.stop)
     app.include_router(build_jobs_router(jobs, service))
     # The runner starts with the server (it waits for the model itself) and stops with it.
     app.router.on_startup.append(jobs.start)

@@ -17,6 +17,7 @@ from serving.wire import ReplicaUnavailableError
 
 from .batch import BatchFileError
 from .concurrency import BusyError
+from .history.errors import HistoryOffError, RequestNotFoundError
 from .jobs.errors import JobLimitError, JobNotFoundError, StorageError
 from .schemas import describe_errors
 from .shutdown import ShuttingDownError
@@ -68,6 +69,8 @@ TABLE: tuple[tuple[type[BaseException], Outcome], ...] = (
     (BusyError, Outcome("busy", 503, "繁忙 Busy", retry_after=2)),
     (JobLimitError, Outcome("busy", 429, "任务过多 Too many jobs", retry_after=60)),
     (JobNotFoundError, Outcome("invalid", 404, "没有这个任务 No such job")),
+    (RequestNotFoundError, Outcome("invalid", 404, "没有这个请求 No such request")),
+    (HistoryOffError, Outcome("invalid", 404, "请求历史未开启 History is off")),
     (StorageError, Outcome("storage", 507, "存储不可用 Storage unavailable")),
     (ShuttingDownError, Outcome("stopping", 503, "服务重启中 Restarting", retry_after=10)),
     # Before ModelNotReadyError, of which it is a kind: Ray Serve restarts a dead replica in seconds.

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from model_loader.engine import Engine
 from model_loader.errors import ModelNotReadyError
@@ -63,6 +63,8 @@ class Service:
         self.gate = gate
         self.metrics = metrics
         self.gpu = gpu
+        # The request history (webui/history/room.py), set by build_app; None keeps nothing.
+        self.history: Any = None
 
     async def run(self, info: RequestInfo, fn: Callable[..., T], *args: object) -> Served[T]:
         """Run ``fn(*args)`` (a blocking engine method) for one request; errors are logged, then re-raised."""
@@ -79,7 +81,10 @@ class Service:
             raise
         else:
             self.record(info, started, None)
-            return Served(result, request_id, round((time.perf_counter() - started) * 1000, 1))
+            served = Served(result, request_id, round((time.perf_counter() - started) * 1000, 1))
+            if self.history is not None:  # queued for its writer thread: costs the request nothing more
+                self.history.record(info.task, info.source, request_id, served.latency_ms, fn, args, result)
+            return served
         finally:
             if token is not None:
                 REQUEST_ID.reset(token)

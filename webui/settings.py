@@ -38,6 +38,12 @@ class ServerSettings:
     jobs_retention_days: int = 7
     jobs_batch_rows: int = 32
     jobs_slice_ms: int = 500
+    # Request history (webui/history): off unless SEQGPT_HISTORY=on, as it keeps users' texts; days and
+    # megabytes kept before the background purge, and the longest text stored whole.
+    history: bool = False
+    history_retention_days: int = 30
+    history_max_mb: int = 512
+    history_max_text_chars: int = 20000
     status_refresh_s: float = 3.0
     # Seconds uvicorn waits for in-flight requests after SIGTERM; keep below Supervisor's stopwaitsecs.
     graceful_shutdown_s: int = 6
@@ -61,6 +67,8 @@ class ServerSettings:
             values["auth"] = parse_auth(auth)
         if (level := get("LOG_LEVEL")) is not None:
             values["log_level"] = level.upper()
+        if (history := get("HISTORY")) is not None:
+            values["history"] = _switch("HISTORY", history)
         for name, minimum in (
             ("port", 1),
             ("queue_size", 0),
@@ -73,6 +81,9 @@ class ServerSettings:
             ("jobs_retention_days", 1),
             ("jobs_batch_rows", 1),
             ("jobs_slice_ms", 1),
+            ("history_retention_days", 1),
+            ("history_max_mb", 1),
+            ("history_max_text_chars", 100),
             ("graceful_shutdown_s", 0),
         ):
             raw = get(name.upper())
@@ -102,3 +113,12 @@ def _whole_number(name: str, raw: str, minimum: int) -> int:
     if value < minimum:
         raise SettingsError(f"SEQGPT_{name.upper()} must be at least {minimum} (got {value})")
     return value
+
+
+def _switch(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("on", "1", "true", "yes"):
+        return True
+    if value in ("off", "0", "false", "no"):
+        return False
+    raise SettingsError(f"SEQGPT_{name}={raw!r} is neither on nor off: write SEQGPT_{name}=on or SEQGPT_{name}=off")

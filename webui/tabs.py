@@ -35,6 +35,7 @@ class UiContext:
     service: Service
     settings: ServerSettings
     jobs: Any = None  # the durable jobs (webui/jobs/room.py JobsRoom); None where a tab is built without them
+    history: Any = None  # the request history (webui/history/room.py HistoryRoom); None: no History tab
 
 
 # Gradio renders a toast's text as (sanitised) HTML, and gradio_client hands the same text to

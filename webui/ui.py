@@ -10,6 +10,7 @@ import gradio as gr
 
 from .batch_tab import batch_tab
 from .evaluate_tab import evaluate_tab
+from .history.tab import history_tab
 from .kb.schemas import SummaryMetrics
 from .kb.service import KnowledgeBase
 from .kb.tab import knowledge_tab
@@ -63,6 +64,7 @@ def build_blocks(ctx: UiContext, gpu: GpuMonitor, kb: tuple[KnowledgeBase, Summa
             evaluate_tab(ctx)
             if kb is not None:
                 knowledge_tab(ctx, *kb)
+            history_tab(ctx)
         timer = gr.Timer(ctx.settings.status_refresh_s)
         # Outside the queue, so the status bar keeps refreshing while every model slot is busy.
         timer.tick(refresh, None, [status_bar, banner], queue=False, show_progress="hidden",

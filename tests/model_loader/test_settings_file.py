@@ -35,6 +35,8 @@ def code_defaults() -> dict[str, str]:
             value = field.default
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
+            if isinstance(value, bool):  # switches are spelled on / off in the file
+                value = "on" if value else "off"
             # A line of the file cannot hold a line break: it spells one "\\n".
             defaults[f"SEQGPT_{field.name.upper()}"] = "" if value is None else str(value).replace("\n", "\\n")
     return defaults

@@ -73,6 +73,8 @@ class JobRunner:
         self._thread = threading.Thread(target=self._loop, name="seqgpt-jobs", daemon=True)
         self._progress: _Progress | None = None
         self._purged_at = 0.0
+        # Called with (job, rows, outcomes) after each committed slice: the request history (webui/history).
+        self.on_commit: Callable[[Job, list[PendingRow], list[RowOutcome]], None] | None = None
 
     def start(self) -> None:
         for job_id in self.store.requeue_running():
@@ -158,6 +160,8 @@ class JobRunner:
                 return
             if committed:
                 self._progress.rows += len(outcomes)
+                if self.on_commit is not None:
+                    self.on_commit(job, rows, outcomes)
                 failed = sum(1 for outcome in outcomes if outcome.error is not None)
                 self._on_rows(job.task, "ok", len(outcomes) - failed)
                 self._on_rows(job.task, "failed", failed)

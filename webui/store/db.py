@@ -52,6 +52,34 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (job_id, row)
     ) WITHOUT ROWID;
     """,
+    # 2: request history and feedback (webui/history). `text` is the searchable input text (cut to
+    # the stored limit, `truncated` then 1); `bytes` is what the row holds, for the size retention.
+    # Feedback goes with its request when either is purged.
+    """
+    CREATE TABLE requests (
+        id TEXT PRIMARY KEY,
+        time REAL NOT NULL,
+        task TEXT NOT NULL,
+        source TEXT NOT NULL,
+        text TEXT NOT NULL,
+        input TEXT NOT NULL,
+        answer TEXT NOT NULL,
+        latency_ms REAL,
+        model TEXT NOT NULL,
+        weights TEXT NOT NULL,
+        truncated INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL
+    );
+    CREATE INDEX requests_by_time ON requests (time);
+    CREATE INDEX requests_by_task ON requests (task, time);
+    CREATE TABLE feedback (
+        request_id TEXT PRIMARY KEY REFERENCES requests (id) ON DELETE CASCADE,
+        verdict TEXT NOT NULL,
+        expected TEXT,
+        user TEXT,
+        time REAL NOT NULL
+    );
+    """,
 )
 
 

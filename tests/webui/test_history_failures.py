@@ -1,0 +1,131 @@
+"""A workspace that cannot take the history (full, read-only, unopenable) never fails or slows a request.
+
+The tests run as root, for whom file permissions stop nothing, so the write failures come from SQLite
+itself: ``max_page_count`` at the file's size gives "database or disk is full", ``query_only`` gives
+"attempt to write a readonly database" — the errors a full disk and a read-only mount raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from model_loader import Engine, Settings
+from webui.concurrency import ModelGate
+from webui.history.room import HistoryRoom
+from webui.history.store import HistoryStore, Record
+from webui.metrics import Metrics
+from webui.service import RequestInfo, Service
+from webui.settings import ServerSettings
+from webui.shutdown import ShutdownClock
+from webui.status import GpuMonitor
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LONG = "合同金额为一百二十万元。" * 100
+
+
+@pytest.fixture(scope="module")
+def engine(demo_model_dir: Path):
+    eng = Engine(Settings(model_dir=demo_model_dir, device="cpu"))
+    eng.load()
+    yield eng
+    eng.close()
+
+
+class FullStore(HistoryStore):
+    def _conn(self) -> sqlite3.Connection:
+        conn = super()._conn()
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count={pages}")
+        return conn
+
+
+class ReadOnlyStore(HistoryStore):
+    def _conn(self) -> sqlite3.Connection:
+        conn = super()._conn()
+        conn.execute("PRAGMA query_only=1")
+        return conn
+
+
+def service_with(engine: Engine, room: HistoryRoom) -> Service:
+    gpu = GpuMonitor("cpu")
+    metrics = Metrics(queue_depth=lambda: 0.0, load_seconds=lambda: 0.0, gpu=gpu.read)
+    service = Service(engine, ModelGate(2, 4), metrics, gpu, ShutdownClock())
+    service.history = room
+    return service
+
+
+@pytest.mark.parametrize(("kind", "words"), [(FullStore, "full"), (ReadOnlyStore, "readonly")])
+def test_a_full_or_read_only_workspace_answers_every_request_and_warns_once(
+        engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: type, words: str):
+    settings = ServerSettings(workspace=tmp_path, history=True)
+    room = HistoryRoom(engine, settings)
+    room.store = kind(tmp_path / "seqgpt560m.db")
+    room.recorder.store = room.store
+    room.start()
+    service = service_with(engine, room)
+
+    async def three() -> list:
+        return [await service.run(RequestInfo("classify", "api", LONG), engine.classify, LONG, ["财经", "体育"])
+                for _ in range(3)]
+
+    with caplog.at_level(logging.WARNING):
+        served = asyncio.run(three())
+        room.recorder.flush()
+    room.stop()
+    assert all(s.result.label in ("财经", "体育") for s in served)
+    warnings = [r.getMessage() for r in caplog.records if "history not written" in r.getMessage()]
+    assert len(warnings) == 1 and words in warnings[0]
+    assert room.recorder.dropped == 3
+    assert room.store.counts()["requests"] == 0
+
+
+def test_a_database_that_cannot_be_opened_turns_history_off_and_requests_still_run(engine: Engine, tmp_path: Path):
+    blocked = tmp_path / "not-a-file"
+    blocked.mkdir()  # a folder where the database file should be
+    room = HistoryRoom(engine, ServerSettings(workspace=tmp_path, history=True, jobs_db=blocked))
+    assert not room.on and "cannot open the workspace database" in (room.unavailable or "")
+    service = service_with(engine, room if room.on else None)
+    served = asyncio.run(service.run(RequestInfo("classify", "api", "球队夺冠"), engine.classify, "球队夺冠",
+                                     ["财经", "体育"]))
+    assert served.result.label in ("财经", "体育")
+
+
+def test_the_erase_script_removes_old_requests_and_leaves_no_copy_of_their_text(tmp_path: Path):
+    path = tmp_path / "seqgpt560m.db"
+    store = HistoryStore(path)
+    secret = "机密条款XYZZY-4711"
+    store.add([Record("old", 1000.0, "classify", "api", secret, {"text": secret}, {"label": "x"}, 1.0, "m", "w"),
+               Record("new", time.time(), "classify", "api", "公开文本", {"text": "公开文本"}, {"label": "y"}, 1.0,
+                      "m", "w")])
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "erase_history.py"), "--before", "2020-01-01",
+                           "--db", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "erased 1 stored requests" in done.stdout and "1 remain" in done.stdout
+    assert store.get("old") is None and store.get("new") is not None
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("seqgpt560m.db*"))
+    assert secret.encode() not in on_disk
+    bad = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "erase_history.py"), "--before", "last week",
+                          "--db", str(path)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "2026-01-31" in bad.stderr
+
+
+def test_recording_costs_the_request_only_a_queue_put(engine: Engine, tmp_path: Path):
+    """The request returns before the record is written: the writer thread is held back here."""
+    room = HistoryRoom(engine, dataclasses.replace(ServerSettings(workspace=tmp_path), history=True))
+    service = service_with(engine, room)  # recorder not started: nothing is written until it is
+    served = asyncio.run(service.run(RequestInfo("classify", "api", "球队夺冠"), engine.classify, "球队夺冠",
+                                     ["财经", "体育"]))
+    assert room.store.get(served.request_id) is None
+    room.start()
+    room.recorder.flush()
+    assert room.store.get(served.request_id).record.answer["label"] == served.result.label
+    room.stop()

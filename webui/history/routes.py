@@ -1,0 +1,94 @@
+"""The history's HTTP routes: GET/DELETE /api/requests, GET /api/requests/{id}, its feedback, and the export."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from ..api import _json_body, error_response
+from ..logging_setup import REQUEST_ID
+from ..service import RequestInfo, Service
+from .room import HistoryRoom, stored_json
+
+FEEDBACK_MAX_BYTES = 256 * 1024
+
+
+def authenticated_user(request: Request, auth_on: bool) -> str | None:
+    """The basic-auth user who sent the request; the middleware has already refused any wrong password."""
+    if not auth_on:
+        return None
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    try:
+        user = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")[0]
+    except (binascii.Error, ValueError):
+        return None
+    return user if scheme.lower() == "basic" and user else None
+
+
+def build_history_router(room: HistoryRoom, service: Service) -> APIRouter:
+    router = APIRouter()
+
+    async def answer(request: Request, work: Any, *args: Any, log_it: bool = False) -> Any:
+        """Run ``work`` in a thread (SQLite blocks); any error gets the API's shape, logged like a request."""
+        started = time.perf_counter()
+        try:
+            body = await anyio.to_thread.run_sync(work, *args)
+        except Exception as exc:
+            service.record(RequestInfo("history", "api", request.url.path), started, exc)
+            return error_response(exc)
+        if log_it:
+            service.record(RequestInfo("history", "api", request.url.path), started, None)
+        return JSONResponse(body)
+
+    @router.get("/api/requests")
+    async def list_requests(request: Request) -> Any:
+        query = request.query_params
+
+        def work() -> dict[str, Any]:
+            found = room.search(query.get("task"), query.get("q"), query.get("feedback"), query.get("limit"),
+                                query.get("before"))
+            items = [stored_json(stored) for stored in found]
+            return {"requests": items, "next_before": items[-1]["epoch"] if items else None}
+
+        return await answer(request, work)
+
+    @router.delete("/api/requests")
+    async def erase(request: Request) -> Any:
+        before = request.query_params.get("before")
+        return await answer(request, lambda: {"erased": room.erase_before(before), "before": before}, log_it=True)
+
+    @router.get("/api/requests/{request_id}")
+    async def get_request(request: Request, request_id: str) -> Any:
+        return await answer(request, lambda: stored_json(room.get(request_id)))
+
+    @router.post("/api/requests/{request_id}/feedback")
+    async def feedback(request: Request, request_id: str) -> Any:
+        started = time.perf_counter()
+        try:
+            body = await _json_body(request, FEEDBACK_MAX_BYTES)
+        except Exception as exc:
+            service.record(RequestInfo("feedback", "api", ""), started, exc)
+            return error_response(exc)
+        user = authenticated_user(request, room.settings.auth is not None)
+        return await answer(request, lambda: {**stored_json(room.set_feedback(request_id, body, user)),
+                                              "feedback_request_id": REQUEST_ID.get()}, log_it=True)
+
+    @router.get("/api/feedback/export")
+    async def export(request: Request) -> Any:
+        started = time.perf_counter()
+        task = request.query_params.get("task", "")
+        try:
+            lines = await anyio.to_thread.run_sync(lambda: list(room.export(task)))
+        except Exception as exc:
+            service.record(RequestInfo("history", "api", request.url.path), started, exc)
+            return error_response(exc)
+        return StreamingResponse(iter(lines), media_type="application/x-ndjson; charset=utf-8",
+                                 headers={"Content-Disposition": f'attachment; filename="feedback-{task}.jsonl"'})
+
+    return router
