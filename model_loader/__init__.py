@@ -1,6 +1,6 @@
 """The SeqGPT-560M engine: settings, loading, prompts and parsers, decoding. Knows nothing of HTTP."""
 
-from . import allocator
+from .model import allocator
 
 # At import, before torch runs anything and before any thread allocates: the kernel caches
 # read their size once, at first use, and glibc fixes its arena cap for good once a ninth

@@ -23,10 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench_inputs import (  # noqa: E402  (beside this script)
+from _repo import ROOT  # first: puts the repository on sys.path
+from bench_inputs import (  # beside this script
     FIELDS,
     MODEL_FOLDER,
     build_model,
@@ -35,7 +33,7 @@ from bench_inputs import (  # noqa: E402  (beside this script)
     make_workload,
 )
 
-from model_loader.prompts import CLASSIFY, EXTRACT, build_prompt  # noqa: E402
+from model_loader.text.prompts import CLASSIFY, EXTRACT, build_prompt
 
 TOKENS_PER_FIELD = 12  # a line such as "公司名称: 小米集团\t华为" plus its line break
 CLIENTS = 8
@@ -310,7 +308,7 @@ def main() -> int:
                         help="check that everything runs: demo weights (figures mean nothing), 2 inputs, 1 pass")
     args = parser.parse_args()
     if args.quick:
-        from model_loader.demo import build_demo_model
+        from model_loader.model.demo import build_demo_model
 
         args.inputs, args.repeats, args.gen_inputs, args.gen_repeats = 2, 1, 2, 1
         args.model = args.model or build_demo_model(args.cache / "demo")

@@ -18,13 +18,12 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _repo  # noqa: F401  (first: puts the repository on sys.path)
+import torch
 
-import torch  # noqa: E402
-
-from model_loader import Engine, Settings  # noqa: E402
-from model_loader.backends.official import DO_SAMPLE, LABELS_PER_CHUNK, NUM_BEAMS, REPETITION_PENALTY  # noqa: E402
-from model_loader.prompts import CLASSIFY, EXTRACT, build_prompt, complete_free_prompt  # noqa: E402
+from model_loader import Engine, Settings
+from model_loader.backends.official import DO_SAMPLE, LABELS_PER_CHUNK, NUM_BEAMS, REPETITION_PENALTY
+from model_loader.text.prompts import CLASSIFY, EXTRACT, build_prompt, complete_free_prompt
 
 
 def peak_rss_mb() -> float:

@@ -35,9 +35,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _repo import ROOT  # noqa: E402  (the repository root, one definition for every script)
 from app_memory import app_pid, sample_memory  # beside this script
 
-ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ROOT / "scripts" / "data" / "soak_texts.jsonl"
 
 CLASS_LABELS = {

@@ -12,13 +12,13 @@ import uvicorn
 from model_loader.engine import Engine
 from model_loader.errors import SeqGPTError, SettingsError
 from model_loader.settings import Settings
-from model_loader.settings_file import load_settings_file
 from serving.settings import ClusterSettings, ClusterSettingsError
+from webui.settings_file import load_settings_file
 
 from .app import build_app
 from .logging_setup import REQUEST_ID, configure_logging
+from .service.shutdown import DrainingServer, ShutdownClock
 from .settings import ServerSettings
-from .shutdown import DrainingServer, ShutdownClock
 
 log = logging.getLogger("webui")
 

@@ -14,20 +14,20 @@ from starlette.types import ASGIApp
 from model_loader.engine import Engine
 from serving.remote import RemoteEngine
 
-from .api import build_api_router, error_response, route_error
-from .api_docs import render_docs
-from .batch_tab import batch_dir
-from .concurrency import ModelGate
-from .evaluate_api import build_evaluate_router
-from .metrics import Metrics
-from .middleware import BasicAuthMiddleware, RequestIdMiddleware
+from .api.docs import render_docs
+from .api.middleware import BasicAuthMiddleware, RequestIdMiddleware
+from .api.routes import build_api_router, error_response, route_error
+from .batch.tab import batch_dir
+from .evaluate.routes import build_evaluate_router
 from .outcomes import RouteError
-from .service import Service
+from .service.gate import ModelGate
+from .service.metrics import Metrics
+from .service.request import Service
+from .service.shutdown import ShutdownClock
+from .service.status import GpuMonitor
 from .settings import ServerSettings
-from .shutdown import ShutdownClock
-from .status import GpuMonitor
-from .tabs import UiContext
-from .ui import CSS, build_blocks
+from .ui.page import CSS, build_blocks
+from .ui.tabs import UiContext
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..bloom import BloomRunner
-from ..loading import LoadedModel
+from ..model.bloom import BloomRunner
+from ..model.loading import LoadedModel
 from ..results import Classification, Extraction, Generation
 from ..settings import Settings
-from ..tasks import ClassifyPlan, ExtractPlan, GeneratePlan
-from ..tokens import Tokens
+from ..tasks import ClassifyPlan, ExtractPlan, GeneratePlan, HealthProbe, Plan
+from ..text.tokens import Tokens
 from .fast import FastBackend
 from .official import OfficialBackend
 
@@ -40,4 +40,19 @@ def build_backend(settings: Settings, loaded: LoadedModel, runner: BloomRunner, 
     return fast
 
 
-__all__ = ["Backend", "FastBackend", "OfficialBackend", "build_backend"]
+def run_plans(backend: Backend, plans: list[Plan]) -> list[object]:
+    """Results for a list of plans of one type, in order; the request-batching worker calls it."""
+    first = plans[0]
+    if isinstance(first, ClassifyPlan):
+        return backend.classify(plans)
+    if isinstance(first, ExtractPlan):
+        return backend.extract(plans)
+    if isinstance(first, GeneratePlan):
+        return backend.generate(plans)
+    if isinstance(first, HealthProbe):
+        backend.check()
+        return [None for _ in plans]
+    raise TypeError(f"no task runs a {type(first).__name__}")
+
+
+__all__ = ["Backend", "FastBackend", "OfficialBackend", "build_backend", "run_plans"]

@@ -1,6 +1,7 @@
-"""Classification, read top to bottom: plan (checks, pieces, token ids) → run (label scores) → result.
+"""Classification, read top to bottom: plan (checks, pieces, token ids) → the backend scores the labels → result.
 
-``plan`` runs in the caller's thread; ``run`` on the model worker, for every plan of a batch at once.
+``plan`` runs in the caller's thread; the backend (``backends/``) on the model worker, for every plan of a batch
+at once; ``result`` turns its label scores into a ``Classification``.
 """
 
 from __future__ import annotations
@@ -9,14 +10,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..bloom import BloomRunner
-from ..cache_groups import split_by_sizes
-from ..decoding import LabelSet, score_labels
-from ..prompts import CLASSIFY, build_prompt, check_text, parse_labels
+from ..decoding import LabelSet
 from ..results import Classification
 from ..settings import Settings
-from ..splitting import Piece, window_pieces
-from ..tokens import Tokens
+from ..text.prompts import CLASSIFY, build_prompt, check_text, parse_labels
+from ..text.splitting import Piece, window_pieces
+from ..text.tokens import Tokens
 
 
 @dataclass
@@ -40,14 +39,6 @@ def plan(tokens: Tokens, settings: Settings, text: object, labels: object) -> Cl
         LabelSet(tokens.encode(build_prompt(text[p.start : p.end], CLASSIFY, labels)), label_tokens) for p in pieces
     ]
     return ClassifyPlan(text, labels, pieces, sets)
-
-
-def run(runner: BloomRunner, tokens: Tokens, plans: list[ClassifyPlan]) -> list[Classification]:
-    """Score every plan's labels on our runner and turn the scores into results."""
-    label_sets = [s for p in plans for s in p.label_sets]
-    scores = score_labels(runner, label_sets, tokens.eos_id)
-    per_plan = split_by_sizes(scores, [len(p.label_sets) for p in plans])
-    return [result(p, plan_scores) for p, plan_scores in zip(plans, per_plan, strict=True)]
 
 
 def result(plan: ClassifyPlan, logprobs: list[list[float]]) -> Classification:

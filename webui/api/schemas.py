@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field, StrictBool, StrictStr, ValidationInfo, field_validator
 
-from model_loader.prompts import check_unicode, parse_labels
 from model_loader.results import Classification, Extraction, Generation
 from model_loader.settings import Settings
+from model_loader.text.prompts import check_unicode, parse_labels
 
 # How to send each field right; appended to type and missing-field errors.
 HINTS = {

@@ -1,7 +1,7 @@
 """One evaluation for the web edge: check the uploaded labelled file, run every row through the service, write outputs.
 
 Shared by the 评测 Evaluate tab and ``POST /api/evaluate``; the scoring itself is
-``model_loader.evaluation``.
+``evaluation``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from model_loader.errors import InvalidInputError
-from model_loader.evaluation import (
+from evaluation import (
     GoldRow,
     GoldSet,
     build_report,
@@ -23,13 +22,14 @@ from model_loader.evaluation import (
     parse_map,
     write_charts,
 )
+from model_loader.errors import InvalidInputError
 
-from .batch import KEEP_RESULTS, prune_results
-from .logging_setup import REQUEST_ID
-from .outcomes import outcome_of, user_message
-from .schemas import classification_json, extraction_json
-from .service import RequestInfo, Service
-from .settings import ServerSettings
+from ..api.schemas import classification_json, extraction_json
+from ..batch.files import KEEP_RESULTS, prune_results
+from ..logging_setup import REQUEST_ID
+from ..outcomes import outcome_of, user_message
+from ..service.request import RequestInfo, Service
+from ..settings import ServerSettings
 
 # Rows sent to the model at once: the engine batches them, and other users keep the rest of the slots.
 ROWS_AT_ONCE = 4

@@ -8,9 +8,9 @@ from typing import Any
 import anyio.to_thread
 import gradio as gr
 
-from .batch_tab import batch_tab
-from .evaluate_tab import evaluate_tab
-from .status import GpuMonitor, format_status
+from ..batch.tab import batch_tab
+from ..evaluate.tab import evaluate_tab
+from ..service.status import GpuMonitor, format_status
 from .tabs import UiContext, classification_tab, extraction_tab, prompt_tab, start_ui_request, ui_error
 
 log = logging.getLogger(__name__)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from model_loader.evaluation import charts
-from model_loader.evaluation.metrics import classification_metrics, span_metrics
+from evaluation import charts
+from evaluation.metrics import classification_metrics, span_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -8,8 +8,8 @@ import pytest
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 from sklearn.preprocessing import MultiLabelBinarizer
 
-from model_loader.evaluation import GoldRow, GoldSet, Span, build_report
-from model_loader.evaluation.metrics import NO_ANSWER, classification_metrics, extraction_confusion, span_metrics, speed
+from evaluation import GoldRow, GoldSet, Span, build_report
+from evaluation.metrics import NO_ANSWER, classification_metrics, extraction_confusion, span_metrics, speed
 
 
 def test_classification_scores_match_a_hand_computed_case_with_a_label_never_predicted():

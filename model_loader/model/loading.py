@@ -7,11 +7,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ModelLoadError
+from ..settings import Settings
 from .bloom_weights import EMBEDDING, BloomWeights
 from .cpu_dtype import auto_cpu_dtype
 from .demo import DEMO_MARKER
-from .errors import ModelLoadError
-from .settings import Settings
 from .weights import RowReader, map_tensor, read_pickle_state_dict, read_state_dict, safetensors_files
 
 log = logging.getLogger(__name__)

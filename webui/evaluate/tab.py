@@ -10,10 +10,10 @@ import gradio as gr
 
 from model_loader.errors import InvalidInputError
 
-from .batch_tab import batch_dir
-from .evaluation_job import load_gold, predict_all, write_outputs
-from .service import RequestInfo
-from .tabs import UiContext, start_ui_request, ui_error
+from ..batch.tab import batch_dir
+from ..service.request import RequestInfo
+from ..ui.tabs import UiContext, start_ui_request, ui_error
+from .job import load_gold, predict_all, write_outputs
 
 TASKS = [("分类 Classify", "classify"), ("抽取 Extract", "extract")]
 SAMPLE_FILE = Path(__file__).with_name("sample_evaluate.csv")

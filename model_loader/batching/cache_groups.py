@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import allocator
-from .attention import QUERY_SLICE
+from ..model import allocator
+from ..model.attention import QUERY_SLICE
 
 
 def split_by_sizes(items: list, sizes: list[int]) -> list[list]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from model_loader.evaluation import (
+from evaluation import (
     EvaluationDataError,
     GoldRow,
     Span,

@@ -15,7 +15,7 @@ import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .logging_setup import REQUEST_ID, new_request_id
+from ..logging_setup import REQUEST_ID, new_request_id
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 
 GEN_TOKEN = "[GEN]"
 CLASSIFY = "分类"

@@ -11,9 +11,14 @@ import gradio as gr
 from pydantic import BaseModel
 
 from model_loader.errors import InvalidInputError
-from model_loader.prompts import parse_labels
+from model_loader.text.prompts import parse_labels
 
-from .batch import (
+from ..api.schemas import ClassifyRequest, ExtractRequest, classification_json, extraction_json
+from ..logging_setup import REQUEST_ID
+from ..outcomes import outcome_of, user_message
+from ..service.request import RequestInfo
+from ..ui.tabs import UiContext, schema_slider, start_ui_request, ui_error
+from .files import (
     FORMATS,
     KEEP_RESULTS,
     BatchItem,
@@ -23,11 +28,6 @@ from .batch import (
     result_record,
     write_results,
 )
-from .logging_setup import REQUEST_ID
-from .outcomes import outcome_of, user_message
-from .schemas import ClassifyRequest, ExtractRequest, classification_json, extraction_json
-from .service import RequestInfo
-from .tabs import UiContext, schema_slider, start_ui_request, ui_error
 
 TASKS = [("分类 Classify", "classify"), ("抽取 Extract", "extract")]
 # A batch shares the model with everyone else: when the gate is full it waits its turn this long.

@@ -1,6 +1,6 @@
 """Example inputs shown in each tab: the contracts, tickets and news this appliance is bought for."""
 
-from model_loader import prompts
+from model_loader.text import prompts
 
 CONTRACT = (
     "本合同由甲方北京星河科技有限公司与乙方上海云帆信息技术有限公司于2024年3月15日在北京签订，"

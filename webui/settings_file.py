@@ -5,8 +5,8 @@ environment variable reaches the app only after supervisord restarts. A file rea
 start is what makes "edit it, then ``supervisorctl restart seqgpt560m``" work, in the image
 and on a plain machine alike. Environment variables still win over the file.
 
-    python -m model_loader.settings_file remember WORKSPACE KEY=VALUE ...   # scripts/start.sh
-    python -m model_loader.settings_file get WORKSPACE KEY                  # the value the app will use
+    python -m webui.settings_file remember WORKSPACE KEY=VALUE ...   # scripts/start.sh
+    python -m webui.settings_file get WORKSPACE KEY                  # the value the app will use
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
-from .errors import SettingsError
+from model_loader.errors import SettingsError
 
 FILE_NAME = "seqgpt560m.env"
 DEFAULT_WORKSPACE = "/root/workspace"

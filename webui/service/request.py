@@ -12,10 +12,10 @@ from typing import Generic, TypeVar
 from model_loader.engine import Engine
 from model_loader.errors import ModelNotReadyError
 
-from .concurrency import ModelGate
-from .logging_setup import REQUEST_ID, new_request_id
+from ..logging_setup import REQUEST_ID, new_request_id
+from ..outcomes import INTERNAL, outcome_of, reason
+from .gate import ModelGate
 from .metrics import Metrics
-from .outcomes import INTERNAL, outcome_of, reason
 from .shutdown import ShutdownClock
 from .status import GpuMonitor, gpu_memory_text
 

@@ -10,9 +10,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
+from ..settings import Settings
 from .prompts import EXTRACT, build_prompt
-from .settings import Settings
 
 # A sentence ends after one of these marks (and any closing quotes), or at a line break.
 _SENTENCE_END = re.compile(r"[。！？!?；;…]+[”’\"')）]*|\n+|(?<=[.])\s+")

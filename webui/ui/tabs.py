@@ -11,9 +11,12 @@ from pydantic import BaseModel, ValidationError
 
 from model_loader.engine import Engine
 
+from ..api.schemas import ClassifyRequest, ExtractRequest, GenerateRequest, extraction_json
+from ..logging_setup import REQUEST_ID, new_request_id
+from ..outcomes import outcome_of, user_message
+from ..service.request import RequestInfo, Served, Service
+from ..settings import ServerSettings
 from . import examples
-from .logging_setup import REQUEST_ID, new_request_id
-from .outcomes import outcome_of, user_message
 from .render import (
     TABLE_HEADERS,
     details_line,
@@ -22,9 +25,6 @@ from .render import (
     highlight_spans,
     output_capped_note,
 )
-from .schemas import ClassifyRequest, ExtractRequest, GenerateRequest, extraction_json
-from .service import RequestInfo, Served, Service
-from .settings import ServerSettings
 
 FORMATS = [("JSON", "json"), ("表格 Table", "table"), ("Markdown", "markdown")]
 

@@ -6,6 +6,7 @@ the directory carries a marker file so the UI can say so.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 DEMO_MARKER = "DEMO_WEIGHTS.md"
@@ -38,14 +39,13 @@ Positive, negative, neutral. Sports, finance, technology, entertainment, politic
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
 
 
-def build_demo_model(out_dir: Path, vocab_size: int = 1200, seed: int = 0) -> Path:
-    """Write a tiny SeqGPT-shaped model to ``out_dir`` in the Hugging Face layout."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import BloomConfig, BloomForCausalLM, PreTrainedTokenizerFast
+def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path, max_length: int | None = None):
+    """Train a byte-level BPE tokenizer on ``texts``, with SeqGPT's special tokens and its left padding
+    and truncation, and save it to ``out_dir``; returns it as a ``PreTrainedTokenizerFast``.
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    The demo weights and the benchmark's full-size random-weight model both use it."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -56,9 +56,10 @@ def build_demo_model(out_dir: Path, vocab_size: int = 1200, seed: int = 0) -> Pa
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    lines = [line for line in _CORPUS.splitlines() if line.strip()]
-    tokenizer.train_from_iterator(lines * 4, trainer=trainer)
-
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    # Without max_length the saved tokenizer keeps transformers' default (no limit), as the
+    # benchmark's model always had.
+    limit = {} if max_length is None else {"model_max_length": max_length}
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         unk_token="<unk>",
@@ -67,13 +68,26 @@ def build_demo_model(out_dir: Path, vocab_size: int = 1200, seed: int = 0) -> Pa
         pad_token="<pad>",
         padding_side="left",
         truncation_side="left",
-        model_max_length=1024,
+        **limit,
     )
     fast.save_pretrained(out_dir)
+    return fast
+
+
+def build_demo_model(out_dir: Path, vocab_size: int = 1200, seed: int = 0) -> Path:
+    """Write a tiny SeqGPT-shaped model to ``out_dir`` in the Hugging Face layout."""
+    import torch
+    from transformers import BloomConfig, BloomForCausalLM
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    lines = [line for line in _CORPUS.splitlines() if line.strip()]
+    fast = train_tokenizer(lines * 4, vocab_size, out_dir, max_length=1024)
 
     torch.manual_seed(seed)
     config = BloomConfig(
-        vocab_size=tokenizer.get_vocab_size(),
+        vocab_size=fast.backend_tokenizer.get_vocab_size(),
         hidden_size=64,
         n_layer=2,
         n_head=4,

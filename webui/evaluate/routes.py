@@ -9,12 +9,12 @@ from fastapi.responses import JSONResponse
 
 from model_loader.errors import InvalidInputError
 
-from .api import error_response
-from .batch_tab import batch_dir
-from .evaluation_job import load_gold, predict_all, write_outputs
-from .logging_setup import REQUEST_ID
-from .service import RequestInfo
-from .tabs import UiContext
+from ..api.routes import error_response
+from ..batch.tab import batch_dir
+from ..logging_setup import REQUEST_ID
+from ..service.request import RequestInfo
+from ..ui.tabs import UiContext
+from .job import load_gold, predict_all, write_outputs
 
 USAGE = ("send multipart/form-data with `file` (labelled JSONL or CSV), `task` (classify or extract) and "
          "optionally `map` (KEY=VALUE pairs), e.g. curl -F file=@dev.jsonl -F task=classify URL/api/evaluate")

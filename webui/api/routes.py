@@ -18,8 +18,9 @@ from model_loader.engine import Engine
 from model_loader.errors import InvalidInputError
 from serving.replicas import ClusterStatus, replicas_json
 
-from .logging_setup import REQUEST_ID
-from .outcomes import INTERNAL, BodyTooLargeError, RouteError, outcome_of, response_headers, user_message
+from ..logging_setup import REQUEST_ID
+from ..outcomes import INTERNAL, BodyTooLargeError, RouteError, outcome_of, response_headers, user_message
+from ..service.request import RequestInfo, Service, not_ready_reason
 from .schemas import (
     ClassifyRequest,
     ExtractRequest,
@@ -28,7 +29,6 @@ from .schemas import (
     extraction_json,
     generation_json,
 )
-from .service import RequestInfo, Service, not_ready_reason
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from model_loader import Settings, SettingsError
-from model_loader.settings_file import (
+from webui.settings import ServerSettings
+from webui.settings_file import (
     SETTINGS,
     effective,
     ensure_settings_file,
@@ -20,7 +21,6 @@ from model_loader.settings_file import (
     remember,
     template,
 )
-from webui.settings import ServerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,7 +102,7 @@ def test_effective_reads_the_file_then_the_default(tmp_path: Path):
 
 def test_the_command_line_remembers_and_gets_as_start_sh_uses_it(tmp_path: Path):
     def cli(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "model_loader.settings_file", *args], cwd=ROOT,
+        done = subprocess.run([sys.executable, "-m", "webui.settings_file", *args], cwd=ROOT,
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
