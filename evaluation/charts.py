@@ -36,7 +36,7 @@ def write_charts(report: dict[str, Any], prefix: Path) -> list[Path]:
     font = cjk_font()
     if font is None:
         log.warning("no CJK font found (install fonts-wqy-microhei): Chinese labels in the charts show as boxes")
-    style = {"font.family": "sans-serif", "font.sans-serif": [font or "DejaVu Sans", "DejaVu Sans"],
+    style: dict[Any, Any] = {"font.family": "sans-serif", "font.sans-serif": [font or "DejaVu Sans", "DejaVu Sans"],
              "axes.unicode_minus": False}
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)

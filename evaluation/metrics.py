@@ -95,7 +95,7 @@ def extraction_confusion(gold: Sequence[set[tuple]], predicted: Sequence[set[tup
     return {"gold": axis, "predicted": axis, "matrix": matrix}
 
 
-def speed(latencies_ms: Sequence[float], wall_ms: Sequence[float]) -> dict[str, Any]:
+def speed(latencies_ms: Sequence[float | None], wall_ms: Sequence[float | None]) -> dict[str, Any]:
     """Latency percentiles of the single requests, and rows per second of the run's own wall time."""
     import numpy as np
 

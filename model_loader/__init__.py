@@ -11,12 +11,14 @@ allocator.bound_arenas()
 
 from .engine import Engine  # noqa: E402
 from .errors import InvalidInputError, ModelLoadError, ModelNotReadyError, SeqGPTError, SettingsError  # noqa: E402
+from .interface import EngineAPI  # noqa: E402
 from .results import Classification, EngineStatus, Extraction, Generation, Mention  # noqa: E402
 from .settings import Settings  # noqa: E402
 
 __all__ = [
     "Classification",
     "Engine",
+    "EngineAPI",
     "EngineStatus",
     "Extraction",
     "Generation",

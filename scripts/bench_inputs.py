@@ -50,7 +50,9 @@ def build_model(out: Path, texts: list[str]) -> Path:
     config = BloomConfig(vocab_size=250880, hidden_size=1024, n_layer=24, n_head=16,
                          bos_token_id=1, eos_token_id=2, pad_token_id=3)
     torch.manual_seed(0)
-    BloomForCausalLM(config).to(torch.float16).save_pretrained(out, safe_serialization=True)
+    BloomForCausalLM(config).to(torch.float16).save_pretrained(  # type: ignore[arg-type]
+        out, safe_serialization=True
+    )
     return out
 
 

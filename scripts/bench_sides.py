@@ -154,7 +154,7 @@ class OurEngine:
 def main() -> int:
     side, model_dir, tokens_per_field = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
     if side == "engine":
-        runner = OurEngine(model_dir, tokens_per_field)
+        runner: OurEngine | Reference = OurEngine(model_dir, tokens_per_field)
     else:
         runner = Reference(model_dir, tokens_per_field, "bfloat16" if side == "reference-bf16" else "float32")
     hello = {"ready": True, "load_seconds": runner.load_seconds, "dtype": runner.dtype, "rss_mb": rss_mb()}
@@ -164,6 +164,7 @@ def main() -> int:
         if command["op"] == "quit":
             break
         if command["op"] == "throughput":
+            assert isinstance(runner, OurEngine), "only the engine side measures throughput"
             rate = runner.throughput(command["task"], command["requests"], command["clients"])
             answer = {"per_second": rate}
         elif command["op"] == "generate":

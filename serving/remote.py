@@ -1,7 +1,8 @@
 """RemoteEngine: the engine's public interface, answered by Ray Serve replicas over HTTP instead of in-process.
 
-The web app uses it exactly like ``model_loader.Engine``: the same methods, the same result
-types, the same error types. It needs no Ray, only the replicas' URL. A call whose replica
+The web app uses it exactly like ``model_loader.Engine``: both implement
+``model_loader.interface.EngineAPI`` (the type checker holds them to it), with the same result
+types and the same error types. It needs no Ray, only the replicas' URL. A call whose replica
 dies under it (the connection drops, or Ray Serve answers with a failure of its own) is sent
 once more, and Ray Serve routes it to a live replica; if that fails too, the caller gets
 ReplicaUnavailableError (a 503 with Retry-After). Every call ends within the timeout.

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import gradio as gr
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Mount
-from starlette.types import ASGIApp
 
-from model_loader.engine import Engine
+from model_loader.interface import EngineAPI
 from serving.remote import RemoteEngine
 
 from .api.docs import render_docs
@@ -32,7 +32,7 @@ from .ui.tabs import UiContext
 log = logging.getLogger(__name__)
 
 
-def build_app(engine: Engine, settings: ServerSettings, clock: ShutdownClock | None = None) -> FastAPI:
+def build_app(engine: EngineAPI, settings: ServerSettings, clock: ShutdownClock | None = None) -> FastAPI:
     """Wire the engine to HTTP and the UI. Cheap: it loads nothing; call ``engine.load()`` separately.
     ``clock`` is the server's shutdown clock (see shutdown.py); without one, nothing is cut short."""
     gpu = GpuMonitor(engine.settings.device)
@@ -83,8 +83,9 @@ def build_app(engine: Engine, settings: ServerSettings, clock: ShutdownClock | N
     return app
 
 
-def _mounted_ui(app: FastAPI) -> ASGIApp:
-    return next(route.app for route in app.routes if isinstance(route, Mount))
+def _mounted_ui(app: FastAPI) -> FastAPI:
+    # Gradio mounts its own FastAPI app (gradio.routes.App) at "/".
+    return cast(FastAPI, next(route.app for route in app.routes if isinstance(route, Mount)))
 
 
 async def _route_not_found(request: Request, exc: Exception) -> JSONResponse:

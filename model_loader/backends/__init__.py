@@ -6,7 +6,7 @@ decoding setting.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, cast
 
 from ..model.bloom import BloomRunner
 from ..model.loading import LoadedModel
@@ -43,12 +43,13 @@ def build_backend(settings: Settings, loaded: LoadedModel, runner: BloomRunner, 
 def run_plans(backend: Backend, plans: list[Plan]) -> list[object]:
     """Results for a list of plans of one type, in order; the request-batching worker calls it."""
     first = plans[0]
+    # The worker groups plans by type before calling, so the first plan's type is every plan's.
     if isinstance(first, ClassifyPlan):
-        return backend.classify(plans)
+        return list(backend.classify(cast(list[ClassifyPlan], plans)))
     if isinstance(first, ExtractPlan):
-        return backend.extract(plans)
+        return list(backend.extract(cast(list[ExtractPlan], plans)))
     if isinstance(first, GeneratePlan):
-        return backend.generate(plans)
+        return list(backend.generate(cast(list[GeneratePlan], plans)))
     if isinstance(first, HealthProbe):
         backend.check()
         return [None for _ in plans]

@@ -89,9 +89,10 @@ def _read_weights(model_dir: Path, weight_file: Path, dtype, device: str) -> tup
         # dtype and its rows are converted as they are used; see BloomRunner.
         files = safetensors_files(model_dir)
         state = read_state_dict(files, dtype, skip=(EMBEDDING,))
-        state[EMBEDDING] = map_tensor(files, EMBEDDING)
-        if state[EMBEDDING] is None:
+        embedding = map_tensor(files, EMBEDDING)
+        if embedding is None:
             raise ValueError(f"the weights have no tensor {EMBEDDING}")
+        state[EMBEDDING] = embedding
     else:
         state = read_state_dict(safetensors_files(model_dir), dtype)
     num_heads = config.get("n_head", config.get("num_attention_heads"))

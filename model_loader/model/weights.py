@@ -126,7 +126,7 @@ class RowReader:
                 # Straight into the target: a conversion buffer would add its size to the peak
                 # of building the output projection, beside the slice and its packed copy.
                 f.seek(self.start + first * row_bytes)
-                view, done = memoryview(target.view(torch.uint8).numpy()).cast("B"), 0
+                view, done = memoryview(target.view(torch.uint8).numpy()).cast("B"), 0  # type: ignore[arg-type]
                 while done < len(view):
                     count = f.readinto(view[done:])
                     if not count:

@@ -50,6 +50,6 @@ def result(plan: ClassifyPlan, logprobs: list[list[float]]) -> Classification:
         weight = (piece.end - piece.start) / total
         combined = [c + weight * p for c, p in zip(combined, probabilities, strict=True)]
     norm = sum(combined)
-    scores = {label: value / norm for label, value in zip(plan.labels, combined, strict=True)}
-    best = max(plan.labels, key=lambda label: scores[label])
-    return Classification(label=best, scores=scores, pieces=len(plan.pieces))
+    by_label = {label: value / norm for label, value in zip(plan.labels, combined, strict=True)}
+    best = max(plan.labels, key=lambda label: by_label[label])
+    return Classification(label=best, scores=by_label, pieces=len(plan.pieces))

@@ -14,8 +14,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
-from model_loader.engine import Engine
 from model_loader.errors import InvalidInputError
+from model_loader.interface import EngineAPI
 from serving.replicas import ClusterStatus, replicas_json
 
 from ..logging_setup import REQUEST_ID
@@ -52,7 +52,7 @@ def error_response(exc: BaseException) -> JSONResponse:
     )
 
 
-def build_api_router(engine: Engine, service: Service, render_metrics: Callable[[], bytes]) -> APIRouter:
+def build_api_router(engine: EngineAPI, service: Service, render_metrics: Callable[[], bytes]) -> APIRouter:
     router = APIRouter()
     limits = engine.settings
     # Room for the longest text in JSON escapes (\uXXXX is 6 bytes a character) plus the labels.

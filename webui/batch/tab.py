@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from model_loader.text.prompts import parse_labels
 from ..api.schemas import ClassifyRequest, ExtractRequest, classification_json, extraction_json
 from ..logging_setup import REQUEST_ID
 from ..outcomes import outcome_of, user_message
-from ..service.request import RequestInfo
+from ..service.request import RequestInfo, Served
 from ..ui.tabs import UiContext, schema_slider, start_ui_request, ui_error
 from .files import (
     FORMATS,
@@ -158,11 +159,14 @@ async def _run_one(
     try:
         if item.error:
             raise InvalidInputError(item.error)
-        req = model.model_validate({"text": item.text, key: names, **options},
+        req: Any = model.model_validate({"text": item.text, key: names, **options},
                                    context={"limits": ctx.engine.settings})
     except Exception as exc:  # this row's own problem: the others still run
         ctx.service.record(info, time.perf_counter(), exc)
         return None, user_message(exc, REQUEST_ID.get())
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    to_json: Callable[[Any], dict[str, Any]]
     if task == "classify":
         fn, args, to_json = ctx.engine.classify, (req.text, req.labels), classification_json
     else:
@@ -170,7 +174,7 @@ async def _run_one(
     deadline = time.monotonic() + BUSY_WAIT_S
     while True:
         try:
-            served = await ctx.service.run(info, fn, *args)
+            served: Served[Any] = await ctx.service.run(info, fn, *args)
             return to_json(served.result), None
         except Exception as exc:  # logged by the service, with a traceback when unexpected
             outcome = outcome_of(exc).name

@@ -28,7 +28,7 @@ from ..api.schemas import classification_json, extraction_json
 from ..batch.files import KEEP_RESULTS, prune_results
 from ..logging_setup import REQUEST_ID
 from ..outcomes import outcome_of, user_message
-from ..service.request import RequestInfo, Service
+from ..service.request import RequestInfo, Served, Service
 from ..settings import ServerSettings
 
 # Rows sent to the model at once: the engine batches them, and other users keep the rest of the slots.
@@ -83,7 +83,7 @@ async def _predict_one(service: Service, gold: GoldSet, row: GoldRow) -> dict[st
     deadline = time.monotonic() + BUSY_WAIT_S
     while True:
         try:
-            served = await service.run(info, fn, row.text, gold.names)
+            served: Served[Any] = await service.run(info, fn, row.text, gold.names)
             return {**to_json(served.result), "latency_ms": served.latency_ms}
         except Exception as exc:  # logged by the service, with its traceback when unexpected
             outcome = outcome_of(exc).name

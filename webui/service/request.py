@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from model_loader.engine import Engine
 from model_loader.errors import ModelNotReadyError
+from model_loader.interface import EngineAPI
 
 from ..logging_setup import REQUEST_ID, new_request_id
 from ..outcomes import INTERNAL, outcome_of, reason
@@ -56,7 +56,7 @@ class Service:
     """The one path from the API and the UI to the engine."""
 
     def __init__(
-        self, engine: Engine, gate: ModelGate, metrics: Metrics, gpu: GpuMonitor, clock: ShutdownClock
+        self, engine: EngineAPI, gate: ModelGate, metrics: Metrics, gpu: GpuMonitor, clock: ShutdownClock
     ) -> None:
         self.engine = engine
         self.clock = clock

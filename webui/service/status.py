@@ -227,7 +227,7 @@ def format_status(model: EngineStatus, gpu: GpuReading | None) -> StatusView:
             level = "warn"
         parts.append(f"设备 Device: {model.device or '-'}")
     else:
-        parts.append("设备 Device: CPU" if on_cpu else f"设备 Device: GPU {gpu.name}")
+        parts.append("设备 Device: CPU" if on_cpu or gpu is None else f"设备 Device: GPU {gpu.name}")
     if gpu is not None:
         if on_cpu:
             parts.append(f"GPU {gpu.name}")

@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 from pydantic import BaseModel, ValidationError
 
-from model_loader.engine import Engine
+from model_loader.interface import EngineAPI
 
 from ..api.schemas import ClassifyRequest, ExtractRequest, GenerateRequest, extraction_json
 from ..logging_setup import REQUEST_ID, new_request_id
@@ -31,7 +31,7 @@ FORMATS = [("JSON", "json"), ("表格 Table", "table"), ("Markdown", "markdown")
 
 @dataclass(frozen=True)
 class UiContext:
-    engine: Engine
+    engine: EngineAPI
     service: Service
     settings: ServerSettings
 
