@@ -108,6 +108,7 @@ RUN --mount=type=secret,id=ca \
     fi
 
 COPY model_loader/ model_loader/
+COPY evaluation/ evaluation/
 COPY webui/ webui/
 COPY serving/ serving/
 COPY scripts/ scripts/

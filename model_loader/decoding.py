@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .bloom import BloomRunner
-from .cache_groups import in_groups, split_by_sizes
+from .batching.cache_groups import in_groups, split_by_sizes
+from .model.bloom import BloomRunner
 
 
 def greedy_generate(

@@ -15,17 +15,17 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-from . import allocator
-from .backends import Backend, build_backend
-from .bloom import BloomRunner
+from .backends import Backend, build_backend, run_plans
+from .batching.request_batching import BatchWorker
 from .embedding import Embedder, EmbeddingSettings
 from .errors import InvalidInputError, ModelLoadError, ModelNotReadyError, SettingsError
-from .loading import LoadedModel, load_model, resolve_device
-from .request_batching import BatchWorker
+from .model import allocator
+from .model.bloom import BloomRunner
+from .model.loading import LoadedModel, load_model, resolve_device
 from .results import Classification, EngineStatus, Extraction, Generation, Summary
 from .settings import Settings
-from .tasks import HealthProbe, classify, extract, generate, run_plans, summarize
-from .tokens import Tokens
+from .tasks import HealthProbe, classify, extract, generate, summarize
+from .text.tokens import Tokens
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from .errors import SettingsError
 
@@ -69,10 +70,10 @@ class Settings:
             raise SettingsError("SEQGPT_WINDOW_TOKENS must be at least 128")
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``SEQGPT_*`` variables; unset ones keep the defaults."""
         env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
         for f in fields(cls):
             raw = env_setting(env, f.name.upper())
             if raw is None:

@@ -13,7 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _repo import ROOT  # noqa: E402  (the repository root, one definition for every script)
+
 PROGRAM = "seqgpt560m"
 
 

@@ -22,11 +22,10 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench_inputs import (  # noqa: E402  (beside this script)
+from _repo import ROOT  # first: puts the repository on sys.path
+from bench_inputs import (  # beside this script
     FIELDS,
     MODEL_FOLDER,
     build_model,
@@ -35,7 +34,7 @@ from bench_inputs import (  # noqa: E402  (beside this script)
     make_workload,
 )
 
-from model_loader.prompts import CLASSIFY, EXTRACT, build_prompt  # noqa: E402
+from model_loader.text.prompts import CLASSIFY, EXTRACT, build_prompt
 
 TOKENS_PER_FIELD = 12  # a line such as "公司名称: 小米集团\t华为" plus its line break
 CLIENTS = 8
@@ -57,12 +56,14 @@ class Side:
         self.rss_mb = self.hello["rss_mb"]
 
     def _read(self) -> dict:
+        assert self.process.stdout is not None  # opened with stdout=PIPE
         line = self.process.stdout.readline()
         if not line:
             raise SystemExit(f"the {self.name} side exited early (code {self.process.wait()})")
         return json.loads(line)
 
     def ask(self, **command: object) -> dict:
+        assert self.process.stdin is not None  # opened with stdin=PIPE
         self.process.stdin.write(json.dumps(command, ensure_ascii=False) + "\n")
         self.process.stdin.flush()
         answer = self._read()
@@ -73,6 +74,7 @@ class Side:
         self.ask_quit()
 
     def ask_quit(self) -> None:
+        assert self.process.stdin is not None
         self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
         self.process.stdin.flush()
         self.process.wait(timeout=60)
@@ -146,7 +148,7 @@ def generation(args, sides: list[Side], prompts: list[str], tokenizer, machine: 
     for side in sides[1:]:  # warm-up, untimed
         side.ask(op="generate", prompts=prompts[:1], new_tokens=2)
     cases = [("batch1", [p]) for p in prompts[: args.gen_inputs]] + [("batch8", prompts[:CLIENTS])]
-    runs = {side.name: [[] for _ in cases] for side in sides}
+    runs: dict[str, list[list[Any]]] = {side.name: [[] for _ in cases] for side in sides}
     for repeat in range(args.gen_repeats):
         for i, (batch, group) in enumerate(cases):
             shift = (i + repeat) % len(sides)
@@ -209,7 +211,7 @@ def run(args: argparse.Namespace) -> dict:
             continue
         for side in (engine, reference):  # warm-up, untimed
             side.ask(op=op, **requests[0])
-        times = {"engine": [[] for _ in requests], "reference": [[] for _ in requests]}
+        times: dict[str, list[list[float]]] = {"engine": [[] for _ in requests], "reference": [[] for _ in requests]}
         for repeat in range(args.repeats):
             for i, request in enumerate(requests):
                 order = (engine, reference) if (i + repeat) % 2 == 0 else (reference, engine)
@@ -310,7 +312,7 @@ def main() -> int:
                         help="check that everything runs: demo weights (figures mean nothing), 2 inputs, 1 pass")
     args = parser.parse_args()
     if args.quick:
-        from model_loader.demo import build_demo_model
+        from model_loader.model.demo import build_demo_model
 
         args.inputs, args.repeats, args.gen_inputs, args.gen_repeats = 2, 1, 2, 1
         args.model = args.model or build_demo_model(args.cache / "demo")

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _repo  # noqa: F401  (first: puts the repository on sys.path)
 
-from model_loader.prompts import EXTRACT, build_prompt  # noqa: E402
+from model_loader.model.demo import train_tokenizer
+from model_loader.text.prompts import EXTRACT, build_prompt
 
 # Chinese names of the TNEWS news categories
 CLASS_LABELS = ["故事", "文化", "娱乐", "体育", "财经", "房产", "汽车", "教育",
@@ -43,29 +42,17 @@ def build_model(out: Path, texts: list[str]) -> Path:
     if (out / "model.safetensors").is_file():
         return out
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import BloomConfig, BloomForCausalLM, PreTrainedTokenizerFast
+    from transformers import BloomConfig, BloomForCausalLM
 
     print(f"building the full-size random-weight model in {out} (once) ...", flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=TOKENIZER_VOCAB,
-        special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer=trainer)
-    PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-        padding_side="left", truncation_side="left",
-    ).save_pretrained(out)
+    train_tokenizer(texts, TOKENIZER_VOCAB, out)
     config = BloomConfig(vocab_size=250880, hidden_size=1024, n_layer=24, n_head=16,
                          bos_token_id=1, eos_token_id=2, pad_token_id=3)
     torch.manual_seed(0)
-    BloomForCausalLM(config).to(torch.float16).save_pretrained(out, safe_serialization=True)
+    BloomForCausalLM(config).to(torch.float16).save_pretrained(  # type: ignore[arg-type]
+        out, safe_serialization=True
+    )
     return out
 
 

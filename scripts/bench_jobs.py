@@ -25,9 +25,8 @@ import time
 from pathlib import Path
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_inputs import CLASS_LABELS, FIELDS, MODEL_FOLDER, ROOT, build_model, load_texts  # noqa: E402
+from _repo import ROOT  # first: puts the repository on sys.path
+from bench_inputs import CLASS_LABELS, FIELDS, MODEL_FOLDER, build_model, load_texts  # noqa: E402
 
 
 def processor() -> str:

@@ -16,19 +16,17 @@ import argparse
 import json
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from typing import Any
 
 import numpy as np  # noqa: E402
+from _repo import ROOT  # first: puts the repository on sys.path
 
 from model_loader import Engine, Settings  # noqa: E402
 from model_loader.embedding import Embedder, EmbeddingSettings, build_demo_embedding_model  # noqa: E402
-from webui.kb.passages import split_passages  # noqa: E402
+from webui.kb.passages import Passage, split_passages  # noqa: E402
 from webui.kb.store import ADD_BATCH, PassageStore, open_client  # noqa: E402
 
 CACHE = ROOT / ".bench"
@@ -60,7 +58,7 @@ def main() -> int:
     parser.add_argument("--store", type=Path, help="store folder (default: a temporary one, removed after)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    results: dict[str, object] = {}
+    results: dict[str, Any] = {}
 
     gte_dir = CACHE / "gte-large-zh-random"
     if not (gte_dir / "model.safetensors").is_file():
@@ -74,7 +72,7 @@ def main() -> int:
     store = PassageStore(open_client(store_dir), embedder.status.dimensions)
 
     # Ingestion: documents of the usual kind cut into ~150-character passages, embedded and stored.
-    passages = []
+    passages: list[Passage] = []
     while len(passages) < args.passages:
         passages += split_passages(TEXT[len(passages) % 40:] + TEXT, 150)
     passages = passages[: args.passages]

@@ -15,23 +15,21 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _repo import ROOT  # first: puts the repository on sys.path
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench_inputs import FIELDS  # noqa: E402  (beside this script)
+from bench_inputs import FIELDS  # beside this script
 
-from model_loader.engine import Engine  # noqa: E402
-from model_loader.settings import Settings  # noqa: E402
-from serving.local import LocalCluster  # noqa: E402
-from serving.settings import ClusterSettings  # noqa: E402
+from model_loader.engine import Engine
+from model_loader.settings import Settings
+from serving.local import LocalCluster
+from serving.settings import ClusterSettings
 
 
 def model_dir(args: argparse.Namespace) -> Path:
@@ -42,7 +40,7 @@ def model_dir(args: argparse.Namespace) -> Path:
 
         # The main benchmark's model, built once and shared: not a second copy of 1.1 GB.
         return build_model(ROOT / ".bench" / MODEL_FOLDER, load_texts(ROOT / "tests" / "data"))
-    from model_loader.demo import build_demo_model
+    from model_loader.model.demo import build_demo_model
 
     out = ROOT / ".bench" / "demo-model"
     return out if (out / "config.json").exists() else build_demo_model(out)

@@ -18,13 +18,12 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _repo  # noqa: F401  (first: puts the repository on sys.path)
+import torch
 
-import torch  # noqa: E402
-
-from model_loader import Engine, Settings  # noqa: E402
-from model_loader.backends.official import DO_SAMPLE, LABELS_PER_CHUNK, NUM_BEAMS, REPETITION_PENALTY  # noqa: E402
-from model_loader.prompts import CLASSIFY, EXTRACT, build_prompt, complete_free_prompt  # noqa: E402
+from model_loader import Engine, Settings
+from model_loader.backends.official import DO_SAMPLE, LABELS_PER_CHUNK, NUM_BEAMS, REPETITION_PENALTY
+from model_loader.text.prompts import CLASSIFY, EXTRACT, build_prompt, complete_free_prompt
 
 
 def peak_rss_mb() -> float:
@@ -155,7 +154,7 @@ class OurEngine:
 def main() -> int:
     side, model_dir, tokens_per_field = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
     if side == "engine":
-        runner = OurEngine(model_dir, tokens_per_field)
+        runner: OurEngine | Reference = OurEngine(model_dir, tokens_per_field)
     else:
         runner = Reference(model_dir, tokens_per_field, "bfloat16" if side == "reference-bf16" else "float32")
     hello = {"ready": True, "load_seconds": runner.load_seconds, "dtype": runner.dtype, "rss_mb": rss_mb()}
@@ -165,6 +164,7 @@ def main() -> int:
         if command["op"] == "quit":
             break
         if command["op"] == "throughput":
+            assert isinstance(runner, OurEngine), "only the engine side measures throughput"
             rate = runner.throughput(command["task"], command["requests"], command["clients"])
             answer = {"per_second": rate}
         elif command["op"] == "generate":

@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from model_loader.errors import InvalidInputError  # noqa: E402
-from model_loader.settings_file import DEFAULT_WORKSPACE  # noqa: E402
 from webui.history.room import iso, parse_time  # noqa: E402
 from webui.history.store import HistoryStore  # noqa: E402
+from webui.settings_file import DEFAULT_WORKSPACE  # noqa: E402
 from webui.store.db import DatabaseError, default_path  # noqa: E402
 
 

@@ -24,11 +24,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import _repo  # noqa: F401  (first: puts the repository on sys.path)
 
-from model_loader.errors import SeqGPTError  # noqa: E402
-from model_loader.evaluation import (  # noqa: E402
+from evaluation import (
     EvaluationDataError,
     GoldRow,
     GoldSet,
@@ -42,7 +40,8 @@ from model_loader.evaluation import (  # noqa: E402
     run_predictions,
     write_charts,
 )
-from model_loader.evaluation.predictions import Predict, timed  # noqa: E402
+from evaluation.predictions import Predict, timed
+from model_loader.errors import SeqGPTError
 
 # How long an HTTP run keeps retrying a busy (503) appliance for one row.
 BUSY_RETRY_S = 300.0
@@ -148,8 +147,8 @@ def _progress(total: int, initial: int, disabled: bool) -> Any:
 
 def _local_predictor(args: argparse.Namespace, gold: GoldSet) -> tuple[Predict, Any]:
     from model_loader import Engine, InvalidInputError, Settings
+    from webui.api.schemas import classification_json, extraction_json
     from webui.kb.schemas import summary_json
-    from webui.schemas import classification_json, extraction_json
 
     settings = Settings.from_env()
     if args.model_dir:

@@ -37,7 +37,7 @@ ctl_in() {
 running_in() { [[ -x "$VENV/bin/supervisorctl" ]] && ctl_in "$1" pid >/dev/null 2>&1; }
 
 # The value the app uses for setting $2 in workspace $1: its settings file, else the default.
-setting_in() { (cd "$ROOT" && "$VENV/bin/python" -m model_loader.settings_file get "$1" "$2"); }
+setting_in() { (cd "$ROOT" && "$VENV/bin/python" -m webui.settings_file get "$1" "$2"); }
 
 # The address to check from here: a wildcard bind address is reached through loopback.
 url_in() {

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _repo  # noqa: F401  (first: puts the repository on sys.path)
 
-from model_loader.demo import build_demo_model  # noqa: E402
+from model_loader.model.demo import build_demo_model
 
 
 def main() -> int:

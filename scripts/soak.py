@@ -35,9 +35,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _repo import ROOT  # noqa: E402  (the repository root, one definition for every script)
 from app_memory import app_pid, sample_memory  # beside this script
 
-ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ROOT / "scripts" / "data" / "soak_texts.jsonl"
 
 CLASS_LABELS = {
@@ -103,7 +103,7 @@ def text_length(rng: random.Random) -> int:
     return round(MIN_CHARS * (MAX_CHARS / MIN_CHARS) ** rng.random())
 
 
-def post(url: str, body: bytes, timeout: float, method: str = "POST") -> tuple[int, dict]:
+def post(url: str, body: bytes | None, timeout: float, method: str = "POST") -> tuple[int, dict]:
     request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -124,8 +124,8 @@ def good_request(rng: random.Random, texts: Texts, task: str) -> tuple[str, dict
     if task == "extract":
         fields = rng.sample(FIELDS[kind], rng.randint(2, len(FIELDS[kind])))
         return "/api/extract", {"text": text, "fields": "，".join(fields)}
-    labels = "，".join(rng.sample(CLASS_LABELS[kind], 3))
-    prompt = f"输入: {text[:PROMPT_MAX_CHARS]}\n分类: {labels}\n输出:"
+    joined = "，".join(rng.sample(CLASS_LABELS[kind], 3))
+    prompt = f"输入: {text[:PROMPT_MAX_CHARS]}\n分类: {joined}\n输出:"
     return "/api/generate", {"prompt": prompt, "max_new_tokens": rng.choice([8, 16, 32])}
 
 
@@ -186,9 +186,12 @@ def client(base: str, texts: Texts, seed: int, until: float, timeout: float, tal
         path, payload = good_request(rng, texts, task)
         try:
             status, answer = post(base + path, json.dumps(payload, ensure_ascii=False).encode(), timeout)
-            error = f"HTTP {status}" if status != 200 else check_answer(task, payload, answer)
-            if status != 200 and answer.get("error"):
-                error += f": {str(answer['error'])[:80]}"
+            if status == 200:
+                error = check_answer(task, payload, answer)
+            else:
+                error = f"HTTP {status}"
+                if answer.get("error"):
+                    error += f": {str(answer['error'])[:80]}"
         except TimeoutError:
             error = "timeout"
         except OSError as exc:

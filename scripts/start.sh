@@ -74,7 +74,7 @@ ensure_cluster_extra() {
     fi
 }
 
-remember() { "$VENV/bin/python" -m model_loader.settings_file remember "$WORKSPACE" "$@"; }
+remember() { "$VENV/bin/python" -m webui.settings_file remember "$WORKSPACE" "$@"; }
 
 banner() {
     say ""

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one test command: sets up what the suite needs, runs `ruff check`, then the whole
+# The one test command: sets up what the suite needs, runs `ruff check` and `mypy`, then the whole
 # pytest suite. Extra arguments go to pytest (scripts/test.sh -k supervisor -x).
 # Exits with pytest's status; "no tests collected" (5) is a failure like any other.
 set -euo pipefail
@@ -71,6 +71,11 @@ fi
 
 echo "==> ruff check ."
 "$VENV/bin/ruff" check .
+
+# The type checker, over the packages and scripts listed in pyproject.toml ([tool.mypy]): a
+# drifting signature (Engine or RemoteEngine against EngineAPI) fails here, before any test runs.
+echo "==> mypy"
+"$VENV/bin/python" -m mypy
 
 echo "==> pytest $*"
 status=0

@@ -112,4 +112,4 @@ def build(args: dict[str, Any]) -> serve.Application:
 
     ``args`` may hold ``env``: SEQGPT_* settings for every replica (model folder, device, ...)."""
     env = {str(k): str(v) for k, v in (args.get("env") or {}).items()}
-    return EngineReplica.bind(env)
+    return EngineReplica.bind(env)  # type: ignore[attr-defined]  # @serve.deployment made it a Deployment

@@ -87,7 +87,7 @@ class LocalCluster(RemoteEngine):
         env = {k: v for k, v in os.environ.items() if k.startswith("SEQGPT_")}
         # Each replica computes on its share of the cores, so replicas do not fight over them.
         env.setdefault("SEQGPT_TORCH_THREADS", str(max(1, int(cluster.replica_cpus))))
-        replica = EngineReplica.options(
+        replica = EngineReplica.options(  # type: ignore[attr-defined]  # a Deployment, by @serve.deployment
             name=DEPLOYMENT_NAME,
             num_replicas=cluster.replicas,
             max_ongoing_requests=cluster.max_ongoing_requests,

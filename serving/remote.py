@@ -1,7 +1,8 @@
 """RemoteEngine: the engine's public interface, answered by Ray Serve replicas over HTTP instead of in-process.
 
-The web app uses it exactly like ``model_loader.Engine``: the same methods, the same result
-types, the same error types. It needs no Ray, only the replicas' URL. A call whose replica
+The web app uses it exactly like ``model_loader.Engine``: both implement
+``model_loader.interface.EngineAPI`` (the type checker holds them to it), with the same result
+types and the same error types. It needs no Ray, only the replicas' URL. A call whose replica
 dies under it (the connection drops, or Ray Serve answers with a failure of its own) is sent
 once more, and Ray Serve routes it to a live replica; if that fails too, the caller gets
 ReplicaUnavailableError (a 503 with Retry-After). Every call ends within the timeout.
@@ -19,8 +20,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from model_loader.errors import InvalidInputError
-from model_loader.results import Classification, Extraction, Generation
+from model_loader.errors import InvalidInputError, ModelNotReadyError
+from model_loader.results import Classification, Extraction, Generation, Summary
 from model_loader.settings import Settings
 
 from .replicas import ClusterStatus, ReplicaInfo, devices_of
@@ -115,6 +116,13 @@ class RemoteEngine:
 
     def generate(self, prompt: str, max_new_tokens: int | None = None) -> Generation:
         return decode_result(self._call("generate", {"prompt": prompt, "max_new_tokens": max_new_tokens}))
+
+    def summarize(self, text: str, max_chars: int | None = None) -> Summary:
+        # The similarity needs the embedding model beside SeqGPT, which replicas do not load.
+        raise ModelNotReadyError(
+            "摘要暂不支持副本模式 · summaries are not served through Ray Serve replicas yet: run the appliance "
+            "without SEQGPT_REPLICAS / SEQGPT_ENGINE_URL to use /api/summarize and the knowledge base's summaries"
+        )
 
     def health_check(self) -> None:
         """A real tiny forward pass on one replica, as the local engine's check does."""

@@ -50,7 +50,7 @@ def encode_result(result: object) -> dict[str, Any] | None:
     if result is None:
         return None
     name = type(result).__name__
-    if name not in RESULT_TYPES:
+    if name not in RESULT_TYPES or not dataclasses.is_dataclass(result) or isinstance(result, type):
         raise TypeError(f"cannot send a {name} across the replica boundary")
     return {"type": name, "data": dataclasses.asdict(result)}
 

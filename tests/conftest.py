@@ -17,6 +17,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def demo_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight SeqGPT-shaped model (scripts/make_demo_model.py), built once."""
-    from model_loader.demo import build_demo_model
+    from model_loader.model.demo import build_demo_model
 
     return build_demo_model(tmp_path_factory.mktemp("demo-model"))

@@ -11,19 +11,20 @@ import uvicorn
 
 from model_loader.engine import Engine
 from model_loader.errors import SeqGPTError, SettingsError
+from model_loader.interface import EngineAPI
 from model_loader.settings import Settings
-from model_loader.settings_file import load_settings_file
 from serving.settings import ClusterSettings, ClusterSettingsError
+from webui.settings_file import load_settings_file
 
 from .app import build_app
 from .logging_setup import REQUEST_ID, configure_logging
+from .service.shutdown import DrainingServer, ShutdownClock
 from .settings import ServerSettings
-from .shutdown import DrainingServer, ShutdownClock
 
 log = logging.getLogger("webui")
 
 
-def load_when_listening(server: uvicorn.Server, engine: Engine) -> None:
+def load_when_listening(server: uvicorn.Server, engine: EngineAPI) -> None:
     """Load the weights once the server accepts connections, so /health can say "loading" meanwhile."""
     while not server.started:
         if server.should_exit:
@@ -41,7 +42,7 @@ def load_when_listening(server: uvicorn.Server, engine: Engine) -> None:
         log.info("model ready on %s (%s) in %.1f s", status.device, status.dtype, status.load_seconds or 0.0)
 
 
-def make_engine(cluster: ClusterSettings) -> Engine:
+def make_engine(cluster: ClusterSettings) -> EngineAPI:
     """The engine in this process, or the same interface answered by Ray Serve replicas (see serving/).
     In this process a bad engine setting leaves the server up, its message on /health and the status
     bar; in front of replicas it stops the start (SettingsError), as they would refuse it alike."""

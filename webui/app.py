@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import gradio as gr
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Mount
-from starlette.types import ASGIApp
 
 from model_loader.embedding import Embedder
-from model_loader.engine import Engine
+from model_loader.interface import EngineAPI
 from serving.remote import RemoteEngine
 
-from .api import build_api_router, error_response, route_error
-from .api_docs import render_docs
-from .batch_tab import batch_dir
-from .concurrency import ModelGate
-from .evaluate_api import build_evaluate_router
+from .api.docs import render_docs
+from .api.middleware import BasicAuthMiddleware, RequestIdMiddleware
+from .api.routes import build_api_router, error_response, route_error
+from .batch.tab import batch_dir
+from .evaluate.routes import build_evaluate_router
 from .history.metrics import watch_history
 from .history.room import HistoryRoom
 from .history.routes import build_history_router
@@ -30,20 +30,20 @@ from .kb.routes import build_kb_router
 from .kb.schemas import SummaryMetrics
 from .kb.service import KnowledgeBase
 from .kb.settings import KbSettings
-from .metrics import Metrics
-from .middleware import BasicAuthMiddleware, RequestIdMiddleware
 from .outcomes import RouteError
-from .service import Service
+from .service.gate import ModelGate
+from .service.metrics import Metrics
+from .service.request import Service
+from .service.shutdown import ShutdownClock
+from .service.status import GpuMonitor
 from .settings import ServerSettings
-from .shutdown import ShutdownClock
-from .status import GpuMonitor
-from .tabs import UiContext
-from .ui import CSS, build_blocks
+from .ui.page import CSS, build_blocks
+from .ui.tabs import UiContext
 
 log = logging.getLogger(__name__)
 
 
-def build_app(engine: Engine, settings: ServerSettings, clock: ShutdownClock | None = None) -> FastAPI:
+def build_app(engine: EngineAPI, settings: ServerSettings, clock: ShutdownClock | None = None) -> FastAPI:
     """Wire the engine to HTTP and the UI. Cheap: it loads nothing; call ``engine.load()`` separately.
     ``clock`` is the server's shutdown clock (see shutdown.py); without one, nothing is cut short."""
     gpu = GpuMonitor(engine.settings.device)
@@ -114,8 +114,9 @@ def build_app(engine: Engine, settings: ServerSettings, clock: ShutdownClock | N
     return app
 
 
-def _mounted_ui(app: FastAPI) -> ASGIApp:
-    return next(route.app for route in app.routes if isinstance(route, Mount))
+def _mounted_ui(app: FastAPI) -> FastAPI:
+    # Gradio mounts its own FastAPI app (gradio.routes.App) at "/".
+    return cast(FastAPI, next(route.app for route in app.routes if isinstance(route, Mount)))
 
 
 async def _route_not_found(request: Request, exc: Exception) -> JSONResponse:

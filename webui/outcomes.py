@@ -11,16 +11,16 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from evaluation.data import EvaluationDataError
 from model_loader.errors import InvalidInputError, ModelLoadError, ModelNotReadyError, SettingsError
-from model_loader.evaluation.data import EvaluationDataError
 from serving.wire import ReplicaUnavailableError
 
-from .batch import BatchFileError
-from .concurrency import BusyError
+from .api.schemas import describe_errors
+from .batch.files import BatchFileError
 from .history.errors import HistoryOffError, RequestNotFoundError
 from .jobs.errors import JobLimitError, JobNotFoundError, StorageError
-from .schemas import describe_errors
-from .shutdown import ShuttingDownError
+from .service.gate import BusyError
+from .service.shutdown import ShuttingDownError
 
 
 class BodyTooLargeError(InvalidInputError):

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from model_loader.errors import SettingsError
 from model_loader.settings import env_setting
@@ -56,7 +57,7 @@ class ServerSettings:
 
         get = partial(env_setting, env)
 
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
         if (host := get("HOST")) is not None:
             values["host"] = host
         if (workspace := get("WORKSPACE")) is not None:

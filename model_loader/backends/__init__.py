@@ -6,14 +6,14 @@ decoding setting.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, cast
 
-from ..bloom import BloomRunner
-from ..loading import LoadedModel
+from ..model.bloom import BloomRunner
+from ..model.loading import LoadedModel
 from ..results import Classification, Extraction, Generation
 from ..settings import Settings
-from ..tasks import ClassifyPlan, ExtractPlan, GeneratePlan
-from ..tokens import Tokens
+from ..tasks import ClassifyPlan, ExtractPlan, GeneratePlan, HealthProbe, Plan
+from ..text.tokens import Tokens
 from .fast import FastBackend
 from .official import OfficialBackend
 
@@ -40,4 +40,20 @@ def build_backend(settings: Settings, loaded: LoadedModel, runner: BloomRunner, 
     return fast
 
 
-__all__ = ["Backend", "FastBackend", "OfficialBackend", "build_backend"]
+def run_plans(backend: Backend, plans: list[Plan]) -> list[object]:
+    """Results for a list of plans of one type, in order; the request-batching worker calls it."""
+    first = plans[0]
+    # The worker groups plans by type before calling, so the first plan's type is every plan's.
+    if isinstance(first, ClassifyPlan):
+        return list(backend.classify(cast(list[ClassifyPlan], plans)))
+    if isinstance(first, ExtractPlan):
+        return list(backend.extract(cast(list[ExtractPlan], plans)))
+    if isinstance(first, GeneratePlan):
+        return list(backend.generate(cast(list[GeneratePlan], plans)))
+    if isinstance(first, HealthProbe):
+        backend.check()
+        return [None for _ in plans]
+    raise TypeError(f"no task runs a {type(first).__name__}")
+
+
+__all__ = ["Backend", "FastBackend", "OfficialBackend", "build_backend", "run_plans"]

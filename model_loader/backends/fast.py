@@ -1,19 +1,24 @@
 """Our own decoding on the BLOOM runner: labels scored as token trees, fields decoded in parallel
-over the tokens they may use, free prompts decoded greedily."""
+over the tokens they may use, free prompts decoded greedily.
+
+This is each task's ``run`` step: the tasks build plans and turn answers into results
+(``tasks/``); the backend owns the model work between the two."""
 
 from __future__ import annotations
 
 import torch
 
-from ..bloom import BloomRunner
+from ..batching.cache_groups import split_by_sizes
+from ..decoding import decode_fields, greedy_generate, score_labels
 from ..errors import ModelNotReadyError
+from ..model.bloom import BloomRunner
 from ..results import Classification, Extraction, Generation
 from ..settings import Settings
 from ..tasks import classify, extract, generate
 from ..tasks.classify import ClassifyPlan
 from ..tasks.extract import ExtractPlan
 from ..tasks.generate import GeneratePlan
-from ..tokens import Tokens
+from ..text.tokens import Tokens
 
 
 class FastBackend:
@@ -25,13 +30,27 @@ class FastBackend:
         self.settings = settings
 
     def classify(self, plans: list[ClassifyPlan]) -> list[Classification]:
-        return classify.run(self.runner, self.tokens, plans)
+        """Score every plan's labels on our runner and turn the scores into results."""
+        label_sets = [s for p in plans for s in p.label_sets]
+        scores = score_labels(self.runner, label_sets, self.tokens.eos_id)
+        per_plan = split_by_sizes(scores, [len(p.label_sets) for p in plans])
+        return [classify.result(p, plan_scores) for p, plan_scores in zip(plans, per_plan, strict=True)]
 
     def extract(self, plans: list[ExtractPlan]) -> list[Extraction]:
-        return extract.run(self.runner, self.tokens, self.settings, plans)
+        """Decode every field of every plan on our runner and turn the answers into results."""
+        requests = [r for p in plans for r in p.requests]
+        exact = self.settings.extract_exact_tokens or None
+        answers = decode_fields(
+            self.runner, requests, self.tokens.stop_ids, self.settings.extract_max_new_tokens, exact
+        )
+        per_plan = split_by_sizes(answers, [len(p.requests) for p in plans])
+        return [extract.result(self.tokens, p, plan_answers) for p, plan_answers in zip(plans, per_plan, strict=True)]
 
     def generate(self, plans: list[GeneratePlan]) -> list[Generation]:
-        return generate.run(self.runner, self.tokens, plans, ignore_eos=bool(self.settings.generate_ignore_eos))
+        """Greedy answers for every plan; with ``generate_ignore_eos`` (benchmarks) each writes all it may."""
+        eos = -1 if self.settings.generate_ignore_eos else self.tokens.eos_id  # -1: no token ends a row
+        outputs = greedy_generate(self.runner, [p.tokens for p in plans], [p.max_new_tokens for p in plans], eos)
+        return [generate.result(self.tokens, p, new) for p, new in zip(plans, outputs, strict=True)]
 
     def check(self) -> None:
         _, hidden = self.runner.prefill([[self.tokens.eos_id]])

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import torch
 
-from ..bloom_weights import BLOCK_PARTS, EMBEDDING, EMBEDDING_NORM, FINAL_NORM, BloomWeights, Linear, Norm
-from ..loading import LoadedModel
-from ..parsing import match_label, parse_extraction
-from ..prompts import CLASSIFY, EXTRACT, build_prompt
+from ..model.bloom_weights import BLOCK_PARTS, EMBEDDING, EMBEDDING_NORM, FINAL_NORM, BloomWeights, Linear, Norm
+from ..model.loading import LoadedModel
 from ..results import Classification, Extraction, Generation
 from ..tasks.classify import ClassifyPlan
 from ..tasks.extract import ExtractPlan, Found, merge_mentions
 from ..tasks.generate import GeneratePlan
+from ..text.parsing import match_label, parse_extraction
+from ..text.prompts import CLASSIFY, EXTRACT, build_prompt
 
 NUM_BEAMS = 4
 DO_SAMPLE = False

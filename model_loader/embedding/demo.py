@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..demo import _CORPUS as SEQGPT_CORPUS
-from ..demo import DEMO_MARKER
+from ..model.demo import _CORPUS as SEQGPT_CORPUS
+from ..model.demo import DEMO_MARKER
 
 # Knowledge-base-like sentences beside the demo SeqGPT corpus, so common characters get their own tokens.
 _KB_CORPUS = """

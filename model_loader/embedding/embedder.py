@@ -14,12 +14,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..demo import DEMO_MARKER
 from ..errors import ModelLoadError
+from ..model.demo import DEMO_MARKER
 from .demo import build_demo_embedding_model
 from .settings import EmbeddingSettings
 from .worker import BULK, INTERACTIVE, PriorityWorker
@@ -95,15 +97,15 @@ class Embedder:
         self._status_lock = threading.Lock()
         self._load_lock = threading.Lock()
         self._worker: PriorityWorker | None = None
-        self._model = None
-        self._tokenizer = None
+        self._model: Any = None  # a transformers BertModel once loaded
+        self._tokenizer: Any = None
 
     @property
     def status(self) -> EmbedderStatus:
         with self._status_lock:
             return self._status
 
-    def _set_status(self, **changes: object) -> None:
+    def _set_status(self, **changes: Any) -> None:
         with self._status_lock:
             self._status = replace(self._status, **changes)
 
@@ -201,7 +203,7 @@ class Embedder:
         for first in range(0, len(order), size):
             rows = order[first : first + size]
             batch = [texts[i] for i in rows]
-            future = self._worker.submit(lambda b=batch: self._forward(b), BULK if bulk else INTERACTIVE)
+            future = self._worker.submit(partial(self._forward, batch), BULK if bulk else INTERACTIVE)
             out[rows] = future.result(timeout=WAIT_S)
             done += len(rows)
             if on_batch is not None:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import SettingsError
 from ..settings import env_setting
@@ -37,7 +38,7 @@ class EmbeddingSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EmbeddingSettings:
         env = os.environ if environ is None else environ
         workspace = Path(env_setting(env, "WORKSPACE") or DEFAULT_WORKSPACE)
-        values: dict[str, object] = {"demo_dir": workspace / "models" / "gte-demo"}
+        values: dict[str, Any] = {"demo_dir": workspace / "models" / "gte-demo"}
         if (raw := env_setting(env, "EMBED_MODEL_DIR")) is not None:
             values["model_dir"] = Path(raw)
         if (raw := env_setting(env, "EMBED_DEMO_DIR")) is not None:

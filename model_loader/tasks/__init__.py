@@ -1,20 +1,17 @@
-"""One module per task, each read top to bottom: ``plan`` (in the caller's thread) → ``run`` → ``result``.
+"""One module per task, each read top to bottom: ``plan`` (in the caller's thread) → the backend → ``result``.
 
-The request-batching worker hands plans of one type to ``run_plans``, which gives them to the
-backend's method for that task (see backends).
+The tasks are the pure edges around the model: they check and tokenise a request into a plan and
+turn the model's answers into a result. What runs the model in between is a backend (``backends/``),
+which imports the tasks; the tasks never import a backend.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .classify import ClassifyPlan
 from .extract import ExtractPlan
 from .generate import GeneratePlan
-
-if TYPE_CHECKING:  # backends import the tasks, so only type checkers import them here
-    from ..backends import Backend
 
 
 @dataclass(frozen=True)
@@ -24,20 +21,4 @@ class HealthProbe:
 
 Plan = ClassifyPlan | ExtractPlan | GeneratePlan | HealthProbe
 
-
-def run_plans(backend: Backend, plans: list[Plan]) -> list[object]:
-    """Results for a list of plans of one type, in order."""
-    first = plans[0]
-    if isinstance(first, ClassifyPlan):
-        return backend.classify(plans)
-    if isinstance(first, ExtractPlan):
-        return backend.extract(plans)
-    if isinstance(first, GeneratePlan):
-        return backend.generate(plans)
-    if isinstance(first, HealthProbe):
-        backend.check()
-        return [None for _ in plans]
-    raise TypeError(f"no task runs a {type(first).__name__}")
-
-
-__all__ = ["ClassifyPlan", "ExtractPlan", "GeneratePlan", "HealthProbe", "Plan", "run_plans"]
+__all__ = ["ClassifyPlan", "ExtractPlan", "GeneratePlan", "HealthProbe", "Plan"]

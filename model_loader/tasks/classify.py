@@ -1,6 +1,7 @@
-"""Classification, read top to bottom: plan (checks, pieces, token ids) → run (label scores) → result.
+"""Classification, read top to bottom: plan (checks, pieces, token ids) → the backend scores the labels → result.
 
-``plan`` runs in the caller's thread; ``run`` on the model worker, for every plan of a batch at once.
+``plan`` runs in the caller's thread; the backend (``backends/``) on the model worker, for every plan of a batch
+at once; ``result`` turns its label scores into a ``Classification``.
 """
 
 from __future__ import annotations
@@ -9,14 +10,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..bloom import BloomRunner
-from ..cache_groups import split_by_sizes
-from ..decoding import LabelSet, score_labels
-from ..prompts import CLASSIFY, build_prompt, check_text, parse_labels
+from ..decoding import LabelSet
 from ..results import Classification
 from ..settings import Settings
-from ..splitting import Piece, window_pieces
-from ..tokens import Tokens
+from ..text.prompts import CLASSIFY, build_prompt, check_text, parse_labels
+from ..text.splitting import Piece, window_pieces
+from ..text.tokens import Tokens
 
 
 @dataclass
@@ -42,14 +41,6 @@ def plan(tokens: Tokens, settings: Settings, text: object, labels: object) -> Cl
     return ClassifyPlan(text, labels, pieces, sets)
 
 
-def run(runner: BloomRunner, tokens: Tokens, plans: list[ClassifyPlan]) -> list[Classification]:
-    """Score every plan's labels on our runner and turn the scores into results."""
-    label_sets = [s for p in plans for s in p.label_sets]
-    scores = score_labels(runner, label_sets, tokens.eos_id)
-    per_plan = split_by_sizes(scores, [len(p.label_sets) for p in plans])
-    return [result(p, plan_scores) for p, plan_scores in zip(plans, per_plan, strict=True)]
-
-
 def result(plan: ClassifyPlan, logprobs: list[list[float]]) -> Classification:
     """Average the pieces' label distributions, weighting each piece by its length."""
     combined = [0.0] * len(plan.labels)
@@ -59,6 +50,6 @@ def result(plan: ClassifyPlan, logprobs: list[list[float]]) -> Classification:
         weight = (piece.end - piece.start) / total
         combined = [c + weight * p for c, p in zip(combined, probabilities, strict=True)]
     norm = sum(combined)
-    scores = {label: value / norm for label, value in zip(plan.labels, combined, strict=True)}
-    best = max(plan.labels, key=lambda label: scores[label])
-    return Classification(label=best, scores=scores, pieces=len(plan.pieces))
+    by_label = {label: value / norm for label, value in zip(plan.labels, combined, strict=True)}
+    best = max(plan.labels, key=lambda label: by_label[label])
+    return Classification(label=best, scores=by_label, pieces=len(plan.pieces))

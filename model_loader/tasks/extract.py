@@ -1,7 +1,8 @@
-"""Extraction, read top to bottom: plan (checks, pieces, one prompt per field) → run (constrained
-decoding) → result (parse each answer line, find its mentions in the text, merge the pieces).
+"""Extraction, read top to bottom: plan (checks, pieces, one prompt per field) → the backend decodes
+the fields → result (parse each answer line, find its mentions in the text, merge the pieces).
 
-``plan`` runs in the caller's thread; ``run`` on the model worker, for every plan of a batch at once.
+``plan`` runs in the caller's thread; the backend (``backends/``) on the model worker, for every plan of a
+batch at once.
 """
 
 from __future__ import annotations
@@ -10,16 +11,14 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..bloom import BloomRunner
-from ..cache_groups import split_by_sizes
-from ..decoding import FieldAnswer, FieldRequest, decode_fields
+from ..decoding import FieldAnswer, FieldRequest
 from ..errors import InvalidInputError
-from ..parsing import find_occurrences, parse_extraction_line
-from ..prompts import EXTRACT, build_prompt, check_text, parse_labels
 from ..results import Extraction, Mention
 from ..settings import Settings
-from ..splitting import Piece, window_pieces
-from ..tokens import Tokens
+from ..text.parsing import find_occurrences, parse_extraction_line
+from ..text.prompts import EXTRACT, build_prompt, check_text, parse_labels
+from ..text.splitting import Piece, window_pieces
+from ..text.tokens import Tokens
 
 
 @dataclass
@@ -77,15 +76,6 @@ def _common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
         if any(s[i] != sequences[0][i] for s in sequences):
             return i
     return shortest
-
-
-def run(runner: BloomRunner, tokens: Tokens, settings: Settings, plans: list[ExtractPlan]) -> list[Extraction]:
-    """Decode every field of every plan on our runner and turn the answers into results."""
-    requests = [r for p in plans for r in p.requests]
-    exact = settings.extract_exact_tokens or None
-    answers = decode_fields(runner, requests, tokens.stop_ids, settings.extract_max_new_tokens, exact)
-    per_plan = split_by_sizes(answers, [len(p.requests) for p in plans])
-    return [result(tokens, p, plan_answers) for p, plan_answers in zip(plans, per_plan, strict=True)]
 
 
 @dataclass(frozen=True)

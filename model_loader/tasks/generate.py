@@ -1,16 +1,14 @@
-"""Free prompts, read top to bottom: plan (checks, token ids, room left) → run (greedy decoding) → result."""
+"""Free prompts, read top to bottom: plan (checks, token ids, room left) → the backend decodes greedily → result."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..bloom import BloomRunner
-from ..decoding import greedy_generate
 from ..errors import InvalidInputError
-from ..prompts import check_text, complete_free_prompt
 from ..results import Generation
 from ..settings import Settings
-from ..tokens import Tokens
+from ..text.prompts import check_text, complete_free_prompt
+from ..text.tokens import Tokens
 
 
 @dataclass
@@ -44,13 +42,6 @@ def plan(tokens: Tokens, settings: Settings, prompt: object, max_new_tokens: obj
             "shorten it, or use the classification / extraction tasks, which split long texts"
         )
     return GeneratePlan(ids, min(max_new_tokens, room), max_new_tokens > room)
-
-
-def run(runner: BloomRunner, tokens: Tokens, plans: list[GeneratePlan], ignore_eos: bool) -> list[Generation]:
-    """Greedy answers for every plan; with ``ignore_eos`` (benchmarks) each writes all the tokens it may."""
-    eos = -1 if ignore_eos else tokens.eos_id  # -1: no token ends a row
-    outputs = greedy_generate(runner, [p.tokens for p in plans], [p.max_new_tokens for p in plans], eos)
-    return [result(tokens, p, new) for p, new in zip(plans, outputs, strict=True)]
 
 
 def result(tokens: Tokens, plan: GeneratePlan, new: list[int]) -> Generation:

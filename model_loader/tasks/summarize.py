@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..prompts import check_text
 from ..results import Generation, Summary
 from ..settings import Settings
-from ..splitting import Piece, split_text
-from ..tokens import Tokens
+from ..text.prompts import check_text
+from ..text.splitting import Piece, split_text
+from ..text.tokens import Tokens
 from .generate import GeneratePlan
 
 # Room left in the window for tokenisation differences at piece boundaries.

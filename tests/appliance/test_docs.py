@@ -9,7 +9,7 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-from model_loader.settings_file import SETTINGS
+from webui.settings_file import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

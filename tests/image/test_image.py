@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from image_tier import MODEL_DIR, ROOT, TAG, WORKSPACE, Built, Container, build, podman
 
-from webui.status import MIN_DRIVER_FOR_CUDA
+from webui.service.status import MIN_DRIVER_FOR_CUDA
 
 pytestmark = pytest.mark.image
 

@@ -9,7 +9,7 @@ import pytest
 
 from model_loader import Engine, Settings
 from model_loader.decoding import FieldAnswer
-from model_loader.demo import build_demo_model
+from model_loader.model.demo import build_demo_model
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

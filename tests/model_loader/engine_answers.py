@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from model_loader import Engine, Settings  # noqa: E402
-from model_loader.cpu_dtype import auto_cpu_dtype  # noqa: E402
+from model_loader.model.cpu_dtype import auto_cpu_dtype  # noqa: E402
 
 
 def main() -> int:

@@ -8,7 +8,8 @@ import logging
 import pytest
 import torch
 
-from model_loader.attention import (
+from model_loader.decoding import greedy_generate
+from model_loader.model.attention import (
     QUERY_SLICE,
     AttentionChoice,
     causal_bias,
@@ -18,9 +19,8 @@ from model_loader.attention import (
     flash,
     sdpa,
 )
-from model_loader.bloom import BloomRunner, alibi_slopes
-from model_loader.decoding import greedy_generate
-from model_loader.prompts import complete_free_prompt
+from model_loader.model.bloom import BloomRunner, alibi_slopes
+from model_loader.text.prompts import complete_free_prompt
 
 SLOPES = alibi_slopes(16)
 HEAD_DIM = 64
@@ -47,13 +47,13 @@ def broken(query, keys, values, bias, slopes, scale):
 def test_on_the_cpu_eager_is_chosen_and_reported(engine, caplog):
     assert engine.model.runner.attention.name == "eager"
     assert engine.status.attention == "eager"
-    with caplog.at_level(logging.INFO, logger="model_loader.attention"):
+    with caplog.at_level(logging.INFO, logger="model_loader.model.attention"):
         choose_attention(SLOPES, HEAD_DIM, torch.float32)
     assert "attention: eager" in caplog.text
 
 
 def test_a_kernel_that_ignores_alibi_is_rejected_and_the_next_candidate_used(caplog):
-    with caplog.at_level(logging.INFO, logger="model_loader.attention"):
+    with caplog.at_level(logging.INFO, logger="model_loader.model.attention"):
         choice = choose_attention(SLOPES, HEAD_DIM, torch.float32, [("no-alibi", without_alibi), "eager"])
     assert choice.name == "eager" and choice.kernel is eager
     ((name, why),) = choice.rejected

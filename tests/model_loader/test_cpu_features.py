@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from model_loader import Engine, Settings
-from model_loader.bloom_weights import Linear
-from model_loader.cpu_dtype import (
+from model_loader.model.bloom_weights import Linear
+from model_loader.model.cpu_dtype import (
     auto_cpu_dtype,
     cpu_dtype,
     onednn_half_dtypes,
@@ -89,7 +89,7 @@ def test_weights_fall_back_to_the_plain_layout_with_identical_answers(engines_by
     if (reason := packing_problem("float16", processor_flags(), onednn_half_dtypes())) is not None:
         pytest.skip(f"float16 weights are never packed here, so there is no packed engine to compare: {reason}")
     monkeypatch.setenv("SEQGPT_CPU_FLAGS_EXCLUDE", NO_FP16)
-    with caplog.at_level(logging.INFO, logger="model_loader.bloom_weights"):
+    with caplog.at_level(logging.INFO, logger="model_loader.model.bloom_weights"):
         plain = Engine(Settings(model_dir=demo_dir, dtype="float16"))
         plain.load()
     try:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from model_loader import Engine, Settings
-from model_loader.demo import DEMO_MARKER
-from model_loader.loading import load_model
+from model_loader.model.demo import DEMO_MARKER
+from model_loader.model.loading import load_model
 
 REPO = Path(__file__).resolve().parents[2]
 

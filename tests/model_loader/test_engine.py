@@ -11,15 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-import model_loader.cache_groups as cache_groups
+import model_loader.backends.fast as fast_backend
+import model_loader.batching.cache_groups as cache_groups
 import model_loader.decoding as decoding
 import model_loader.engine as engine_module
 from model_loader import Classification, Engine, Extraction, Generation, ModelNotReadyError, Settings
 from model_loader.decoding import FieldAnswer
-from model_loader.prompts import complete_free_prompt
-from model_loader.tasks import classify as classify_task
-from model_loader.tasks import extract as extract_task
-from model_loader.tasks import generate as generate_task
+from model_loader.text.prompts import complete_free_prompt
 
 ZH_NEWS = ["财经", "体育", "科技", "娱乐", "教育", "军事", "汽车", "旅游", "游戏", "房产"]
 ZH_LABELS = [*ZH_NEWS, "正面", "负面", "中性", "投诉"]
@@ -287,7 +285,7 @@ def copying_decoder(engine, entity_rows, monkeypatch):
             grouped.append(answers)
         return grouped
 
-    monkeypatch.setattr(extract_task, "decode_fields", decode_fields)
+    monkeypatch.setattr(fast_backend, "decode_fields", decode_fields)
     return names, hallucination
 
 
@@ -318,18 +316,15 @@ def test_extract_long_text_mentions_from_every_piece_map_to_every_occurrence_onc
 def batch_sizes(monkeypatch):
     """Record how many requests each model call served, to prove the batched path ran."""
     sizes: dict[str, list[int]] = {"classify": [], "extract": [], "generate": []}
-    for module, name, kind in (
-        (classify_task, "score_labels", "classify"),
-        (extract_task, "decode_fields", "extract"),
-        (generate_task, "greedy_generate", "generate"),
-    ):
-        original = getattr(module, name)
+    # The backend runs each task's model step, so its module is where the decoders are looked up.
+    for name, kind in (("score_labels", "classify"), ("decode_fields", "extract"), ("greedy_generate", "generate")):
+        original = getattr(fast_backend, name)
 
         def recording(runner, requests, *args, _original=original, _kind=kind, **kwargs):
             sizes[_kind].append(len(requests))
             return _original(runner, requests, *args, **kwargs)
 
-        monkeypatch.setattr(module, name, recording)
+        monkeypatch.setattr(fast_backend, name, recording)
     return sizes
 
 

@@ -18,8 +18,8 @@ from model_loader import (
     Settings,
     SettingsError,
 )
-from model_loader.cpu_dtype import cpu_dtype, onednn_half_dtypes, processor_flags
-from model_loader.loading import resolve_device, resolve_dtype
+from model_loader.model.cpu_dtype import cpu_dtype, onednn_half_dtypes, processor_flags
+from model_loader.model.loading import resolve_device, resolve_dtype
 
 
 def copy_model(demo_dir: Path, tmp_path: Path) -> Path:

@@ -9,14 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model_loader.attention import QUERY_SLICE
 from model_loader.backends.official import build_reference_model
-from model_loader.bloom import BloomRunner
-from model_loader.bloom_weights import BloomWeights, Linear
-from model_loader.cpu_dtype import onednn_half_dtypes, packing_problem, processor_flags
 from model_loader.decoding import LabelSet, decode_fields, greedy_generate, score_labels
-from model_loader.prompts import CLASSIFY, build_prompt, complete_free_prompt
+from model_loader.model.attention import QUERY_SLICE
+from model_loader.model.bloom import BloomRunner
+from model_loader.model.bloom_weights import BloomWeights, Linear
+from model_loader.model.cpu_dtype import onednn_half_dtypes, packing_problem, processor_flags
 from model_loader.tasks import extract
+from model_loader.text.prompts import CLASSIFY, build_prompt, complete_free_prompt
 
 PROMPTS = [
     "输入: 小米集团今天发布了新款手机，售价3999元。\n分类: 财经，体育，科技\n输出:",

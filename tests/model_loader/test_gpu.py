@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from model_loader import Engine, Settings
-from model_loader.attention import KERNELS, AttentionChoice, check_kernel, choose_attention
-from model_loader.bloom import BloomRunner, alibi_slopes
 from model_loader.decoding import greedy_generate
-from model_loader.prompts import complete_free_prompt
+from model_loader.model.attention import KERNELS, AttentionChoice, check_kernel, choose_attention
+from model_loader.model.bloom import BloomRunner, alibi_slopes
+from model_loader.text.prompts import complete_free_prompt
 
 pytestmark = [
     pytest.mark.gpu,

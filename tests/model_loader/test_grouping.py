@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from model_loader.cache_groups import bounded_groups
+from model_loader.batching.cache_groups import bounded_groups
 
 
 def padded(lengths: list[int]):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from model_loader import Engine, Settings, allocator
+from model_loader import Engine, Settings
+from model_loader.model import allocator
 
 TEXTS = Path(__file__).resolve().parents[2] / "scripts" / "data" / "soak_texts.jsonl"
 CLIENTS = 8

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from model_loader.parsing import find_occurrences, match_label, parse_extraction, parse_extraction_line
+from model_loader.text.parsing import find_occurrences, match_label, parse_extraction, parse_extraction_line
 
 # ---- parse_extraction ------------------------------------------------------------------------
 

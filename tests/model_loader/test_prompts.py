@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from model_loader.errors import InvalidInputError
-from model_loader.prompts import (
+from model_loader.text.prompts import (
     CLASSIFY,
     EXTRACT,
     build_prompt,

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from model_loader.request_batching import ARRIVAL_WAIT_LIMIT_S, BatchWorker
+from model_loader.batching.request_batching import ARRIVAL_WAIT_LIMIT_S, BatchWorker
 
 GATHER_S = 0.005
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from model_loader.splitting import Piece, sentence_spans, split_text
+from model_loader.text.splitting import Piece, sentence_spans, split_text
 
 NEWS = (
     "彭小军认为，国内银行现在走的是台湾的发卡模式，先通过跑马圈地再在圈的地里面选择客户。"

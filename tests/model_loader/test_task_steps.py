@@ -12,8 +12,8 @@ from dataclasses import replace
 
 import pytest
 
-from model_loader.prompts import CLASSIFY, EXTRACT, build_prompt
 from model_loader.tasks import classify, extract
+from model_loader.text.prompts import CLASSIFY, EXTRACT, build_prompt
 
 CONTRACT = (
     "甲方：北京星河科技有限公司，乙方：上海云帆信息技术有限公司，合同金额人民币一百万元整。"

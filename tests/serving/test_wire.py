@@ -11,7 +11,7 @@ from model_loader.results import Classification, EngineStatus, Extraction, Gener
 from serving.replicas import ClusterStatus, ReplicaInfo, devices_of
 from serving.wire import ReplicaError, decode_error, decode_result, encode_error, encode_result
 from webui.outcomes import outcome_of
-from webui.status import format_status
+from webui.service.status import format_status
 
 
 def through_json(payload: object) -> object:

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from webui.batch import (
+from webui.batch.files import (
     BatchFileError,
     BatchItem,
     flat_record,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from model_loader.results import EngineStatus
-from webui.status import GpuReading, driver_problem, format_status
+from webui.service.status import GpuReading, driver_problem, format_status
 
 GIB = 1024**3
 # What torch 2.13.0 from PyPI reports on Linux x86_64 (torch.version.cuda of the +cu130 wheel).

@@ -179,7 +179,7 @@ def test_export_then_evaluate_gives_the_hand_counted_accuracy(client: httpx.Clie
 
 
 def test_extraction_feedback_exports_spans_the_harness_reads(client: httpx.Client):
-    from model_loader.evaluation import parse_gold
+    from evaluation import parse_gold
 
     body = {"text": "乙方：南海重工，金额：300万元", "fields": ["公司名称", "金额"]}
     rid = post(client, "/api/extract", body)["request_id"]

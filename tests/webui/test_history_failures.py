@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 
 from model_loader import Engine, Settings
-from webui.concurrency import ModelGate
 from webui.history.room import HistoryRoom
 from webui.history.store import HistoryStore, Record
-from webui.metrics import Metrics
-from webui.service import RequestInfo, Service
+from webui.service.gate import ModelGate
+from webui.service.metrics import Metrics
+from webui.service.request import RequestInfo, Service
+from webui.service.shutdown import ShutdownClock
+from webui.service.status import GpuMonitor
 from webui.settings import ServerSettings
-from webui.shutdown import ShutdownClock
-from webui.status import GpuMonitor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LONG = "合同金额为一百二十万元。" * 100

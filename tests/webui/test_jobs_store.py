@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from webui.batch import BatchFileError
+from webui.batch.files import BatchFileError
 from webui.jobs.files import InputReader, csv_header, csv_line, jsonl_line
 from webui.jobs.store import JobStore, RowOutcome
 from webui.store import db

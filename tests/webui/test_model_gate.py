@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from webui.concurrency import BusyError, ModelGate
+from webui.service.gate import BusyError, ModelGate
 
 
 def test_full_gate_answers_busy_immediately_and_recovers():

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from model_loader.settings import Settings
-from webui.schemas import ClassifyRequest, ExtractRequest, GenerateRequest, describe_errors
+from webui.api.schemas import ClassifyRequest, ExtractRequest, GenerateRequest, describe_errors
 
 LIMITS = Settings(max_text_chars=50, max_labels=3, max_label_chars=8, max_prompt_chars=60, max_new_tokens=32)
 

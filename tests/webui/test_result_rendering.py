@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from model_loader.results import Extraction, Mention
-from webui.render import extraction_markdown, extraction_rows, highlight_spans
-from webui.service import RequestInfo, request_log_line
+from webui.service.request import RequestInfo, request_log_line
+from webui.ui.render import extraction_markdown, extraction_rows, highlight_spans
 
 TEXT = "小米集团在北京发布新手机"
 RESULT = Extraction(

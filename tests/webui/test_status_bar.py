@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from model_loader.results import EngineStatus
-from webui.status import GpuMonitor, GpuReading, format_status, gpu_memory_text
+from webui.service.status import GpuMonitor, GpuReading, format_status, gpu_memory_text
 
 GIB = 1024**3
 READY_GPU = EngineStatus(state="ready", device="cuda:0", dtype="float16", model_dir="/m")

@@ -96,7 +96,8 @@ def _mention(name: str, mention: Any, text: str) -> dict[str, Any]:
                 "the input, or give its start and end"
             )
         return {"text": words, "start": start, "end": start + len(words)}
-    if not (_whole(start) and _whole(end) and 0 <= start < end <= len(text)):
+    if not (isinstance(start, int) and isinstance(end, int) and _whole(start) and _whole(end)
+            and 0 <= start < end <= len(text)):
         raise InvalidInputError(
             f"位置不对 · `{name}` mention {words!r} has start {start!r} and end {end!r}: give whole numbers with "
             f"0 ≤ start < end ≤ {len(text)} (the text's length; end exclusive), or leave both out"
@@ -119,13 +120,16 @@ def gold_row(stored: Stored) -> dict[str, Any] | None:
     record, feedback = stored.record, stored.feedback
     if feedback is None or record.truncated:
         return None
-    if feedback.verdict == "wrong" and feedback.expected is None:
+    expected = feedback.expected
+    if feedback.verdict == "wrong" and expected is None:
         return None
     if record.task == "classify":
-        label = feedback.expected["label"] if feedback.verdict == "wrong" else record.answer.get("label")
+        wrong = expected is not None and feedback.verdict == "wrong"
+        label = expected["label"] if wrong and expected is not None else record.answer.get("label")
         return {"text": record.text, "label": label, "request_id": record.id} if label else None
     if record.task == "extract":
-        fields = feedback.expected["fields"] if feedback.verdict == "wrong" else record.answer.get("fields", {})
+        fields = (expected["fields"] if expected is not None and feedback.verdict == "wrong"
+                  else record.answer.get("fields", {}))
         entities = [{"field": name, "start": m["start"], "end": m["end"], "text": m["text"]}
                     for name, mentions in fields.items() for m in mentions]
         # The harness asks the model for the fields named in the gold; an empty row still counts.

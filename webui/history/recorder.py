@@ -19,8 +19,8 @@ from typing import Any
 
 from model_loader.results import Classification, Extraction, Generation
 
+from ..api.schemas import classification_json, extraction_json, generation_json
 from ..jobs.store import is_storage_problem
-from ..schemas import classification_json, extraction_json, generation_json
 from .store import HistoryStore, Record
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ import logging
 from datetime import UTC, date, datetime
 from typing import Any
 
-from model_loader.engine import Engine
 from model_loader.errors import InvalidInputError
+from model_loader.interface import EngineAPI
 
 from ..jobs.errors import StorageError
 from ..jobs.store import is_storage_problem
@@ -28,7 +28,7 @@ OFF = ("请求历史未开启 · request history is off: set SEQGPT_HISTORY=on i
 class HistoryRoom:
     """Built once per app. Off (the default) it stores nothing and its routes say how to turn it on."""
 
-    def __init__(self, engine: Engine, settings: ServerSettings) -> None:
+    def __init__(self, engine: EngineAPI, settings: ServerSettings) -> None:
         self.engine = engine
         self.settings = settings
         self.store: HistoryStore | None = None

@@ -11,9 +11,9 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ..api import _json_body, error_response
+from ..api.routes import _json_body, error_response
 from ..logging_setup import REQUEST_ID
-from ..service import RequestInfo, Service
+from ..service.request import RequestInfo, Service
 from .room import HistoryRoom, stored_json
 
 FEEDBACK_MAX_BYTES = 256 * 1024

@@ -12,12 +12,12 @@ import gradio as gr
 from model_loader.errors import InvalidInputError
 from model_loader.results import Extraction, Mention
 
-from ..batch_tab import batch_dir
-from ..evaluate_tab import _errors_table, _headline, _scores_table
-from ..evaluation_job import load_gold, predict_all, write_outputs
-from ..render import highlight_spans
-from ..service import RequestInfo
-from ..tabs import UiContext, start_ui_request, ui_error
+from ..batch.tab import batch_dir
+from ..evaluate.job import load_gold, predict_all, write_outputs
+from ..evaluate.tab import _errors_table, _headline, _scores_table
+from ..service.request import RequestInfo
+from ..ui.render import highlight_spans
+from ..ui.tabs import UiContext, start_ui_request, ui_error
 from .feedback import expected_from_text
 from .room import HistoryRoom, iso
 from .store import Stored

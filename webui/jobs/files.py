@@ -1,6 +1,6 @@
 """A job's input file read row by row (CSV / JSONL / TXT, never whole in memory) and its results written as lines.
 
-The formats, column names and formula-safe CSV are the batch tab's (webui/batch.py); this module
+The formats, column names and formula-safe CSV are the batch tab's (webui/batch/files.py); this module
 streams them, keeps every column the user had, and turns a row that cannot run into a failed row
 rather than a refused file.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..batch import FORMATS, TEXT_COLUMNS, BatchFileError, neutralise_formula
+from ..batch.files import FORMATS, TEXT_COLUMNS, BatchFileError, neutralise_formula
 
 READ_CHUNK = 1 << 20
 # Keys the results add to each row; a user's column of the same name is carried as input_<name>.

@@ -6,8 +6,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from model_loader.settings_file import FILE_NAME as SETTINGS_FILE
-from model_loader.settings_file import effective
+from webui.settings_file import FILE_NAME as SETTINGS_FILE
+from webui.settings_file import effective
 
 from ..store.db import FILE_NAME
 

@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from model_loader.engine import Engine
 from model_loader.errors import InvalidInputError
-from model_loader.prompts import parse_labels
+from model_loader.interface import EngineAPI
+from model_loader.text.prompts import parse_labels
 
-from ..concurrency import ModelGate
+from ..api.schemas import ExtractRequest
 from ..outcomes import BodyTooLargeError
-from ..schemas import ExtractRequest
+from ..service.gate import ModelGate
 from ..settings import ServerSettings
 from ..store.db import DatabaseError, default_path
 from .errors import JobLimitError, JobNotFoundError, StorageError
@@ -44,7 +44,7 @@ class JobRequest:
 class JobsRoom:
     """Built once per app. Where the workspace cannot hold a database, the room stays up and says why."""
 
-    def __init__(self, engine: Engine, gate: ModelGate, settings: ServerSettings,
+    def __init__(self, engine: EngineAPI, gate: ModelGate, settings: ServerSettings,
                  on_rows: Any = None) -> None:
         self.engine = engine
         self.settings = settings

@@ -14,10 +14,10 @@ from starlette.exceptions import HTTPException
 
 from model_loader.errors import InvalidInputError
 
-from ..api import error_response
+from ..api.routes import error_response
 from ..logging_setup import REQUEST_ID
 from ..outcomes import BodyTooLargeError
-from ..service import RequestInfo, Service
+from ..service.request import RequestInfo, Service
 from .files import csv_header, csv_line, csv_text, jsonl_line
 from .room import JobsRoom, too_large
 
@@ -102,7 +102,7 @@ def build_jobs_router(room: JobsRoom, service: Service) -> APIRouter:
 
     @router.get("/api/jobs")
     async def list_jobs(request: Request) -> Any:
-        return await answer(request, lambda: {"jobs": [room.to_json(job) for job in room.need_store().list()]})
+        return await answer(request, lambda: {"jobs": [room.to_json(job) for job in room.need_store().list_jobs()]})
 
     @router.get("/api/jobs/{job_id}")
     async def get_job(request: Request, job_id: str) -> Any:

@@ -6,7 +6,7 @@ process, or across Ray Serve replicas). A slice's results and the job's progress
 in one transaction; after a crash the job resumes after its last committed row.
 
 Interactive requests come first. Before each slice the runner looks at the waiting room
-(webui/concurrency.py): while requests run or wait there it holds back; if they keep coming it
+(webui/service/gate.py): while requests run or wait there it holds back; if they keep coming it
 still moves, one row at a time, so a job is slowed, never stopped. A slice cannot be called back
 once the engine has it, so while people have used the model in the last few seconds each slice
 is sized to take about SEQGPT_JOBS_SLICE_MS (from the measured time per row), which bounds what
@@ -24,13 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from model_loader.engine import Engine
 from model_loader.errors import InvalidInputError
+from model_loader.interface import EngineAPI
 
-from ..concurrency import ModelGate
+from ..api.schemas import ClassifyRequest, ExtractRequest, classification_json, extraction_json
 from ..logging_setup import REQUEST_ID
 from ..outcomes import INTERNAL, outcome_of, user_message
-from ..schemas import ClassifyRequest, ExtractRequest, classification_json, extraction_json
+from ..service.gate import ModelGate
 from .store import Job, JobStore, PendingRow, RowOutcome, is_storage_problem, storage_message
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class _Progress:
 
 
 class JobRunner:
-    def __init__(self, store: JobStore, engine: Engine, gate: ModelGate, batch_rows: int, retention_days: int,
+    def __init__(self, store: JobStore, engine: EngineAPI, gate: ModelGate, batch_rows: int, retention_days: int,
                  on_rows: Callable[[str, str, int], None] | None = None, slice_ms: int = 500) -> None:
         self.store = store
         self.engine = engine
@@ -223,12 +223,12 @@ class JobRunner:
             if row.problem:
                 raise InvalidInputError(row.problem)
             if job.task == "classify":
-                req = ClassifyRequest.model_validate({"text": row.text, "labels": job.names},
-                                                     context={"limits": limits})
-                return RowOutcome(row.row, _classify_json(self.engine.classify(req.text, req.labels)), None)
-            req = ExtractRequest.model_validate({"text": row.text, "fields": job.names, **job.options},
-                                                context={"limits": limits})
-            result = self.engine.extract(req.text, req.fields, req.threshold, req.exclusive)
+                asked = ClassifyRequest.model_validate({"text": row.text, "labels": job.names},
+                                                       context={"limits": limits})
+                return RowOutcome(row.row, _classify_json(self.engine.classify(asked.text, asked.labels)), None)
+            wanted = ExtractRequest.model_validate({"text": row.text, "fields": job.names, **job.options},
+                                                   context={"limits": limits})
+            result = self.engine.extract(wanted.text, wanted.fields, wanted.threshold, wanted.exclusive)
             return RowOutcome(row.row, {"fields": extraction_json(result)["fields"]}, None)
         except Exception as exc:  # the row's own failure is its result; the engine being away is not
             outcome = outcome_of(exc)

@@ -14,7 +14,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from ..batch import BatchFileError
+from ..batch.files import BatchFileError
 from ..store.db import connect, open_database, transaction
 from .errors import StorageError
 from .files import InputReader
@@ -159,7 +159,7 @@ class JobStore:
         row = self._conn().execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return Job.from_row(row) if row else None
 
-    def list(self, limit: int = 200) -> list[Job]:
+    def list_jobs(self, limit: int = 200) -> list[Job]:
         rows = self._conn().execute(
             f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, id DESC LIMIT ?", (limit,)
         )
@@ -256,10 +256,11 @@ class JobStore:
         """Mark a running job done or failed (a cancel that came first stays a cancel)."""
         conn = self._conn()
         with transaction(conn):
-            return conn.execute(
+            changed = conn.execute(
                 "UPDATE jobs SET state = ?, finished_at = ?, error = ? WHERE id = ? AND state = 'running'",
                 (state, time.time(), error, job_id),
-            ).rowcount == 1
+            ).rowcount
+        return changed == 1
 
     # ---- the user's side ---------------------------------------------------------------
 
@@ -301,10 +302,9 @@ class storage_errors:  # noqa: N801 - used as a statement: ``with storage_errors
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if exc is not None and is_storage_problem(exc):
             raise StorageError(storage_message(self.what, exc)) from exc
-        return False
 
 
 def is_storage_problem(exc: BaseException) -> bool:

@@ -12,8 +12,8 @@ import gradio as gr
 
 from model_loader.errors import InvalidInputError
 
-from ..service import RequestInfo
-from ..tabs import UiContext, start_ui_request, ui_error
+from ..service.request import RequestInfo
+from ..ui.tabs import UiContext, start_ui_request, ui_error
 from .room import JobsRoom
 from .store import Job
 
@@ -87,7 +87,7 @@ def render_jobs(room: JobsRoom) -> str:
     """The newest jobs as an HTML table: state, a progress bar, rows, failures, ETA and download links."""
     if room.store is None:
         return f"<p class='jobs-off'>{html.escape(room.unavailable or '')}</p>"
-    jobs = room.store.list(LISTED)
+    jobs = room.store.list_jobs(LISTED)
     if not jobs:
         return "<p id='jobs-empty'>还没有任务 · No jobs yet</p>"
     lines = [

@@ -11,7 +11,7 @@ from pathlib import PurePath
 from typing import Any
 
 from model_loader.errors import InvalidInputError
-from model_loader.prompts import check_unicode
+from model_loader.text.prompts import check_unicode
 
 TEXT_FILES = (".txt", ".md", ".markdown")
 ROW_FILES = (".csv", ".jsonl")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model_loader.splitting import sentence_spans
+from model_loader.text.splitting import sentence_spans
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,13 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from model_loader.engine import Engine
 from model_loader.errors import InvalidInputError
+from model_loader.interface import EngineAPI
 
-from ..api import _json_body, error_response
+from ..api.routes import _json_body, error_response
 from ..logging_setup import REQUEST_ID
 from ..outcomes import BodyTooLargeError, RouteError
-from ..service import RequestInfo, Service
+from ..service.request import RequestInfo, Service
 from .documents import FILE_HINT, NewDocument, check_id, from_file, from_json
 from .schemas import SummaryMetrics, document_json, hit_json, json_object, summarize_args, summary_json
 from .service import KnowledgeBase
@@ -24,7 +24,7 @@ from .service import KnowledgeBase
 USAGE_SEARCH = 'send {"query": "电脑蓝屏怎么办", "top_k": 5}'
 
 
-def build_kb_router(engine: Engine, service: Service, kb: KnowledgeBase, summaries: SummaryMetrics) -> APIRouter:
+def build_kb_router(engine: EngineAPI, service: Service, kb: KnowledgeBase, summaries: SummaryMetrics) -> APIRouter:
     router = APIRouter()
     limits = kb.settings
 

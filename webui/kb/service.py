@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from model_loader.embedding import Embedder
 from model_loader.errors import InvalidInputError
-from model_loader.prompts import check_unicode
+from model_loader.text.prompts import check_unicode
 
 from .documents import NewDocument
 from .passages import split_passages
@@ -92,7 +92,7 @@ class KnowledgeBase:
         return stored
 
     def documents(self) -> list[Document]:
-        return self.store().list()
+        return self.store().list_documents()
 
     def delete(self, doc_id: str) -> None:
         if not self.store().delete(doc_id):

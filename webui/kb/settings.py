@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from model_loader.errors import SettingsError
 from model_loader.settings import env_setting
@@ -30,7 +31,7 @@ class KbSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None, workspace: Path | None = None) -> KbSettings:
         env = os.environ if environ is None else environ
         workspace = workspace or Path(env_setting(env, "WORKSPACE") or DEFAULT_WORKSPACE)
-        values: dict[str, object] = {"path": Path(env_setting(env, "KB_PATH") or workspace / "kb")}
+        values: dict[str, Any] = {"path": Path(env_setting(env, "KB_PATH") or workspace / "kb")}
         if (url := env_setting(env, "KB_URL")) is not None:
             if not url.startswith(("http://", "https://")):
                 raise SettingsError(f"SEQGPT_KB_URL={url!r} is not an http(s) URL: write it like http://kb-host:8000")

@@ -128,7 +128,7 @@ class PassageStore:
             self.documents.delete(ids=[doc_id])
         return True
 
-    def list(self) -> list[Document]:
+    def list_documents(self) -> list[Document]:
         found = self.documents.get(include=["metadatas"])
         docs = [
             Document(doc_id, m["name"], int(m["chunks"]), int(m["chars"]), float(m["added_at"]),

@@ -12,8 +12,8 @@ import gradio as gr
 
 from model_loader.results import Summary
 
-from ..service import RequestInfo
-from ..tabs import UiContext, call_engine, start_ui_request, ui_error
+from ..service.request import RequestInfo
+from ..ui.tabs import UiContext, call_engine, start_ui_request, ui_error
 from .documents import from_file, from_json
 from .schemas import SummaryMetrics
 from .service import KnowledgeBase

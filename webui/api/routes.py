@@ -1,0 +1,242 @@
+"""The JSON routes (/api/classify, /api/extract, /api/generate), /health and /metrics; errors become HTTP codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
+
+from model_loader.errors import InvalidInputError
+from model_loader.interface import EngineAPI
+from serving.replicas import ClusterStatus, replicas_json
+
+from ..logging_setup import REQUEST_ID
+from ..outcomes import INTERNAL, BodyTooLargeError, RouteError, outcome_of, response_headers, user_message
+from ..service.request import RequestInfo, Service, not_ready_reason
+from .schemas import (
+    ClassifyRequest,
+    ExtractRequest,
+    GenerateRequest,
+    classification_json,
+    extraction_json,
+    generation_json,
+)
+
+log = logging.getLogger(__name__)
+
+# A call is (what to log about it, the engine method, its arguments).
+Call = tuple[RequestInfo, Callable[..., Any], tuple[Any, ...]]
+
+# A body over the limit is still read, and thrown away, up to this many bytes: a client that is
+# still sending when the server answers and closes gets "connection reset" instead of the 413
+# (Python's urllib does). Beyond this bound the server answers at once and closes the connection.
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+JSON_ROUTES = ("/api/classify", "/api/extract", "/api/generate")
+
+
+def error_response(exc: BaseException) -> JSONResponse:
+    """The JSON answer to a failed request: status, message and headers all come from the outcome table."""
+    request_id = REQUEST_ID.get()
+    return JSONResponse(
+        {"error": user_message(exc, request_id), "request_id": request_id},
+        status_code=outcome_of(exc).status,
+        headers=response_headers(exc),
+    )
+
+
+def build_api_router(engine: EngineAPI, service: Service, render_metrics: Callable[[], bytes]) -> APIRouter:
+    router = APIRouter()
+    limits = engine.settings
+    # Room for the longest text in JSON escapes (\uXXXX is 6 bytes a character) plus the labels.
+    max_body_bytes = 8 * max(limits.max_text_chars, limits.max_prompt_chars) + 64 * 1024
+
+    async def handle(
+        request: Request,
+        task: str,
+        model: type[BaseModel],
+        call: Callable[[Any], Call],
+        to_json: Callable[[Any], dict[str, Any]],
+    ) -> JSONResponse:
+        started = time.perf_counter()
+        body: Any = None
+        try:
+            body = await _json_body(request, max_body_bytes)
+            parsed = model.model_validate(body, context={"limits": limits})
+            info, fn, args = call(parsed)
+        except Exception as exc:  # every failure is answered; unexpected ones with a traceback
+            service.record(RequestInfo(task, "api", _loggable_text(body)), started, exc)
+            return error_response(exc)
+        try:
+            served = await service.run(info, fn, *args)
+        except Exception as exc:  # logged by the service, with a traceback when unexpected
+            return error_response(exc)
+        return JSONResponse(
+            {**to_json(served.result), "request_id": served.request_id, "latency_ms": served.latency_ms}
+        )
+
+    @router.post("/api/classify", openapi_extra=_body_schema(ClassifyRequest))
+    async def classify(request: Request) -> JSONResponse:
+        def call(req: ClassifyRequest) -> Call:
+            info = RequestInfo("classify", "api", req.text, len(req.labels))
+            return info, engine.classify, (req.text, req.labels)
+
+        return await handle(request, "classify", ClassifyRequest, call, classification_json)
+
+    @router.post("/api/extract", openapi_extra=_body_schema(ExtractRequest))
+    async def extract(request: Request) -> JSONResponse:
+        def call(req: ExtractRequest) -> Call:
+            info = RequestInfo("extract", "api", req.text, len(req.fields))
+            return info, engine.extract, (req.text, req.fields, req.threshold, req.exclusive)
+
+        return await handle(request, "extract", ExtractRequest, call, extraction_json)
+
+    @router.post("/api/generate", openapi_extra=_body_schema(GenerateRequest))
+    async def generate(request: Request) -> JSONResponse:
+        def call(req: GenerateRequest) -> Call:
+            info = RequestInfo("generate", "api", req.prompt)
+            return info, engine.generate, (req.prompt, req.max_new_tokens)
+
+        return await handle(request, "generate", GenerateRequest, call, generation_json)
+
+    @router.get("/health")
+    async def health() -> JSONResponse:
+        status = engine.status
+        driver_problem = service.gpu.driver_problem()
+        if driver_problem:
+            return JSONResponse({"status": "error", "reason": driver_problem, "device": status.device}, status_code=503)
+        # Behind Ray Serve: how many replicas run, in which states, on which devices.
+        replicas = {"replicas": replicas_json(status)} if isinstance(status, ClusterStatus) else {}
+        if not status.ready:
+            reason = status.error if status.state == "error" and status.error else None
+            return JSONResponse(
+                {"status": status.state, "reason": reason or not_ready_reason(status.state, status.error), **replicas},
+                status_code=503,
+            )
+        try:
+            await anyio.to_thread.run_sync(engine.health_check)
+        except Exception as exc:
+            if outcome_of(exc) is INTERNAL:
+                log.exception("health check failed")
+            return JSONResponse({"status": "unhealthy", "reason": str(exc), **replicas}, status_code=503)
+        return JSONResponse(
+            {
+                "status": "ok",
+                "device": status.device,
+                "dtype": status.dtype,
+                "model_dir": status.model_dir,
+                "is_demo": status.is_demo,
+                "load_seconds": status.load_seconds,
+                "attention": status.attention,
+                **embedding_health(engine),
+                **replicas,
+            }
+        )
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
+
+    # Last, so that it sees only what no route above took; without it, the UI mounted at "/"
+    # would answer a GET /api/classify with its own 404 and no request id.
+    @router.api_route(
+        "/api/{path:path}",
+        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        include_in_schema=False,
+    )
+    async def unknown(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        error = route_error(request.method, request.url.path)
+        service.record(RequestInfo("route", "api", request.url.path), started, error)
+        return error_response(error)
+
+    return router
+
+
+def route_error(method: str, path: str, status: int = 404) -> RouteError:
+    """404 for a path the server does not have; 405 for a path called with a method it does not take."""
+    if path in JSON_ROUTES:
+        return RouteError(
+            f"方法不允许 · {method} is not allowed on {path}: send POST with a JSON body", status=405, allow="POST"
+        )
+    if status == 405:
+        return RouteError(f"方法不允许 · {method} is not allowed on {path}", status=405)
+    return RouteError(
+        f"没有这个地址 · there is no {path}: the JSON routes are {', '.join(JSON_ROUTES)} (POST); "
+        "the API description is at /api/openapi.json",
+        status=404,
+    )
+
+
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The request shape for /api/docs; bodies are parsed by hand so that limits come from the engine."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+async def _json_body(request: Request, max_bytes: int) -> Any:
+    """The parsed JSON body; a body over ``max_bytes`` is read to its end (up to a bound) and refused."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > DRAIN_LIMIT_BYTES:
+        raise BodyTooLargeError(_too_large(int(declared), max_bytes), drained=False)
+    chunks: list[bytes] = []
+    size = 0
+    # Counted while it streams, so a chunked body (no Content-Length) is never held whole.
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= max_bytes:
+            chunks.append(chunk)
+        elif size > DRAIN_LIMIT_BYTES:
+            raise BodyTooLargeError(_too_large(size, max_bytes, at_least=True), drained=False)
+        else:
+            chunks.clear()
+    if size > max_bytes:
+        raise BodyTooLargeError(_too_large(size, max_bytes))
+    try:
+        return json.loads(b"".join(chunks), parse_constant=_no_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        raise InvalidInputError(
+            f"请求体不是有效的 JSON · the request body is not valid JSON ({exc}): "
+            "send a JSON object with Content-Type: application/json"
+        ) from None
+    except RecursionError:
+        raise InvalidInputError(
+            "请求体嵌套过深 · the request body is nested too deeply: send a flat JSON object such as "
+            '{"text": "...", "labels": ["..."]}'
+        ) from None
+
+
+def _too_large(size: int, max_bytes: int, at_least: bool = False) -> str:
+    return (
+        f"请求体过大 · the request body is {'more than ' if at_least else ''}{size:,} bytes, over the limit of "
+        f"{max_bytes:,}: send a shorter text (the limit follows SEQGPT_MAX_TEXT_CHARS and SEQGPT_MAX_PROMPT_CHARS)"
+    )
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _loggable_text(body: Any) -> str:
+    if isinstance(body, dict):
+        for key in ("text", "prompt"):
+            if isinstance(body.get(key), str):
+                return body[key]
+    return ""
+
+
+def embedding_health(engine: EngineAPI) -> dict[str, Any]:
+    """The embedding model's state for /health (it loads on first use, so "idle" is healthy)."""
+    embedder = getattr(engine, "embedder", None)
+    if embedder is None:
+        return {}
+    status = embedder.status
+    return {"embedding": {"state": status.state, "model_dir": status.model_dir, "is_demo": status.is_demo,
+                          "device": status.device, "dtype": status.dtype, "dimensions": status.dimensions,
+                          "error": status.error}}

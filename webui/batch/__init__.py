@@ -1,0 +1,1 @@
+"""The batch room: reading and writing batch files, and the batch tab."""

@@ -1,0 +1,67 @@
+"""``POST /api/evaluate``: a labelled file in (multipart), the evaluation report out as JSON."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from model_loader.errors import InvalidInputError
+
+from ..api.routes import error_response
+from ..batch.tab import batch_dir
+from ..logging_setup import REQUEST_ID
+from ..service.request import RequestInfo
+from ..ui.tabs import UiContext
+from .job import load_gold, predict_all, write_outputs
+
+USAGE = ("send multipart/form-data with `file` (labelled JSONL or CSV), `task` (classify or extract) and "
+         "optionally `map` (KEY=VALUE pairs), e.g. curl -F file=@dev.jsonl -F task=classify URL/api/evaluate")
+
+
+def build_evaluate_router(ctx: UiContext) -> APIRouter:
+    router = APIRouter()
+    # The form's other fields are small; the file is bounded by the batch limit.
+    max_body = ctx.settings.batch_max_bytes + 64 * 1024
+
+    @router.post("/api/evaluate")
+    async def evaluate(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        info = RequestInfo("evaluate", "api", "")
+        try:
+            gold = await _read_upload(request, ctx, max_body)
+            records = await predict_all(ctx.service, gold, lambda _done: None)
+            report, _paths = write_outputs(gold, records, batch_dir(ctx) / REQUEST_ID.get())
+        except Exception as exc:  # the outcome table says what each error means; a row's own errors stay in its record
+            ctx.service.record(info, started, exc)
+            return error_response(exc)
+        ctx.service.record(RequestInfo("evaluate", "api", "", len(gold.names)), started, None)
+        return JSONResponse({**report, "predictions": records, "request_id": REQUEST_ID.get()})
+
+    return router
+
+
+async def _read_upload(request: Request, ctx: UiContext, max_body: int):
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_body:
+        raise InvalidInputError(f"the upload is {declared} bytes, more than {max_body}: evaluate a smaller sample")
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InvalidInputError(USAGE)
+    try:
+        form = await request.form(max_files=2, max_fields=4)
+    except Exception as exc:  # Starlette raises its own error types for a malformed form
+        raise InvalidInputError(f"the form could not be read ({exc}): {USAGE}") from None
+    upload, task, map_text = form.get("file"), form.get("task"), form.get("map") or ""
+    if upload is None or isinstance(upload, str):
+        raise InvalidInputError(f"`file` is missing: {USAGE}")
+    if not isinstance(task, str):
+        raise InvalidInputError(f"`task` is missing: {USAGE}")
+    if not isinstance(map_text, str):  # the map sent as a file (curl -F map=@map.txt)
+        try:
+            map_text = (await map_text.read(64 * 1024)).decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise InvalidInputError("the map is not UTF-8 text: save it as UTF-8 and send it again") from None
+    data = await upload.read(ctx.settings.batch_max_bytes + 1)
+    return load_gold(data, upload.filename or "upload.jsonl", task, map_text, ctx.settings,
+                     ctx.engine.settings.max_labels)

@@ -1,0 +1,120 @@
+"""The 评测 Evaluate tab: upload a labelled file; see accuracy / F1, both charts and the worst errors; download all."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from model_loader.errors import InvalidInputError
+
+from ..batch.tab import batch_dir
+from ..service.request import RequestInfo
+from ..ui.tabs import UiContext, start_ui_request, ui_error
+from .job import load_gold, predict_all, write_outputs
+
+TASKS = [("分类 Classify", "classify"), ("抽取 Extract", "extract")]
+SAMPLE_FILE = Path(__file__).with_name("sample_evaluate.csv")
+CHART_HEIGHT = 460
+MAP_HINT = "news_finance=财经\nnews_sports=体育"
+
+
+def evaluate_tab(ctx: UiContext) -> None:
+    limits = ctx.settings
+    with gr.Tab("评测 Evaluate", id="evaluate"):
+        gr.Markdown(
+            "用你自己标注好的数据衡量模型：分类用 `text`,`label` 的 CSV / JSONL 或 TNEWS 格式；抽取用 CLUENER 格式或 "
+            '`{"text", "entities": [{"field", "start", "end"}]}` 的 JSONL。'
+            f"最多 {limits.batch_max_rows} 行、{limits.batch_max_bytes // 1024} KiB。 · "
+            "Measure the model on your own labelled rows: classification as CSV / JSONL with `text` and `label` "
+            "(or TNEWS), extraction as CLUENER JSONL or JSONL with `entities` (end exclusive). "
+            f"At most {limits.batch_max_rows} rows and {limits.batch_max_bytes // 1024} KiB."
+        )
+        with gr.Row():
+            with gr.Column(scale=1):
+                upload = gr.File(label="标注文件 Labelled file", file_types=[".jsonl", ".json", ".csv"],
+                                 elem_id="evaluate-file")
+                task = gr.Radio(TASKS, value="classify", label="任务 Task", elem_id="evaluate-task")
+                mapping = gr.Textbox(label="标签/字段映射 Label or field map（KEY=VALUE，每行一个 · one per line）",
+                                     lines=4, placeholder=MAP_HINT, elem_id="evaluate-map")
+                run = gr.Button("开始评测 Evaluate", variant="primary", elem_id="evaluate-run")
+                downloads = gr.File(label="下载 Download (report JSON, predictions JSONL, charts)",
+                                    file_count="multiple", interactive=False, elem_id="evaluate-downloads")
+            with gr.Column(scale=2):
+                summary = gr.Markdown(elem_id="evaluate-summary")
+                table = gr.Dataframe(label="各标签得分 Scores per label / field", interactive=False,
+                                     elem_id="evaluate-metrics")
+                with gr.Row():
+                    confusion = gr.Image(label="混淆矩阵 Confusion matrix", type="filepath", interactive=False,
+                                         height=CHART_HEIGHT, elem_id="evaluate-confusion")
+                    f1_chart = gr.Image(label="F1", type="filepath", interactive=False, height=CHART_HEIGHT,
+                                        elem_id="evaluate-f1")
+                errors = gr.Dataframe(label="最严重的错误 Worst errors", interactive=False, elem_id="evaluate-errors")
+        gr.Examples([[str(SAMPLE_FILE), "classify", ""]], inputs=[upload, task, mapping], label="示例 Example")
+
+    async def evaluate(file: str | None, task: str, map_text: str, progress: gr.Progress = gr.Progress()):  # noqa: B008
+        request_id = start_ui_request()
+        started = time.perf_counter()
+        gold = _read(ctx, file, task, map_text or "", started)
+        progress((0, len(gold.rows)), desc="评测中 Evaluating", unit="rows")
+        try:
+            records = await predict_all(
+                ctx.service, gold, lambda done: progress((done, len(gold.rows)), desc="评测中 Evaluating", unit="rows")
+            )
+        except Exception as exc:  # busy for too long, or the model not ready: worded by the outcome table
+            raise ui_error(exc) from None
+        report, paths = write_outputs(gold, records, batch_dir(ctx) / request_id)
+        details = f"{_headline(report)}\n\n请求 Request `{request_id}` · {time.perf_counter() - started:.1f} s"
+        return (details, _scores_table(report), str(paths[2]), str(paths[3]), _errors_table(report),
+                [str(path) for path in paths])
+
+    run.click(evaluate, [upload, task, mapping], [summary, table, confusion, f1_chart, errors, downloads],
+              api_name="evaluate")
+
+
+def _read(ctx: UiContext, file: str | None, task: str, map_text: str, started: float):
+    try:
+        if not file:
+            raise InvalidInputError("no file: upload a labelled CSV or JSONL file first")
+        path = Path(file)
+        if path.stat().st_size > ctx.settings.batch_max_bytes:
+            raise InvalidInputError(f"the file is larger than {ctx.settings.batch_max_bytes // 1024} KiB: "
+                                    "evaluate a smaller sample, or raise SEQGPT_BATCH_MAX_BYTES")
+        return load_gold(path.read_bytes(), path.name, task, map_text, ctx.settings, ctx.engine.settings.max_labels)
+    except Exception as exc:  # worded by the outcome table; unexpected ones logged with a traceback
+        ctx.service.record(RequestInfo("evaluate", "ui", ""), started, exc)
+        raise ui_error(exc) from None
+
+
+def _headline(report: dict[str, Any]) -> str:
+    if report["task"] == "classify":
+        lines = [f"**准确率 Accuracy {report['accuracy']:.4f} · macro-F1 {report['macro_f1']:.4f}**"]
+    else:
+        micro, loose = report["micro"], report["text_match"]["micro"]
+        lines = [f"**严格匹配 Strict spans: P {micro['precision']:.4f} · R {micro['recall']:.4f} · "
+                 f"F1 {micro['f1']:.4f}** · 文本匹配 Text match F1 {loose['f1']:.4f}"]
+    latency = report["latency_ms"]
+    lines.append(f"{report['rows']} 行 rows · 延迟 latency p50 {latency['p50']} ms, p95 {latency['p95']} ms · "
+                 f"{report['rows_per_s']} rows/s")
+    if report["skipped"]:
+        shown = "; ".join(f"line {bad['line']}: {bad['reason']}" for bad in report["skipped"][:5])
+        count = len(report["skipped"])
+        lines.append(f"跳过 {count} 行有误的数据 · Skipped {count} bad rows ({shown})")
+    if report["failed"]:
+        count = len(report["failed"])
+        lines.append(f"{count} 行模型出错，计为错误 · {count} rows failed and count as wrong")
+    return "\n\n".join(lines)
+
+
+def _scores_table(report: dict[str, Any]) -> dict[str, Any]:
+    table = report["per_label"] if report["task"] == "classify" else report["per_field"]
+    headers = ["标签 Label" if report["task"] == "classify" else "字段 Field", "precision", "recall", "F1", "support"]
+    return {"headers": headers,
+            "data": [[name, m["precision"], m["recall"], m["f1"], m["support"]] for name, m in table.items()]}
+
+
+def _errors_table(report: dict[str, Any]) -> dict[str, Any]:
+    rows = [[e["line"], e["text"], e["expected"], e["got"]] for e in report["worst_errors"]]
+    return {"headers": ["行 Line", "文本 Text", "标注 Expected", "模型 Got"], "data": rows or [["", "", "", ""]]}
