@@ -134,6 +134,8 @@ def test_bad_files_tasks_and_options_are_refused_with_the_error_shape_and_no_job
         assert missing.status_code == 404 and set(missing.json()) == {"error", "request_id"}
         assert client.get("/api/jobs/nope/results").status_code == 404
         assert client.delete("/api/jobs/nope").status_code == 404
+        wrong = client.put("/api/jobs")
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, POST" and "PUT" in wrong.json()["error"]
         assert len(client.get("/api/jobs").json()["jobs"]) == before
     assert not list((appliance.workspace / "jobs").glob(".upload-*")), "refused uploads leave no file"
 
