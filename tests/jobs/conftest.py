@@ -75,6 +75,9 @@ def appliance(tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path) ->
         "SEQGPT_WORKSPACE": str(workspace), "SEQGPT_HOME": str(ROOT), "SEQGPT_PYTHON": sys.executable,
         "SEQGPT_MODEL_DIR": str(demo_model_dir), "SEQGPT_HOST": "127.0.0.1", "SEQGPT_PORT": str(port),
         "SEQGPT_DEVICE": "cpu", "SEQGPT_JOBS_MAX_QUEUED": "3",
+        # One torch thread: the demo model's ops are tiny, and two OpenMP threads on a shared 2-core
+        # machine wait on each other at every op (measured: 8 rows/s against 147 with one, at load 10).
+        "SEQGPT_TORCH_THREADS": "1",
         # Random demo weights never end a field by themselves; a short cap keeps extraction rows quick.
         "SEQGPT_EXTRACT_MAX_NEW_TOKENS": "16",
         "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",

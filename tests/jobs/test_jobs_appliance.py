@@ -134,6 +134,8 @@ def test_bad_files_tasks_and_options_are_refused_with_the_error_shape_and_no_job
         assert missing.status_code == 404 and set(missing.json()) == {"error", "request_id"}
         assert client.get("/api/jobs/nope/results").status_code == 404
         assert client.delete("/api/jobs/nope").status_code == 404
+        wrong = client.put("/api/jobs")
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, POST" and "PUT" in wrong.json()["error"]
         assert len(client.get("/api/jobs").json()["jobs"]) == before
     assert not list((appliance.workspace / "jobs").glob(".upload-*")), "refused uploads leave no file"
 
@@ -215,7 +217,8 @@ def test_a_full_disk_fails_the_job_with_a_clear_reason_and_the_app_keeps_serving
         **{k: v for k, v in os.environ.items() if not k.startswith("SEQGPT_")},
         "SEQGPT_WORKSPACE": str(workspace), "SEQGPT_JOBS_DB": str(tiny_disk / "jobs.db"),
         "SEQGPT_MODEL_DIR": str(demo_model_dir), "SEQGPT_HOST": "127.0.0.1", "SEQGPT_PORT": str(port),
-        "SEQGPT_DEVICE": "cpu", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
+        "SEQGPT_DEVICE": "cpu", "SEQGPT_TORCH_THREADS": "1",  # as the tier's appliance (conftest.py)
+        "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
     }
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log_file:

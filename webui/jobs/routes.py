@@ -16,7 +16,7 @@ from model_loader.errors import InvalidInputError
 
 from ..api.routes import error_response
 from ..logging_setup import REQUEST_ID
-from ..outcomes import BodyTooLargeError
+from ..outcomes import BodyTooLargeError, RouteError
 from ..service.request import RequestInfo, Service
 from .files import csv_header, csv_line, csv_text, jsonl_line
 from .room import JobsRoom, too_large
@@ -147,4 +147,18 @@ def build_jobs_router(room: JobsRoom, service: Service) -> APIRouter:
 
         return await answer(request, act, log_it=True)
 
+    # Before the API's catch-all, which would call these paths unknown rather than the method wrong.
+    for path, allow in (("/api/jobs", "GET, POST"), ("/api/jobs/{job_id}", "GET, DELETE"),
+                        ("/api/jobs/{job_id}/results", "GET")):
+        methods = [m for m in ("GET", "POST", "PUT", "PATCH", "DELETE") if m not in allow]
+        router.add_api_route(path, _wrong_method(allow), methods=methods, include_in_schema=False)
     return router
+
+
+def _wrong_method(allow: str) -> Any:
+    async def wrong_method(request: Request) -> JSONResponse:
+        error = RouteError(f"方法不允许 · {request.method} is not allowed on {request.url.path}: use {allow}",
+                           status=405, allow=allow)
+        return error_response(error)
+
+    return wrong_method
