@@ -4,7 +4,9 @@
                                [--predictions PATH | --save-predictions PATH] [--url URL]
     python scripts/evaluate.py --task classify --data FILE --compare A.jsonl B.jsonl
 
-Runs the local engine (SEQGPT_MODEL_DIR, or --model-dir), or a running appliance with --url.
+Runs the local engine with the appliance's settings (the settings file of the workspace that
+scripts/start.sh recorded, else of $SEQGPT_WORKSPACE; environment variables and --model-dir win),
+or a running appliance with --url.
 --save-predictions writes each answer as it comes, and a run interrupted part way continues
 from that file when started again with the same command. --predictions scores a saved file
 without any model. --json writes the report, and the two charts beside it
@@ -145,9 +147,13 @@ def _progress(total: int, initial: int, disabled: bool) -> Any:
 
 def _local_predictor(args: argparse.Namespace, gold: GoldSet) -> tuple[Predict, Any]:
     from model_loader import Engine, InvalidInputError, Settings
+    from model_loader.settings_file import appliance_environ
     from webui.schemas import classification_json, extraction_json
 
-    settings = Settings.from_env()
+    env, settings_file = appliance_environ(ROOT)
+    if settings_file is not None:
+        print(f"settings: {settings_file}, where the environment does not set them", file=sys.stderr)
+    settings = Settings.from_env(env)
     if args.model_dir:
         settings = dataclasses.replace(settings, model_dir=args.model_dir)
     if args.device:

@@ -18,12 +18,13 @@ log = logging.getLogger(__name__)
 DEMO_BANNER = (
     "⚠️ **演示权重 Demo weights.** 当前加载的是随机初始化的演示模型，输出没有意义。"
     "安装真实模型：在项目目录运行 `.venv/bin/python scripts/download_model.py`"
-    "（Docker 镜像内：`python scripts/download_model.py`），"
-    "或在 `seqgpt560m.env` 中把 `SEQGPT_MODEL_DIR` 指向 SeqGPT-560M 的目录，"
+    "（Docker 镜像内：`python scripts/download_model.py`；已有副本：放进目标目录并加 `--source none`），"
+    "它会同时把设置文件 `seqgpt560m.env` 指向新模型；"
     "然后重启：`scripts/supervisorctl restart seqgpt560m`（镜像内：`supervisorctl restart seqgpt560m`）。 · "
     "The loaded weights are random demo weights: their output is meaningless. Install the real model with "
     "`.venv/bin/python scripts/download_model.py` from the project folder (in the Docker image: "
-    "`python scripts/download_model.py`), or set `SEQGPT_MODEL_DIR` in `seqgpt560m.env` to a copy of SeqGPT-560M; "
+    "`python scripts/download_model.py`; for a copy you have, put it in place and add `--source none`), "
+    "which also points `SEQGPT_MODEL_DIR` in `seqgpt560m.env` at it; "
     "then restart: `scripts/supervisorctl restart seqgpt560m` (in the image: `supervisorctl restart seqgpt560m`)."
 )
 
