@@ -48,8 +48,8 @@ def build_app(engine: Engine, settings: ServerSettings, clock: ShutdownClock | N
     app = FastAPI(title="SeqGPT-560M", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
 
     @app.get("/api/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return HTMLResponse(render_docs(app.openapi()))
+    async def docs(request: Request) -> HTMLResponse:
+        return HTMLResponse(render_docs(app.openapi(), str(request.base_url)))
 
     # Routes first: the Gradio mount at "/" catches every path not matched before it. The
     # evaluation route comes before the API router, whose last route answers any other /api/ path.

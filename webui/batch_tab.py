@@ -95,6 +95,7 @@ def batch_tab(ctx: UiContext) -> None:
         prune_results(batch_dir(ctx), KEEP_RESULTS - 1)
         files = write_results(records, flat, batch_dir(ctx) / request_id)
         summary = batch_summary(records, request_id, time.perf_counter() - started)
+        ctx.service.record(RequestInfo("batch", "ui", "", len(names), rows=len(records)), started, None)
         table_value = {"headers": list(flat[0]), "data": [_preview(row) for row in flat]}
         return table_value, [str(path) for path in files], summary
 

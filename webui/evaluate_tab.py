@@ -66,6 +66,7 @@ def evaluate_tab(ctx: UiContext) -> None:
         except Exception as exc:  # busy for too long, or the model not ready: worded by the outcome table
             raise ui_error(exc) from None
         report, paths = write_outputs(gold, records, batch_dir(ctx) / request_id)
+        ctx.service.record(RequestInfo("evaluate", "ui", "", len(gold.names), rows=len(records)), started, None)
         details = f"{_headline(report)}\n\n请求 Request `{request_id}` · {time.perf_counter() - started:.1f} s"
         return (details, _scores_table(report), str(paths[2]), str(paths[3]), _errors_table(report),
                 [str(path) for path in paths])
@@ -77,10 +78,10 @@ def evaluate_tab(ctx: UiContext) -> None:
 def _read(ctx: UiContext, file: str | None, task: str, map_text: str, started: float):
     try:
         if not file:
-            raise InvalidInputError("no file: upload a labelled CSV or JSONL file first")
+            raise InvalidInputError("没有文件 · no file: upload a labelled CSV or JSONL file first")
         path = Path(file)
         if path.stat().st_size > ctx.settings.batch_max_bytes:
-            raise InvalidInputError(f"the file is larger than {ctx.settings.batch_max_bytes // 1024} KiB: "
+            raise InvalidInputError(f"文件过大 · the file is larger than {ctx.settings.batch_max_bytes // 1024} KiB: "
                                     "evaluate a smaller sample, or raise SEQGPT_BATCH_MAX_BYTES")
         return load_gold(path.read_bytes(), path.name, task, map_text, ctx.settings, ctx.engine.settings.max_labels)
     except Exception as exc:  # worded by the outcome table; unexpected ones logged with a traceback

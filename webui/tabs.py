@@ -10,6 +10,8 @@ import gradio as gr
 from pydantic import BaseModel, ValidationError
 
 from model_loader.engine import Engine
+from model_loader.errors import InvalidInputError
+from model_loader.prompts import parse_labels
 
 from . import examples
 from .logging_setup import REQUEST_ID, new_request_id
@@ -94,6 +96,14 @@ async def call_engine(ctx: UiContext, info: RequestInfo, fn: Any, *args: Any) ->
         raise ui_error(exc) from None
 
 
+def given_count(labels: object) -> int:
+    """How many labels or fields a request named, for its log line even when it is refused."""
+    try:
+        return len(parse_labels(labels, max_labels=10**6, max_label_chars=10**6))
+    except InvalidInputError:
+        return 0
+
+
 def classification_tab(ctx: UiContext) -> None:
     with gr.Tab("文本分类 Classification", id="classify"):
         with gr.Row():
@@ -110,7 +120,7 @@ def classification_tab(ctx: UiContext) -> None:
 
     async def classify(text: str, labels: str) -> tuple[dict[str, float], str]:
         start_ui_request()
-        req = validate(ctx, ClassifyRequest, RequestInfo("classify", "ui", text or ""),
+        req = validate(ctx, ClassifyRequest, RequestInfo("classify", "ui", text or "", given_count(labels)),
                        {"text": text, "labels": labels})
         info = RequestInfo("classify", "ui", req.text, len(req.labels))
         served = await call_engine(ctx, info, ctx.engine.classify, req.text, req.labels)
@@ -143,7 +153,7 @@ def extraction_tab(ctx: UiContext) -> None:
 
     async def extract(text: str, fields: str, threshold: float) -> tuple[Any, ...]:
         start_ui_request()
-        req = validate(ctx, ExtractRequest, RequestInfo("extract", "ui", text or ""),
+        req = validate(ctx, ExtractRequest, RequestInfo("extract", "ui", text or "", given_count(fields)),
                        {"text": text, "fields": fields, "threshold": threshold})
         info = RequestInfo("extract", "ui", req.text, len(req.fields))
         served = await call_engine(ctx, info, ctx.engine.extract, req.text, req.fields, req.threshold)
