@@ -22,6 +22,7 @@ from .evaluate_api import build_evaluate_router
 from .metrics import Metrics
 from .middleware import BasicAuthMiddleware, RequestIdMiddleware
 from .outcomes import RouteError
+from .page_liveness import page_script
 from .service import Service
 from .settings import ServerSettings
 from .shutdown import ShutdownClock
@@ -72,6 +73,7 @@ def build_app(engine: Engine, settings: ServerSettings, clock: ShutdownClock | N
         ssr_mode=False,
         mcp_server=False,
         css=CSS,
+        head=page_script(),
     )
     for routed in (app, _mounted_ui(app)):
         routed.add_exception_handler(404, _route_not_found)

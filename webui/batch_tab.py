@@ -27,7 +27,7 @@ from .logging_setup import REQUEST_ID
 from .outcomes import outcome_of, user_message
 from .schemas import ClassifyRequest, ExtractRequest, classification_json, extraction_json
 from .service import RequestInfo
-from .tabs import UiContext, schema_slider, start_ui_request, ui_error
+from .tabs import UiContext, failure_text, schema_slider, start_ui_request, ui_error
 
 TASKS = [("分类 Classify", "classify"), ("抽取 Extract", "extract")]
 # A batch shares the model with everyone else: when the gate is full it waits its turn this long.
@@ -84,12 +84,22 @@ def batch_tab(ctx: UiContext) -> None:
         request_id = start_ui_request()
         started = time.perf_counter()
         options = {"threshold": threshold, "exclusive": exclusive} if task == "extract" else {}
-        items, names = _read_inputs(ctx, file, task, labels, options, started)
+        # A failed run clears the results of the one before and says why where they were (not only
+        # in a toast), so that no old summary or download passes for this run's.
+        try:
+            items, names = _read_inputs(ctx, file, task, labels, options, started)
+        except gr.Error as error:
+            return None, None, failure_text(error)
         records: list[dict[str, Any]] = []
-        for done, item in enumerate(items):
-            progress((done, len(items)), desc="处理中 Processing", unit="texts")
-            result, error = await _run_one(ctx, task, item, names, options)
-            records.append(result_record(item, result, error))
+        with ctx.runs.track("batch", len(items)) as run:
+            for done, item in enumerate(items):
+                progress((done, len(items)), desc="处理中 Processing", unit="texts")
+                try:
+                    result, error = await _run_one(ctx, task, item, names, options)
+                except gr.Error as failed:
+                    return None, None, failure_text(failed)
+                records.append(result_record(item, result, error))
+                run[1] = done + 1
         with_id = any(item.id for item in items)
         flat = [flat_record(task, record, names, with_id) for record in records]
         prune_results(batch_dir(ctx), KEEP_RESULTS - 1)

@@ -13,12 +13,14 @@ from model_loader.errors import InvalidInputError
 from .batch_tab import batch_dir
 from .evaluation_job import load_gold, predict_all, write_outputs
 from .service import RequestInfo
-from .tabs import UiContext, start_ui_request, ui_error
+from .tabs import UiContext, failure_text, start_ui_request, ui_error
 
 TASKS = [("分类 Classify", "classify"), ("抽取 Extract", "extract")]
 SAMPLE_FILE = Path(__file__).with_name("sample_evaluate.csv")
 CHART_HEIGHT = 460
 MAP_HINT = "news_finance=财经\nnews_sports=体育"
+# Characters of each text shown in the worst-errors table.
+PREVIEW_CHARS = 40
 
 
 def evaluate_tab(ctx: UiContext) -> None:
@@ -51,20 +53,30 @@ def evaluate_tab(ctx: UiContext) -> None:
                                          height=CHART_HEIGHT, elem_id="evaluate-confusion")
                     f1_chart = gr.Image(label="F1", type="filepath", interactive=False, height=CHART_HEIGHT,
                                         elem_id="evaluate-f1")
-                errors = gr.Dataframe(label="最严重的错误 Worst errors", interactive=False, elem_id="evaluate-errors")
+                errors = gr.Dataframe(label="最严重的错误 Worst errors", interactive=False, wrap=True,
+                                      elem_id="evaluate-errors")
         gr.Examples([[str(SAMPLE_FILE), "classify", ""]], inputs=[upload, task, mapping], label="示例 Example")
 
     async def evaluate(file: str | None, task: str, map_text: str, progress: gr.Progress = gr.Progress()):  # noqa: B008
         request_id = start_ui_request()
         started = time.perf_counter()
-        gold = _read(ctx, file, task, map_text or "", started)
-        progress((0, len(gold.rows)), desc="评测中 Evaluating", unit="rows")
+        # A failed run clears the report of the one before and says why in the summary's place.
+        cleared = (None, None, None, None, None)
         try:
-            records = await predict_all(
-                ctx.service, gold, lambda done: progress((done, len(gold.rows)), desc="评测中 Evaluating", unit="rows")
-            )
-        except Exception as exc:  # busy for too long, or the model not ready: worded by the outcome table
-            raise ui_error(exc) from None
+            gold = _read(ctx, file, task, map_text or "", started)
+        except gr.Error as error:
+            return (failure_text(error), *cleared)
+        progress((0, len(gold.rows)), desc="评测中 Evaluating", unit="rows")
+
+        def advance(done: int) -> None:
+            run[1] = done
+            progress((done, len(gold.rows)), desc="评测中 Evaluating", unit="rows")
+
+        with ctx.runs.track("evaluate", len(gold.rows)) as run:
+            try:
+                records = await predict_all(ctx.service, gold, advance)
+            except Exception as exc:  # busy for too long, or the model not ready: worded by the outcome table
+                return (failure_text(ui_error(exc)), *cleared)
         report, paths = write_outputs(gold, records, batch_dir(ctx) / request_id)
         ctx.service.record(RequestInfo("evaluate", "ui", "", len(gold.names), rows=len(records)), started, None)
         details = f"{_headline(report)}\n\n请求 Request `{request_id}` · {time.perf_counter() - started:.1f} s"
@@ -117,5 +129,11 @@ def _scores_table(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _errors_table(report: dict[str, Any]) -> dict[str, Any]:
-    rows = [[e["line"], e["text"], e["expected"], e["got"]] for e in report["worst_errors"]]
+    """The worst errors, each text cut to its start so that the expected and the model's answer stay
+    on screen beside it (report.json has the whole texts)."""
+    rows = [[e["line"], _preview(e["text"]), e["expected"], e["got"]] for e in report["worst_errors"]]
     return {"headers": ["行 Line", "文本 Text", "标注 Expected", "模型 Got"], "data": rows or [["", "", "", ""]]}
+
+
+def _preview(text: str) -> str:
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "…"

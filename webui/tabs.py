@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
@@ -16,6 +16,7 @@ from model_loader.prompts import parse_labels
 from . import examples
 from .logging_setup import REQUEST_ID, new_request_id
 from .outcomes import outcome_of, user_message
+from .page_liveness import LongRuns
 from .render import (
     TABLE_HEADERS,
     details_line,
@@ -36,6 +37,7 @@ class UiContext:
     engine: Engine
     service: Service
     settings: ServerSettings
+    runs: LongRuns = field(default_factory=LongRuns)  # batches and evaluations now, for the status bar
 
 
 # Gradio renders a toast's text as (sanitised) HTML, and gradio_client hands the same text to
@@ -53,6 +55,12 @@ def ui_error(exc: BaseException) -> gr.Error:
     request_id = REQUEST_ID.get()
     message = f"{outcome.title}: {user_message(exc, request_id)} · 请求 Request {request_id}"
     return gr.Error(message.translate(_MARKUP), title=outcome.title, print_exception=False)
+
+
+def failure_text(error: gr.Error) -> str:
+    """A whole run (batch, evaluation) that failed, said where its results would have been: it stays
+    on the page, unlike a toast, and replaces the results of the run before."""
+    return f"❌ **{error.message}**"
 
 
 def schema_slider(*args: Any, **kwargs: Any) -> gr.Slider:

@@ -10,6 +10,7 @@ import gradio as gr
 
 from .batch_tab import batch_tab
 from .evaluate_tab import evaluate_tab
+from .page_liveness import activity_html
 from .status import GpuMonitor, format_status
 from .tabs import UiContext, classification_tab, extraction_tab, prompt_tab, start_ui_request, ui_error
 
@@ -32,6 +33,8 @@ CSS = """
 #seqgpt-demo-banner { background: #fff6e0; border: 1px solid #f0c36d; border-radius: 6px; padding: 8px 12px; }
 /* No column of the batch results may grow past this, so label, score and error stay on screen. */
 #batch-table th, #batch-table td { max-width: 16rem; }
+/* The worst errors: text, expected and the model's answer side by side, each wrapped in its column. */
+#evaluate-errors th, #evaluate-errors td { max-width: 14rem; white-space: normal; overflow-wrap: anywhere; }
 """
 
 DEVICE_CHOICES = [("GPU", "cuda"), ("CPU", "cpu")]
@@ -43,7 +46,8 @@ def build_blocks(ctx: UiContext, gpu: GpuMonitor) -> gr.Blocks:
 
     def refresh() -> tuple[str, Any]:
         status = ctx.engine.status
-        return format_status(status, gpu.read()).html, gr.update(visible=status.is_demo)
+        activity = activity_html(ctx.runs, ctx.service.gate.running, ctx.service.gate.waiting)
+        return format_status(status, gpu.read()).html + activity, gr.update(visible=status.is_demo)
 
     with gr.Blocks(title="SeqGPT-560M", analytics_enabled=False, delete_cache=(3600, 86400)) as blocks:
         gr.Markdown("## SeqGPT-560M 开放域理解 · Zero-shot classification and extraction")
