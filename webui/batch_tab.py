@@ -110,8 +110,9 @@ def batch_tab(ctx: UiContext) -> None:
         return table_value, [str(path) for path in files], summary
 
     task.change(show_options, task, [threshold, exclusive], queue=False, api_visibility="private")
+    # One progress bar, over the table: on every output its caption overlapped the summary's text.
     run.click(run_batch, [upload, task, labels, threshold, exclusive], [table, downloads, details],
-              api_name="batch")
+              api_name="batch", show_progress_on=[table])
 
 
 def batch_summary(records: list[dict[str, Any]], request_id: str, seconds: float) -> str:

@@ -84,7 +84,7 @@ def evaluate_tab(ctx: UiContext) -> None:
                 [str(path) for path in paths])
 
     run.click(evaluate, [upload, task, mapping], [summary, table, confusion, f1_chart, errors, downloads],
-              api_name="evaluate")
+              api_name="evaluate", show_progress_on=[table])
 
 
 def _read(ctx: UiContext, file: str | None, task: str, map_text: str, started: float):
