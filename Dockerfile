@@ -126,8 +126,9 @@ EXPOSE 7860
 
 # /health is 200 only once the model is loaded and a tiny forward pass works; loading
 # takes a while on first start, hence the start period.
+# The port is the app's: $SEQGPT_PORT, else the settings file's line in the workspace, else 7860.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=180s --retries=3 \
-    CMD ["/bin/sh", "-c", "curl -fsS \"http://127.0.0.1:${SEQGPT_PORT:-7860}/health\" >/dev/null || exit 1"]
+    CMD ["/opt/seqgpt560m/scripts/healthcheck.sh"]
 
 # supervisorctl stop sends TERM and waits stopwaitsecs=8, under docker stop's default 10 s.
 # -u root says that root is meant (the container's only user), which silences supervisord's

@@ -2,13 +2,17 @@
 
 Chinese labels need a CJK font. The first one installed from CJK_FONTS is used (Debian's
 fonts-wqy-microhei, Noto CJK); without any, the charts are still drawn with matplotlib's
-default font, in which Chinese characters show as boxes.
+default font, in which Chinese characters show as boxes. matplotlib lists fonts from a cache
+written the first time it ran, so a font installed since (``apt-get install fonts-wqy-microhei``)
+is missing from it: when no CJK font is listed, the font folders are looked at again and any
+file the cache does not know is added.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +22,37 @@ CJK_FONTS = ("WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Noto Sans CJK SC", "No
              "SimHei", "Microsoft YaHei", "PingFang SC")
 
 
-def cjk_font() -> str | None:
-    """The name of an installed font that has Chinese characters, or None."""
+def cjk_font(manager: Any = None, font_dirs: Sequence[Path] | None = None,
+             families: Sequence[str] | None = None) -> str | None:
+    """The name of an installed font that has Chinese characters, or None. ``manager`` is matplotlib's
+    font list (its cached one by default); ``font_dirs`` the folders searched for fonts the list does
+    not know yet (by default the system's, as matplotlib and fontconfig name them); ``families`` the
+    names looked for (CJK_FONTS)."""
     from matplotlib import font_manager
 
-    installed = {font.name for font in font_manager.fontManager.ttflist}
-    return next((name for name in CJK_FONTS if name in installed), None)
+    manager = font_manager.fontManager if manager is None else manager
+    families = CJK_FONTS if families is None else families
+    found = _first_family(manager, families)
+    if found is None:
+        known = {font.fname for font in manager.ttflist}
+        paths = None if font_dirs is None else [str(path) for path in font_dirs]
+        added = 0
+        for path in font_manager.findSystemFonts(fontpaths=paths):
+            if path not in known:
+                try:
+                    manager.addfont(path)
+                    added += 1
+                except (OSError, RuntimeError, ValueError) as exc:  # a broken font file is skipped, not fatal
+                    log.debug("font %s not usable: %s", path, exc)
+        if added:
+            log.info("%d fonts installed since matplotlib's font cache was written were added", added)
+            found = _first_family(manager, families)
+    return found
+
+
+def _first_family(manager: Any, families: Sequence[str]) -> str | None:
+    installed = {font.name for font in manager.ttflist}
+    return next((name for name in families if name in installed), None)
 
 
 def write_charts(report: dict[str, Any], prefix: Path) -> list[Path]:

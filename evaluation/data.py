@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model_loader.text.files import UNDECODABLE, decode_text
+
 FORMATS = (".jsonl", ".json", ".csv")
 TASKS = ("classify", "extract", "summarize")
 
@@ -96,10 +98,9 @@ def parse_gold(data: bytes, filename: str, task: str, mapping: dict[str, str]) -
     suffix = Path(filename).suffix.lower()
     if suffix not in FORMATS:
         raise EvaluationDataError(f"{filename!r} is not JSONL or CSV: save the labelled rows as .jsonl or .csv")
-    try:
-        content = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise EvaluationDataError("the file is not UTF-8 text: save it as UTF-8 and try again") from None
+    content = decode_text(data)  # the batch tab's reader: UTF-8, else GB18030
+    if content is None:
+        raise EvaluationDataError(UNDECODABLE)
     records = _csv_records(content) if suffix == ".csv" else _jsonl_records(content)
     rows: list[GoldRow] = []
     skipped: list[BadRow] = []

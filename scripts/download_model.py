@@ -6,6 +6,9 @@
     python scripts/download_model.py --check               # only check, change nothing
     python scripts/download_model.py --model gte           # GTE-Chinese-Large, into $SEQGPT_EMBED_MODEL_DIR
 
+Where the appliance runs on demo weights, a model installed here also replaces them in the
+workspace's settings file, so that the one next step is a restart of the app.
+
 Exit status: 0 when the directory holds a usable model, 1 when a check fails,
 2 when the hub cannot be reached (it gives up within seconds, not minutes).
 """
@@ -21,6 +24,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+# model_loader/model/demo.py's marker file of demo weights; spelled out because the image runs this
+# script before model_loader is copied in.
+DEMO_MARKER = "DEMO_WEIGHTS.md"
 HF_REPO = "DAMO-NLP/SeqGPT-560M"
 MODELSCOPE_REPO = "damo/nlp_seqgpt-560m"
 DEFAULT_MODEL_DIR = "/root/models/seqgpt-560m"
@@ -340,7 +347,41 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         return EXIT_BAD_MODEL
     print(f"SeqGPT-560M is ready in {dest}")
+    use_instead_of_demo(dest)
     return 0
+
+
+def _workspace_settings() -> Path | None:
+    """The settings file of the appliance on this machine: the workspace scripts/start.sh recorded,
+    else $SEQGPT_WORKSPACE (set in the image)."""
+    instance = ROOT / ".seqgpt-instance"
+    workspace = None
+    if instance.is_file():
+        for line in instance.read_text(encoding="utf-8").splitlines():
+            if line.startswith("SEQGPT_WORKSPACE="):
+                workspace = line.partition("=")[2]
+    workspace = workspace or os.environ.get("SEQGPT_WORKSPACE")
+    path = Path(workspace) / "seqgpt560m.env" if workspace else None
+    return path if path is not None and path.is_file() else None
+
+
+def use_instead_of_demo(dest: Path) -> None:
+    """When the settings file points at demo weights (start.sh's fallback), point it at ``dest``, so
+    that ``supervisorctl restart`` loads the real model: the one route the banner and the docs give."""
+    settings = _workspace_settings()
+    if settings is None or (dest / DEMO_MARKER).exists():
+        return
+    sys.path.insert(0, str(ROOT))
+    from model_loader import settings_file  # light: no torch; absent while the image builds its weights layer
+
+    current = Path(settings_file.effective(settings, "SEQGPT_MODEL_DIR"))
+    if not (current / DEMO_MARKER).exists():
+        return
+    settings_file.remember(settings, {"SEQGPT_MODEL_DIR": str(dest.resolve())})
+    restart = ("scripts/supervisorctl restart seqgpt560m" if (ROOT / ".seqgpt-instance").is_file()
+               else "supervisorctl restart seqgpt560m")
+    print(f"{settings}: SEQGPT_MODEL_DIR={dest.resolve()} in place of the demo weights in {current}; "
+          f"load it with: {restart}")
 
 
 if __name__ == "__main__":

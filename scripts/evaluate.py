@@ -5,7 +5,9 @@
     python scripts/evaluate.py --task classify --data FILE --compare A.jsonl B.jsonl
     python scripts/evaluate.py --task summarize --data lcsts.jsonl [--max-chars 30]   # ROUGE-1/2/L
 
-Runs the local engine (SEQGPT_MODEL_DIR, or --model-dir), or a running appliance with --url.
+Runs the local engine with the appliance's settings (the settings file of the workspace that
+scripts/start.sh recorded, else of $SEQGPT_WORKSPACE; environment variables and --model-dir win),
+or a running appliance with --url.
 --save-predictions writes each answer as it comes, and a run interrupted part way continues
 from that file when started again with the same command. --predictions scores a saved file
 without any model. --json writes the report, and the two charts beside it
@@ -24,7 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import _repo  # noqa: F401  (first: puts the repository on sys.path)
+from _repo import ROOT  # first: puts the repository on sys.path
 
 from evaluation import (
     EvaluationDataError,
@@ -149,8 +151,12 @@ def _local_predictor(args: argparse.Namespace, gold: GoldSet) -> tuple[Predict, 
     from model_loader import Engine, InvalidInputError, Settings
     from webui.api.schemas import classification_json, extraction_json
     from webui.kb.schemas import summary_json
+    from webui.settings_file import appliance_environ
 
-    settings = Settings.from_env()
+    env, settings_file = appliance_environ(ROOT)
+    if settings_file is not None:
+        print(f"settings: {settings_file}, where the environment does not set them", file=sys.stderr)
+    settings = Settings.from_env(env)
     if args.model_dir:
         settings = dataclasses.replace(settings, model_dir=args.model_dir)
     if args.device:

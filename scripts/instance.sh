@@ -39,6 +39,9 @@ running_in() { [[ -x "$VENV/bin/supervisorctl" ]] && ctl_in "$1" pid >/dev/null 
 # The value the app uses for setting $2 in workspace $1: its settings file, else the default.
 setting_in() { (cd "$ROOT" && "$VENV/bin/python" -m webui.settings_file get "$1" "$2"); }
 
+# Why the app would refuse the settings file of workspace $1; empty when every line is well formed.
+settings_problem() { (cd "$ROOT" && "$VENV/bin/python" -m webui.settings_file check "$1") || true; }
+
 # The address to check from here: a wildcard bind address is reached through loopback.
 url_in() {
     local host port

@@ -114,10 +114,10 @@ warn_if_demo() {
     if [[ -f "$MODEL_DIR/DEMO_WEIGHTS.md" ]]; then
         banner "RUNNING ON DEMO WEIGHTS (random): every answer is MEANINGLESS." \
             "Weights in use: $MODEL_DIR" \
-            "For the real model, put SeqGPT-560M in $WANTED_MODEL_DIR" \
-            "(.venv/bin/python scripts/download_model.py --dest $WANTED_MODEL_DIR)," \
-            "or set SEQGPT_MODEL_DIR in $(from_root "$WORKSPACE")/$PROGRAM.env;" \
-            "then run scripts/stop.sh and scripts/start.sh again."
+            "Install the real model (it also points $(from_root "$WORKSPACE")/$PROGRAM.env at it):" \
+            "  .venv/bin/python scripts/download_model.py --dest $WANTED_MODEL_DIR" \
+            "  (a copy you have: put it there and add --source none)" \
+            "then restart: scripts/supervisorctl restart $PROGRAM"
     fi
 }
 
@@ -154,7 +154,11 @@ if [[ -n "$RECORDED" ]] && running_in "$RECORDED"; then
 fi
 WORKSPACE="${SEQGPT_WORKSPACE:-${RECORDED:-$ROOT/logs}}"
 [[ "$WORKSPACE" == /* ]] || WORKSPACE="$CALLER_DIR/$WORKSPACE"
+# From here on, what is created is its owner's only: the workspace holds the settings file (a
+# password in SEQGPT_AUTH), the log (text prefixes) and batch results (whole texts).
+umask 077
 mkdir -p "$WORKSPACE"
+chmod go-rwx "$WORKSPACE"
 WORKSPACE="$(cd "$WORKSPACE" && pwd)"
 if running_in "$WORKSPACE"; then
     printf 'SEQGPT_WORKSPACE=%s\n' "$WORKSPACE" >"$INSTANCE_FILE"

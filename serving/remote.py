@@ -193,9 +193,10 @@ class RemoteEngine:
         engine = decode_result(answer["engine"])
         deployment = answer["deployment"]
         now = time.monotonic()
+        running = int(deployment.get("states", {}).get("RUNNING", 0))
         with self._lock:
             self._seen = {k: v for k, v in self._seen.items() if now - v[0] < FORGET_AFTER_S}
-            replicas = tuple(info for _, info in sorted(self._seen.values(), key=lambda seen: seen[1].replica_id))
+            replicas = live_replicas(self._seen, running)
         self._set_status(ClusterStatus(
             **{**engine.__dict__, "device": devices_of(replicas) or engine.device},
             target_replicas=self.target_replicas,
@@ -215,3 +216,12 @@ class RemoteEngine:
     def _set_status(self, status: ClusterStatus) -> None:
         with self._lock:
             self._status = status
+
+
+def live_replicas(seen: dict[str, tuple[float, ReplicaInfo]], running: int) -> tuple[ReplicaInfo, ...]:
+    """Pure: the replicas to list, by id. Where Ray Serve counts ``running`` replicas, those are the
+    ones heard from most lately: a dead one drops out as soon as its replacement answers, instead
+    of staying listed until FORGET_AFTER_S has passed. With no count, every one heard from lately."""
+    by_recency = sorted(seen.values(), key=lambda entry: entry[0], reverse=True)
+    kept = by_recency[:running] if running > 0 else by_recency
+    return tuple(info for _, info in sorted(kept, key=lambda entry: entry[1].replica_id))

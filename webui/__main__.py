@@ -6,20 +6,21 @@ import logging
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
-import uvicorn
-
-from model_loader.engine import Engine
 from model_loader.errors import SeqGPTError, SettingsError
 from model_loader.interface import EngineAPI
 from model_loader.settings import Settings
-from serving.settings import ClusterSettings, ClusterSettingsError
-from webui.settings_file import load_settings_file
+from serving.settings import ClusterSettings
 
-from .app import build_app
 from .logging_setup import REQUEST_ID, configure_logging
-from .service.shutdown import DrainingServer, ShutdownClock
-from .settings import ServerSettings
+from .startup_check import SETTINGS_EXIT_CODE, check_settings, refusal
+from .workspace_privacy import keep_private
+
+# torch, gradio and uvicorn are imported only once the settings are known to be good (see main).
+if TYPE_CHECKING:
+    import uvicorn
+
 
 log = logging.getLogger("webui")
 
@@ -58,24 +59,35 @@ def make_engine(cluster: ClusterSettings) -> EngineAPI:
 
         log.info("engine: Ray Serve replicas at %s", cluster.engine_url)
         return RemoteEngine(cluster.engine_url, settings, cluster.timeout_s, request_id=REQUEST_ID.get)
+    from model_loader.engine import Engine
+
     return Engine.from_env()
 
 
 def main() -> int:
+    # Within Supervisor's startsecs, before the slow imports: a bad setting then counts as a failed
+    # start, and after startretries of them the program is FATAL instead of restarting forever, with
+    # no half-started server answering /health meanwhile.
     try:
-        settings_file = load_settings_file()  # before the settings are read: it fills in the environment
-        settings = ServerSettings.from_env()
-        cluster = ClusterSettings.from_env()
-    except (SettingsError, ClusterSettingsError) as exc:  # without a port to listen on there is nothing to show it on
-        print(f"seqgpt: {exc}", file=sys.stderr)
-        return 2
+        checked = check_settings()
+    except SettingsError as exc:
+        print(refusal(exc), file=sys.stderr)
+        return SETTINGS_EXIT_CODE
+    settings, cluster = checked.server, checked.cluster
     configure_logging(settings.log_level)
-    log.info("settings: %s, where the environment does not set them", settings_file)
+    log.info("settings: %s, where the environment does not set them", checked.settings_file)
+    if changed := keep_private(settings.workspace):
+        log.info("workspace %s: %d files or folders made owner-only", settings.workspace, changed)
+    import uvicorn
+
+    from .app import build_app
+    from .service.shutdown import DrainingServer, ShutdownClock
+
     try:
         engine = make_engine(cluster)
     except SettingsError as exc:
-        print(f"seqgpt: {exc}", file=sys.stderr)
-        return 2
+        print(refusal(exc), file=sys.stderr)
+        return SETTINGS_EXIT_CODE
     clock = ShutdownClock()
     app = build_app(engine, settings, clock)
     server = DrainingServer(

@@ -38,6 +38,7 @@ from .service.shutdown import ShutdownClock
 from .service.status import GpuMonitor
 from .settings import ServerSettings
 from .ui.page import CSS, build_blocks
+from .ui.page_liveness import page_script
 from .ui.tabs import UiContext
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,8 @@ def build_app(engine: EngineAPI, settings: ServerSettings, clock: ShutdownClock 
     app = FastAPI(title="SeqGPT-560M", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
 
     @app.get("/api/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return HTMLResponse(render_docs(app.openapi()))
+    async def docs(request: Request) -> HTMLResponse:
+        return HTMLResponse(render_docs(app.openapi(), str(request.base_url)))
 
     # Routes first: the Gradio mount at "/" catches every path not matched before it. The
     # evaluation route comes before the API router, whose last route answers any other /api/ path.
@@ -103,6 +104,7 @@ def build_app(engine: EngineAPI, settings: ServerSettings, clock: ShutdownClock 
         ssr_mode=False,
         mcp_server=False,
         css=CSS,
+        head=page_script(),
     )
     for routed in (app, _mounted_ui(app)):
         routed.add_exception_handler(404, _route_not_found)

@@ -7,6 +7,7 @@ it is raised; nothing else in the web layer decides by an exception's type.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -55,6 +56,9 @@ class Outcome:
         return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else None
 
 
+# A message with Chinese in it is already bilingual.
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
 OK = Outcome("ok", 200, "完成 Done")
 INVALID = Outcome("invalid", 422, "输入有误 Invalid input")
 INTERNAL = Outcome("error", 500, "内部错误 Internal error")
@@ -76,7 +80,8 @@ TABLE: tuple[tuple[type[BaseException], Outcome], ...] = (
     # Before ModelNotReadyError, of which it is a kind: Ray Serve restarts a dead replica in seconds.
     (ReplicaUnavailableError, Outcome("unavailable", 503, "副本不可用 Replica unavailable", retry_after=3)),
     (ModelNotReadyError, Outcome("not_ready", 503, "模型未就绪 Not ready", retry_after=5)),
-    (ModelLoadError, Outcome("not_ready", 503, "模型加载失败 Model failed to load", retry_after=5)),
+    # Permanent until the operator acts: no Retry-After, no "try again later".
+    (ModelLoadError, Outcome("not_ready", 503, "模型加载失败 Model failed to load")),
     # A bad SEQGPT_* setting is the operator's to fix, not the request's: no retry helps until then.
     (SettingsError, Outcome("not_ready", 503, "设置有误 Settings error")),
 )
@@ -127,7 +132,10 @@ def user_message(exc: BaseException, request_id: str) -> str:
     if isinstance(exc, ModelNotReadyError):
         return f"模型未就绪，请稍后再试 · {exc}"
     if isinstance(exc, ModelLoadError):
-        return f"模型加载失败 · {exc}"
+        return f"模型加载失败，修复后重启服务 · {exc}"
     if isinstance(exc, SettingsError):
         return f"设置有误，请改正后重启 · {exc}"
+    if isinstance(exc, EvaluationDataError) and not _CJK.search(str(exc)):
+        # The evaluation harness words its errors for the command line too, in English.
+        return f"评测文件有误 · {exc}"
     return reason(exc)

@@ -7,6 +7,7 @@ and on a plain machine alike. Environment variables still win over the file.
 
     python -m webui.settings_file remember WORKSPACE KEY=VALUE ...   # scripts/start.sh
     python -m webui.settings_file get WORKSPACE KEY                  # the value the app will use
+    python -m webui.settings_file check WORKSPACE                    # scripts/status.sh: what is wrong
 """
 
 from __future__ import annotations
@@ -122,13 +123,21 @@ def ensure_settings_file(path: Path) -> bool:
     if path.exists():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(template(), encoding="utf-8")
+    _write_private(path, template())
     return True
 
 
-def read_settings_file(path: Path) -> dict[str, str]:
+def _write_private(path: Path, text: str) -> None:
+    """Owner-only, whatever the umask: the file may hold SEQGPT_AUTH's password."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.chmod(path, 0o600)  # a file made before this rule, or by hand, is made private too
+
+
+def read_settings_file(path: Path, skip_malformed: bool = False) -> dict[str, str]:
     """The settings the file sets (comments and blank lines ignored); a malformed line is an error
-    that names the line and how to fix it."""
+    that names the line and how to fix it, or, with ``skip_malformed``, is passed over."""
     values: dict[str, str] = {}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = line.strip()
@@ -137,6 +146,8 @@ def read_settings_file(path: Path) -> dict[str, str]:
         name, sep, value = line.removeprefix("export ").partition("=")
         name, value = name.strip(), value.strip()
         if not sep or not _NAME.fullmatch(name):
+            if skip_malformed:
+                continue
             raise SettingsError(
                 f"{path} line {number} is not KEY=VALUE ({line[:60]!r}): write it as SEQGPT_NAME=value, "
                 "or start it with # to keep it as a comment"
@@ -153,12 +164,15 @@ def load_settings_file(environ: MutableMapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     path = settings_path(env)
     try:
-        ensure_settings_file(path)
+        if not ensure_settings_file(path):
+            make_private(path)
         values = read_settings_file(path)
     except OSError as exc:
         raise SettingsError(
             f"cannot read or create the settings file {path} ({exc}): check SEQGPT_WORKSPACE and its permissions"
         ) from exc
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"the settings file {path} is not UTF-8 text ({exc}): save it as UTF-8") from exc
     known = {name for name, _, _ in SETTINGS}
     for name, value in values.items():
         if name not in known:
@@ -180,15 +194,60 @@ def remember(path: Path, values: Mapping[str, str]) -> None:
             lines[(active or commented)[-1]] = f"{name}={value}"
         else:
             lines.append(f"{name}={value}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _write_private(path, "\n".join(lines) + "\n")
 
 
 def effective(path: Path, name: str) -> str:
-    """What the app started without that variable in its environment will use: the file's line, else the default."""
-    values = read_settings_file(path) if path.exists() else {}
+    """What the app started without that variable in its environment will use: the file's line, else the
+    default. A malformed line elsewhere does not hide the others (``problem`` reports it, once)."""
+    values = read_settings_file(path, skip_malformed=True) if path.exists() else {}
     if name in values:
         return values[name]
     return next((default for known, default, _ in SETTINGS if known == name), "")
+
+
+def problem(path: Path) -> str | None:
+    """Why the app would refuse to start on this file, or None when every line is well formed."""
+    try:
+        if path.exists():
+            read_settings_file(path)
+    except (SettingsError, OSError, UnicodeDecodeError) as exc:
+        return str(exc)
+    return None
+
+
+def recorded_workspace(checkout: Path) -> Path | None:
+    """The workspace scripts/start.sh recorded in this checkout (``.seqgpt-instance``), if any."""
+    instance = checkout / ".seqgpt-instance"
+    if not instance.is_file():
+        return None
+    lines = [line for line in instance.read_text(encoding="utf-8").splitlines() if line.startswith("SEQGPT_WORKSPACE=")]
+    return Path(lines[-1].partition("=")[2]) if lines else None
+
+
+def appliance_environ(checkout: Path) -> tuple[dict[str, str], Path | None]:
+    """The environment with the settings of this machine's appliance filled in, as the app itself sees
+    them (its workspace: the one start.sh recorded, else $SEQGPT_WORKSPACE), for tools run beside it
+    such as scripts/evaluate.py. Returns it and the settings file read, or None where there is none."""
+    env = dict(os.environ)
+    workspace = recorded_workspace(checkout) or env.get("SEQGPT_WORKSPACE")
+    if not workspace or not (Path(workspace) / FILE_NAME).is_file():
+        return env, None
+    path = Path(workspace) / FILE_NAME
+    for name, value in read_settings_file(path).items():
+        env.setdefault(name, value)
+    return env, path
+
+
+def make_private(path: Path) -> None:
+    """A file made before this rule, or by hand, is made owner-only; one the app may not change is
+    only warned about (a read-only mount is the operator's choice)."""
+    if path.stat().st_mode & 0o077:
+        try:
+            os.chmod(path, 0o600)
+        except OSError as exc:
+            print(f"seqgpt: {path} is readable by others and cannot be made private ({exc}); "
+                  f"run chmod 600 {path}, as it may hold SEQGPT_AUTH's password", file=sys.stderr)
 
 
 def main(argv: list[str]) -> int:
@@ -202,6 +261,11 @@ def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "get":
         print(effective(Path(argv[1]) / FILE_NAME, argv[2]))
         return 0
+    if len(argv) == 2 and argv[0] == "check":
+        reason = problem(Path(argv[1]) / FILE_NAME)
+        if reason:
+            print(reason)
+        return 1 if reason else 0
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -112,7 +112,8 @@ def build_demo_model(out_dir: Path, vocab_size: int = 1200, seed: int = 0) -> Pa
         "# Demo weights\n\n"
         "These are random weights made by scripts/make_demo_model.py so the appliance can run\n"
         "without the real model. Their output is meaningless. Install SeqGPT-560M with\n"
-        "`python scripts/download_model.py` or point SEQGPT_MODEL_DIR at a copy of it.\n",
+        "`.venv/bin/python scripts/download_model.py` (`python scripts/download_model.py` in the Docker image),\n"
+        "then restart the app: `scripts/supervisorctl restart seqgpt560m`.\n",
         encoding="utf-8",
     )
     return out_dir

@@ -17,8 +17,9 @@ from .weights import RowReader, map_tensor, read_pickle_state_dict, read_state_d
 log = logging.getLogger(__name__)
 
 HOW_TO_INSTALL = (
-    "run `python scripts/download_model.py`, or set SEQGPT_MODEL_DIR to a folder holding "
-    "SeqGPT-560M (for a quick try without it: `python scripts/make_demo_model.py DIR`)"
+    "run `.venv/bin/python scripts/download_model.py` in the project folder (`python scripts/download_model.py` "
+    "in the Docker image), or set SEQGPT_MODEL_DIR to a folder holding SeqGPT-560M (for a quick try without it: "
+    "`.venv/bin/python scripts/make_demo_model.py DIR`)"
 )
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 

@@ -52,7 +52,8 @@ def check_text(text: object, max_chars: int, what: str = "text") -> str:
     if not isinstance(text, str):
         raise InvalidInputError(f"{what} 必须是字符串 · {what} must be a string, got {type(text).__name__}")
     if not text.strip():
-        raise InvalidInputError(f"{what} 为空 · {what} is empty: paste the text to analyse")
+        hint = "write the prompt for the model to continue" if what == "prompt" else "paste the text to analyse"
+        raise InvalidInputError(f"{what} 为空 · {what} is empty: {hint}")
     if len(text) > max_chars:
         limit = "SEQGPT_MAX_PROMPT_CHARS" if what == "prompt" else "SEQGPT_MAX_TEXT_CHARS"
         raise InvalidInputError(
@@ -87,7 +88,8 @@ def parse_labels(
         )
     result = list(dict.fromkeys(piece.strip() for piece in pieces if piece.strip()))
     if not result:
-        raise InvalidInputError(f"没有{zh} · no {what} given: type at least one, separated by commas, e.g. 财经，体育")
+        example = "公司名称，金额" if what == "fields" else "财经，体育"
+        raise InvalidInputError(f"没有{zh} · no {what} given: type at least one, separated by commas, e.g. {example}")
     if len(result) > max_labels:
         raise InvalidInputError(
             f"{zh}过多 · {len(result)} {what} given; at most {max_labels} are allowed per request: "

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from supervisor.datatypes import RestartWhenExitUnexpected
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 CONF = ROOT / "supervisor" / "supervisord.conf"
@@ -75,6 +77,10 @@ def test_supervisor_config_keeps_the_appliance_contract(tmp_path: Path) -> None:
     assert program.command == "/opt/venv/bin/python -m webui"
     assert program.directory == "/opt/seqgpt560m"
     assert program.autostart is True
+    # Restarted after any end but a refused setting (status 2), which a restart cannot fix.
+    assert program.autorestart is RestartWhenExitUnexpected
+    assert program.exitcodes == [2] and program.startsecs <= 1 and program.startretries == 5
+    assert options.umask == 0o077
     assert program.stopsignal == 15
     # Docker's default stop timeout is 10 s: supervisord must give up first.
     assert program.stopwaitsecs < 10

@@ -25,12 +25,14 @@ ERRORS = (
 )
 
 
-def render_docs(openapi: dict[str, Any]) -> str:
-    """The whole page: each route with its method, request body schema and a curl example."""
+def render_docs(openapi: dict[str, Any], base_url: str = "http://127.0.0.1:7860") -> str:
+    """The whole page: each route with its method, request body schema and a curl example against
+    ``base_url``, the address the page itself was asked on, so that every example runs as printed."""
+    base = html.escape(base_url.rstrip("/"))
     sections = []
     for path, operations in openapi.get("paths", {}).items():
         for method, operation in operations.items():
-            sections.append(_operation(path, method, operation))
+            sections.append(_operation(path, method, operation, base))
     title = html.escape(openapi.get("info", {}).get("title", "API"))
     return (
         f"<!doctype html><html lang='zh'><head><meta charset='utf-8'><title>{title} API</title>"
@@ -41,25 +43,28 @@ def render_docs(openapi: dict[str, Any]) -> str:
     )
 
 
-def _operation(path: str, method: str, operation: dict[str, Any]) -> str:
-    schema = (
-        operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
-    )
+def _operation(path: str, method: str, operation: dict[str, Any], base: str) -> str:
+    content = operation.get("requestBody", {}).get("content", {})
     parts = [f"<h2 id='{html.escape(method + path)}'><span class='method'>{method.upper()}</span> "
              f"<code>{html.escape(path)}</code></h2>"]
     if operation.get("summary"):
         parts.append(f"<p>{html.escape(operation['summary'])}</p>")
-    if schema is not None:
-        example = json.dumps(_example(schema), ensure_ascii=False)
-        parts.append("<h3>请求体 Request body</h3>")
+    url = f"{base}{html.escape(path)}"
+    verb = "" if method == "get" else f"-X {method.upper()} "
+    for kind, media in content.items():
+        schema = media.get("schema", {})
+        parts.append(f"<h3>请求体 Request body ({html.escape(kind)})</h3>")
         parts.append(f"<pre>{html.escape(json.dumps(schema, ensure_ascii=False, indent=2))}</pre>")
         parts.append("<h3>示例 Example</h3>")
-        parts.append(
-            f"<pre>curl -s localhost:7860{html.escape(path)} -H 'Content-Type: application/json' "
-            f"-d '{html.escape(example)}'</pre>"
-        )
-    else:
-        parts.append(f"<pre>curl -s localhost:7860{html.escape(path)}</pre>")
+        if kind == "multipart/form-data":
+            fields = " ".join(f"-F {html.escape(name)}={html.escape(str(value))}"
+                              for name, value in _example(schema).items())
+            parts.append(f"<pre>curl -s {fields} {url}</pre>")
+        else:
+            example = html.escape(json.dumps(_example(schema), ensure_ascii=False))
+            parts.append(f"<pre>curl -s {url} -H 'Content-Type: application/json' -d '{example}'</pre>")
+    if not content:
+        parts.append(f"<pre>curl -s {verb}{url}</pre>")
     return "".join(parts)
 
 

@@ -40,6 +40,9 @@ Call = tuple[RequestInfo, Callable[..., Any], tuple[Any, ...]]
 # (Python's urllib does). Beyond this bound the server answers at once and closes the connection.
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
 JSON_ROUTES = ("/api/classify", "/api/extract", "/api/generate")
+EVALUATE_ROUTE = "/api/evaluate"  # a multipart form, in evaluate_api.py
+POST_ROUTES = (*JSON_ROUTES, EVALUATE_ROUTE)
+GET_ROUTES = ("/health", "/metrics", "/api/docs", "/api/openapi.json")
 
 
 def error_response(exc: BaseException) -> JSONResponse:
@@ -162,15 +165,19 @@ def build_api_router(engine: EngineAPI, service: Service, render_metrics: Callab
 
 def route_error(method: str, path: str, status: int = 404) -> RouteError:
     """404 for a path the server does not have; 405 for a path called with a method it does not take."""
-    if path in JSON_ROUTES:
+    if path in POST_ROUTES and method != "POST":
+        body = "a multipart form (file, task)" if path == EVALUATE_ROUTE else "a JSON body"
         return RouteError(
-            f"方法不允许 · {method} is not allowed on {path}: send POST with a JSON body", status=405, allow="POST"
+            f"方法不允许 · {method} is not allowed on {path}: send POST with {body}; see /api/docs",
+            status=405, allow="POST",
         )
+    if path in GET_ROUTES and method not in ("GET", "HEAD"):
+        return RouteError(f"方法不允许 · {method} is not allowed on {path}: send GET", status=405, allow="GET, HEAD")
     if status == 405:
         return RouteError(f"方法不允许 · {method} is not allowed on {path}", status=405)
     return RouteError(
-        f"没有这个地址 · there is no {path}: the JSON routes are {', '.join(JSON_ROUTES)} (POST); "
-        "the API description is at /api/openapi.json",
+        f"没有这个地址 · there is no {path}: the routes are {', '.join(POST_ROUTES)} (POST) and "
+        f"{', '.join(GET_ROUTES)} (GET); the API is described at /api/docs",
         status=404,
     )
 

@@ -36,7 +36,8 @@ def _limits(info: ValidationInfo) -> Settings:
 
 def _check_text(name: str, value: str, limit: int) -> str:
     if not value.strip():
-        raise ValueError(f"{ZH_NAMES[name]}为空 · `{name}` is empty: send the text you want analysed")
+        what = "the prompt for the model to continue" if name == "prompt" else "the text you want analysed"
+        raise ValueError(f"{ZH_NAMES[name]}为空 · `{name}` is empty: send {what}")
     if len(value) > limit:
         raise ValueError(
             f"{ZH_NAMES[name]}过长 · `{name}` is {len(value)} characters, more than the limit of {limit}: "

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from model_loader.text.files import UNDECODABLE, decode_text
+
 FORMATS = (".csv", ".jsonl", ".txt")
 # Column names taken as the text column of a CSV, in order of preference.
 TEXT_COLUMNS = ("text", "文本", "content", "内容", "sentence")
@@ -77,15 +79,10 @@ def parse_batch(data: bytes, filename: str, max_rows: int) -> list[BatchItem]:
 
 
 def _decode(data: bytes) -> str:
-    # Excel in China saves CSV as GB18030 (GBK); everything else should be UTF-8.
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise BatchFileError(
-        "文件编码无法识别 · the file is neither UTF-8 nor GB18030 text: save it as UTF-8 and upload it again"
-    )
+    content = decode_text(data)  # the same reader as evaluation's
+    if content is None:
+        raise BatchFileError(UNDECODABLE)
+    return content
 
 
 def _parse_csv(content: str) -> list[BatchItem]:

@@ -19,7 +19,7 @@ from ..jobs.tab import jobs_section
 from ..logging_setup import REQUEST_ID
 from ..outcomes import outcome_of, user_message
 from ..service.request import RequestInfo, Served
-from ..ui.tabs import UiContext, schema_slider, start_ui_request, ui_error
+from ..ui.tabs import UiContext, failure_text, schema_slider, start_ui_request, ui_error
 from .files import (
     FORMATS,
     KEEP_RESULTS,
@@ -88,23 +88,35 @@ def batch_tab(ctx: UiContext) -> None:
         request_id = start_ui_request()
         started = time.perf_counter()
         options = {"threshold": threshold, "exclusive": exclusive} if task == "extract" else {}
-        items, names = _read_inputs(ctx, file, task, labels, options, started)
+        # A failed run clears the results of the one before and says why where they were (not only
+        # in a toast), so that no old summary or download passes for this run's.
+        try:
+            items, names = _read_inputs(ctx, file, task, labels, options, started)
+        except gr.Error as refused:
+            return None, None, failure_text(refused)
         records: list[dict[str, Any]] = []
-        for done, item in enumerate(items):
-            progress((done, len(items)), desc="处理中 Processing", unit="texts")
-            result, error = await _run_one(ctx, task, item, names, options)
-            records.append(result_record(item, result, error))
+        with ctx.runs.track("batch", len(items)) as run:
+            for done, item in enumerate(items):
+                progress((done, len(items)), desc="处理中 Processing", unit="texts")
+                try:
+                    result, error = await _run_one(ctx, task, item, names, options)
+                except gr.Error as failed:
+                    return None, None, failure_text(failed)
+                records.append(result_record(item, result, error))
+                run[1] = done + 1
         with_id = any(item.id for item in items)
         flat = [flat_record(task, record, names, with_id) for record in records]
         prune_results(batch_dir(ctx), KEEP_RESULTS - 1)
         files = write_results(records, flat, batch_dir(ctx) / request_id)
         summary = batch_summary(records, request_id, time.perf_counter() - started)
+        ctx.service.record(RequestInfo("batch", "ui", "", len(names), rows=len(records)), started, None)
         table_value = {"headers": list(flat[0]), "data": [_preview(row) for row in flat]}
         return table_value, [str(path) for path in files], summary
 
     task.change(show_options, task, [threshold, exclusive], queue=False, api_visibility="private")
+    # One progress bar, over the table: on every output its caption overlapped the summary's text.
     run.click(run_batch, [upload, task, labels, threshold, exclusive], [table, downloads, details],
-              api_name="batch")
+              api_name="batch", show_progress_on=[table])
 
 
 def batch_summary(records: list[dict[str, Any]], request_id: str, seconds: float) -> str:

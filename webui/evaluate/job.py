@@ -42,21 +42,22 @@ def load_gold(data: bytes, filename: str, task: str, map_text: str, settings: Se
     """The labelled rows of an upload within the batch limits; InvalidInputError or EvaluationDataError
     says what to fix."""
     if task not in ("classify", "extract"):
-        raise InvalidInputError(f"task {task!r} is unknown: choose classify or extract")
+        raise InvalidInputError(f"任务未知 · task {task!r} is unknown: choose classify or extract")
     if len(data) > settings.batch_max_bytes:
         raise InvalidInputError(
-            f"the file is {len(data) / 1024:.0f} KiB, more than the limit of {settings.batch_max_bytes / 1024:.0f} "
-            "KiB: evaluate a smaller sample, or raise SEQGPT_BATCH_MAX_BYTES"
+            f"文件过大 · the file is {len(data) / 1024:.0f} KiB, more than the limit of "
+            f"{settings.batch_max_bytes / 1024:.0f} KiB: evaluate a smaller sample, or raise SEQGPT_BATCH_MAX_BYTES"
         )
     gold = parse_gold(data, filename, task, parse_map(map_text))
     if len(gold.rows) > settings.batch_max_rows:
         raise InvalidInputError(
-            f"the file has {len(gold.rows)} labelled rows, more than the limit of {settings.batch_max_rows}: "
-            "evaluate a smaller sample, raise SEQGPT_BATCH_MAX_ROWS, or run scripts/evaluate.py"
+            f"行数过多 · the file has {len(gold.rows)} labelled rows, more than the limit of "
+            f"{settings.batch_max_rows}: evaluate a smaller sample, raise SEQGPT_BATCH_MAX_ROWS, "
+            "or run scripts/evaluate.py"
         )
     if len(gold.names) > max_names:
-        raise InvalidInputError(f"the file uses {len(gold.names)} labels or fields, more than the model's limit "
-                                f"of {max_names}: merge some, or evaluate them in parts")
+        raise InvalidInputError(f"标签或字段过多 · the file uses {len(gold.names)} labels or fields, more than the "
+                                f"model's limit of {max_names}: merge some, or evaluate them in parts")
     return gold
 
 

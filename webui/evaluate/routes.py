@@ -16,8 +16,23 @@ from ..service.request import RequestInfo
 from ..ui.tabs import UiContext
 from .job import load_gold, predict_all, write_outputs
 
-USAGE = ("send multipart/form-data with `file` (labelled JSONL or CSV), `task` (classify or extract) and "
-         "optionally `map` (KEY=VALUE pairs), e.g. curl -F file=@dev.jsonl -F task=classify URL/api/evaluate")
+USAGE = ("请以表单上传 · send multipart/form-data with `file` (labelled JSONL or CSV), `task` (classify or "
+         "extract) and optionally `map` (KEY=VALUE pairs), e.g. "
+         "curl -F file=@dev.jsonl -F task=classify URL/api/evaluate")
+
+
+# The form for /api/docs and openapi.json; the route reads it by hand, within the batch limits.
+FORM_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object",
+    "required": ["file", "task"],
+    "properties": {
+        "file": {"type": "string", "format": "binary", "examples": ["@tests/data/eval_tnews_sample.jsonl"],
+                 "description": "labelled JSONL or CSV (UTF-8 or GB18030)"},
+        "task": {"type": "string", "enum": ["classify", "extract"], "examples": ["classify"]},
+        "map": {"type": "string", "examples": ["news_finance=财经,news_sports=体育"],
+                "description": "label or field map: KEY=VALUE pairs, comma-separated or one per line, or a file"},
+    },
+}}}}}
 
 
 def build_evaluate_router(ctx: UiContext) -> APIRouter:
@@ -25,7 +40,8 @@ def build_evaluate_router(ctx: UiContext) -> APIRouter:
     # The form's other fields are small; the file is bounded by the batch limit.
     max_body = ctx.settings.batch_max_bytes + 64 * 1024
 
-    @router.post("/api/evaluate")
+    @router.post("/api/evaluate", openapi_extra=FORM_SCHEMA,
+                 summary="评测 Evaluate: a labelled file in, accuracy / F1 and every prediction out")
     async def evaluate(request: Request) -> JSONResponse:
         started = time.perf_counter()
         info = RequestInfo("evaluate", "api", "")
@@ -36,7 +52,7 @@ def build_evaluate_router(ctx: UiContext) -> APIRouter:
         except Exception as exc:  # the outcome table says what each error means; a row's own errors stay in its record
             ctx.service.record(info, started, exc)
             return error_response(exc)
-        ctx.service.record(RequestInfo("evaluate", "api", "", len(gold.names)), started, None)
+        ctx.service.record(RequestInfo("evaluate", "api", "", len(gold.names), rows=len(records)), started, None)
         return JSONResponse({**report, "predictions": records, "request_id": REQUEST_ID.get()})
 
     return router
@@ -45,23 +61,25 @@ def build_evaluate_router(ctx: UiContext) -> APIRouter:
 async def _read_upload(request: Request, ctx: UiContext, max_body: int):
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_body:
-        raise InvalidInputError(f"the upload is {declared} bytes, more than {max_body}: evaluate a smaller sample")
+        raise InvalidInputError(
+            f"文件过大 · the upload is {declared} bytes, more than {max_body}: evaluate a smaller sample")
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidInputError(USAGE)
     try:
         form = await request.form(max_files=2, max_fields=4)
     except Exception as exc:  # Starlette raises its own error types for a malformed form
-        raise InvalidInputError(f"the form could not be read ({exc}): {USAGE}") from None
+        raise InvalidInputError(f"表单无法读取 · the form could not be read ({exc}): {USAGE}") from None
     upload, task, map_text = form.get("file"), form.get("task"), form.get("map") or ""
     if upload is None or isinstance(upload, str):
-        raise InvalidInputError(f"`file` is missing: {USAGE}")
+        raise InvalidInputError(f"缺少文件 · `file` is missing: {USAGE}")
     if not isinstance(task, str):
-        raise InvalidInputError(f"`task` is missing: {USAGE}")
+        raise InvalidInputError(f"缺少任务 · `task` is missing: {USAGE}")
     if not isinstance(map_text, str):  # the map sent as a file (curl -F map=@map.txt)
         try:
             map_text = (await map_text.read(64 * 1024)).decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise InvalidInputError("the map is not UTF-8 text: save it as UTF-8 and send it again") from None
+            raise InvalidInputError(
+                "映射不是 UTF-8 文本 · the map is not UTF-8 text: save it as UTF-8 and send it again") from None
     data = await upload.read(ctx.settings.batch_max_bytes + 1)
     return load_gold(data, upload.filename or "upload.jsonl", task, map_text, ctx.settings,
                      ctx.engine.settings.max_labels)

@@ -12,13 +12,15 @@ from model_loader.errors import InvalidInputError
 
 from ..batch.tab import batch_dir
 from ..service.request import RequestInfo
-from ..ui.tabs import UiContext, start_ui_request, ui_error
+from ..ui.tabs import UiContext, failure_text, start_ui_request, ui_error
 from .job import load_gold, predict_all, write_outputs
 
 TASKS = [("分类 Classify", "classify"), ("抽取 Extract", "extract")]
 SAMPLE_FILE = Path(__file__).with_name("sample_evaluate.csv")
 CHART_HEIGHT = 460
 MAP_HINT = "news_finance=财经\nnews_sports=体育"
+# Characters of each text shown in the worst-errors table.
+PREVIEW_CHARS = 40
 
 
 def evaluate_tab(ctx: UiContext) -> None:
@@ -51,36 +53,47 @@ def evaluate_tab(ctx: UiContext) -> None:
                                          height=CHART_HEIGHT, elem_id="evaluate-confusion")
                     f1_chart = gr.Image(label="F1", type="filepath", interactive=False, height=CHART_HEIGHT,
                                         elem_id="evaluate-f1")
-                errors = gr.Dataframe(label="最严重的错误 Worst errors", interactive=False, elem_id="evaluate-errors")
+                errors = gr.Dataframe(label="最严重的错误 Worst errors", interactive=False, wrap=True,
+                                      elem_id="evaluate-errors")
         gr.Examples([[str(SAMPLE_FILE), "classify", ""]], inputs=[upload, task, mapping], label="示例 Example")
 
     async def evaluate(file: str | None, task: str, map_text: str, progress: gr.Progress = gr.Progress()):  # noqa: B008
         request_id = start_ui_request()
         started = time.perf_counter()
-        gold = _read(ctx, file, task, map_text or "", started)
-        progress((0, len(gold.rows)), desc="评测中 Evaluating", unit="rows")
+        # A failed run clears the report of the one before and says why in the summary's place.
+        cleared = (None, None, None, None, None)
         try:
-            records = await predict_all(
-                ctx.service, gold, lambda done: progress((done, len(gold.rows)), desc="评测中 Evaluating", unit="rows")
-            )
-        except Exception as exc:  # busy for too long, or the model not ready: worded by the outcome table
-            raise ui_error(exc) from None
+            gold = _read(ctx, file, task, map_text or "", started)
+        except gr.Error as error:
+            return (failure_text(error), *cleared)
+        progress((0, len(gold.rows)), desc="评测中 Evaluating", unit="rows")
+
+        def advance(done: int) -> None:
+            tracked[1] = done
+            progress((done, len(gold.rows)), desc="评测中 Evaluating", unit="rows")
+
+        with ctx.runs.track("evaluate", len(gold.rows)) as tracked:
+            try:
+                records = await predict_all(ctx.service, gold, advance)
+            except Exception as exc:  # busy for too long, or the model not ready: worded by the outcome table
+                return (failure_text(ui_error(exc)), *cleared)
         report, paths = write_outputs(gold, records, batch_dir(ctx) / request_id)
+        ctx.service.record(RequestInfo("evaluate", "ui", "", len(gold.names), rows=len(records)), started, None)
         details = f"{_headline(report)}\n\n请求 Request `{request_id}` · {time.perf_counter() - started:.1f} s"
         return (details, _scores_table(report), str(paths[2]), str(paths[3]), _errors_table(report),
                 [str(path) for path in paths])
 
     run.click(evaluate, [upload, task, mapping], [summary, table, confusion, f1_chart, errors, downloads],
-              api_name="evaluate")
+              api_name="evaluate", show_progress_on=[table])
 
 
 def _read(ctx: UiContext, file: str | None, task: str, map_text: str, started: float):
     try:
         if not file:
-            raise InvalidInputError("no file: upload a labelled CSV or JSONL file first")
+            raise InvalidInputError("没有文件 · no file: upload a labelled CSV or JSONL file first")
         path = Path(file)
         if path.stat().st_size > ctx.settings.batch_max_bytes:
-            raise InvalidInputError(f"the file is larger than {ctx.settings.batch_max_bytes // 1024} KiB: "
+            raise InvalidInputError(f"文件过大 · the file is larger than {ctx.settings.batch_max_bytes // 1024} KiB: "
                                     "evaluate a smaller sample, or raise SEQGPT_BATCH_MAX_BYTES")
         return load_gold(path.read_bytes(), path.name, task, map_text, ctx.settings, ctx.engine.settings.max_labels)
     except Exception as exc:  # worded by the outcome table; unexpected ones logged with a traceback
@@ -116,5 +129,11 @@ def _scores_table(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _errors_table(report: dict[str, Any]) -> dict[str, Any]:
-    rows = [[e["line"], e["text"], e["expected"], e["got"]] for e in report["worst_errors"]]
+    """The worst errors, each text cut to its start so that the expected and the model's answer stay
+    on screen beside it (report.json has the whole texts)."""
+    rows = [[e["line"], _preview(e["text"]), e["expected"], e["got"]] for e in report["worst_errors"]]
     return {"headers": ["行 Line", "文本 Text", "标注 Expected", "模型 Got"], "data": rows or [["", "", "", ""]]}
+
+
+def _preview(text: str) -> str:
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "…"

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from model_loader.errors import ModelNotReadyError
+from model_loader.errors import ModelLoadError, ModelNotReadyError
 from model_loader.interface import EngineAPI
 
 from ..logging_setup import REQUEST_ID, new_request_id
@@ -33,6 +33,7 @@ class RequestInfo:
     source: str
     text: str
     label_count: int = 0
+    rows: int | None = None  # a batch's or an evaluation's summary line: how many rows it ran
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def request_log_line(info: RequestInfo, latency_ms: float, device: str, gpu_memo
     return (
         f"request task={info.task} source={info.source} chars={len(info.text)} prefix={prefix} "
         f"labels={info.label_count} latency_ms={latency_ms:.1f} device={device} "
-        f"gpu_mem={gpu_memory} outcome={outcome}"
+        f"gpu_mem={gpu_memory} outcome={outcome}" + ("" if info.rows is None else f" rows={info.rows}")
     )
 
 
@@ -73,6 +74,8 @@ class Service:
         started = time.perf_counter()
         try:
             status = self.engine.status
+            if status.state == "error":  # permanent until the operator fixes it: no "try again later"
+                raise ModelLoadError(not_ready_reason(status.state, status.error))
             if not status.ready:
                 raise ModelNotReadyError(not_ready_reason(status.state, status.error))
             result = await self.clock.race(self.gate.run(fn, *args))
@@ -108,5 +111,6 @@ class Service:
 def not_ready_reason(state: str, error: str | None) -> str:
     """Why the model cannot answer yet, in words for the user."""
     if state == "error":
-        return f"model failed to load: {error or 'see the server log'}"
+        return (f"model failed to load: {error or 'see the server log'}. "
+                "It stays so until this is fixed and the app restarted (scripts/supervisorctl restart seqgpt560m)")
     return "model is loading; try again in a few seconds"

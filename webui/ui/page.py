@@ -15,6 +15,7 @@ from ..kb.schemas import SummaryMetrics
 from ..kb.service import KnowledgeBase
 from ..kb.tab import knowledge_tab
 from ..service.status import GpuMonitor, format_status
+from .page_liveness import activity_html
 from .tabs import UiContext, classification_tab, extraction_tab, prompt_tab, start_ui_request, ui_error
 
 log = logging.getLogger(__name__)
@@ -22,12 +23,13 @@ log = logging.getLogger(__name__)
 DEMO_BANNER = (
     "⚠️ **演示权重 Demo weights.** 当前加载的是随机初始化的演示模型，输出没有意义。"
     "安装真实模型：在项目目录运行 `.venv/bin/python scripts/download_model.py`"
-    "（Docker 镜像内：`python scripts/download_model.py`），"
-    "或在 `seqgpt560m.env` 中把 `SEQGPT_MODEL_DIR` 指向 SeqGPT-560M 的目录，"
+    "（Docker 镜像内：`python scripts/download_model.py`；已有副本：放进目标目录并加 `--source none`），"
+    "它会同时把设置文件 `seqgpt560m.env` 指向新模型；"
     "然后重启：`scripts/supervisorctl restart seqgpt560m`（镜像内：`supervisorctl restart seqgpt560m`）。 · "
     "The loaded weights are random demo weights: their output is meaningless. Install the real model with "
     "`.venv/bin/python scripts/download_model.py` from the project folder (in the Docker image: "
-    "`python scripts/download_model.py`), or set `SEQGPT_MODEL_DIR` in `seqgpt560m.env` to a copy of SeqGPT-560M; "
+    "`python scripts/download_model.py`; for a copy you have, put it in place and add `--source none`), "
+    "which also points `SEQGPT_MODEL_DIR` in `seqgpt560m.env` at it; "
     "then restart: `scripts/supervisorctl restart seqgpt560m` (in the image: `supervisorctl restart seqgpt560m`)."
 )
 
@@ -35,6 +37,8 @@ CSS = """
 #seqgpt-demo-banner { background: #fff6e0; border: 1px solid #f0c36d; border-radius: 6px; padding: 8px 12px; }
 /* No column of the batch results may grow past this, so label, score and error stay on screen. */
 #batch-table th, #batch-table td { max-width: 16rem; }
+/* The worst errors: text, expected and the model's answer side by side, each wrapped in its column. */
+#evaluate-errors th, #evaluate-errors td { max-width: 14rem; white-space: normal; overflow-wrap: anywhere; }
 """
 
 DEVICE_CHOICES = [("GPU", "cuda"), ("CPU", "cpu")]
@@ -48,7 +52,8 @@ def build_blocks(ctx: UiContext, gpu: GpuMonitor, kb: tuple[KnowledgeBase, Summa
     def refresh() -> tuple[str, Any]:
         status = ctx.engine.status
         embedding = embedder.status if embedder is not None else None
-        return format_status(status, gpu.read(), embedding).html, gr.update(visible=status.is_demo)
+        activity = activity_html(ctx.runs, ctx.service.gate.running, ctx.service.gate.waiting)
+        return format_status(status, gpu.read(), embedding).html + activity, gr.update(visible=status.is_demo)
 
     with gr.Blocks(title="SeqGPT-560M", analytics_enabled=False, delete_cache=(3600, 86400)) as blocks:
         gr.Markdown("## SeqGPT-560M 开放域理解 · Zero-shot classification and extraction")

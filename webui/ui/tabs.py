@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
 from pydantic import BaseModel, ValidationError
 
+from model_loader.errors import InvalidInputError
 from model_loader.interface import EngineAPI
+from model_loader.text.prompts import parse_labels
 
 from ..api.schemas import ClassifyRequest, ExtractRequest, GenerateRequest, extraction_json
 from ..logging_setup import REQUEST_ID, new_request_id
@@ -17,6 +19,7 @@ from ..outcomes import outcome_of, user_message
 from ..service.request import RequestInfo, Served, Service
 from ..settings import ServerSettings
 from . import examples
+from .page_liveness import LongRuns
 from .render import (
     TABLE_HEADERS,
     details_line,
@@ -36,6 +39,7 @@ class UiContext:
     settings: ServerSettings
     jobs: Any = None  # the durable jobs (webui/jobs/room.py JobsRoom); None where a tab is built without them
     history: Any = None  # the request history (webui/history/room.py HistoryRoom); None: no History tab
+    runs: LongRuns = field(default_factory=LongRuns)  # batches and evaluations now, for the status bar
 
 
 # Gradio renders a toast's text as (sanitised) HTML, and gradio_client hands the same text to
@@ -53,6 +57,12 @@ def ui_error(exc: BaseException) -> gr.Error:
     request_id = REQUEST_ID.get()
     message = f"{outcome.title}: {user_message(exc, request_id)} · 请求 Request {request_id}"
     return gr.Error(message.translate(_MARKUP), title=outcome.title, print_exception=False)
+
+
+def failure_text(error: gr.Error) -> str:
+    """A whole run (batch, evaluation) that failed, said where its results would have been: it stays
+    on the page, unlike a toast, and replaces the results of the run before."""
+    return f"❌ **{error.message}**"
 
 
 def schema_slider(*args: Any, **kwargs: Any) -> gr.Slider:
@@ -96,6 +106,14 @@ async def call_engine(ctx: UiContext, info: RequestInfo, fn: Any, *args: Any) ->
         raise ui_error(exc) from None
 
 
+def given_count(labels: object) -> int:
+    """How many labels or fields a request named, for its log line even when it is refused."""
+    try:
+        return len(parse_labels(labels, max_labels=10**6, max_label_chars=10**6))
+    except InvalidInputError:
+        return 0
+
+
 def classification_tab(ctx: UiContext) -> None:
     with gr.Tab("文本分类 Classification", id="classify"):
         with gr.Row():
@@ -112,7 +130,7 @@ def classification_tab(ctx: UiContext) -> None:
 
     async def classify(text: str, labels: str) -> tuple[dict[str, float], str]:
         start_ui_request()
-        req = validate(ctx, ClassifyRequest, RequestInfo("classify", "ui", text or ""),
+        req = validate(ctx, ClassifyRequest, RequestInfo("classify", "ui", text or "", given_count(labels)),
                        {"text": text, "labels": labels})
         info = RequestInfo("classify", "ui", req.text, len(req.labels))
         served = await call_engine(ctx, info, ctx.engine.classify, req.text, req.labels)
@@ -145,7 +163,7 @@ def extraction_tab(ctx: UiContext) -> None:
 
     async def extract(text: str, fields: str, threshold: float) -> tuple[Any, ...]:
         start_ui_request()
-        req = validate(ctx, ExtractRequest, RequestInfo("extract", "ui", text or ""),
+        req = validate(ctx, ExtractRequest, RequestInfo("extract", "ui", text or "", given_count(fields)),
                        {"text": text, "fields": fields, "threshold": threshold})
         info = RequestInfo("extract", "ui", req.text, len(req.fields))
         served = await call_engine(ctx, info, ctx.engine.extract, req.text, req.fields, req.threshold)
