@@ -4,8 +4,9 @@
 
 One engine on the full-size random-weight model (scripts/bench_inputs.py builds it once), two
 services in front of it: one records into a real history store in a temporary workspace, the
-other records nothing. Requests alternate between them (off, on, off, on …) so that both see
-the same machine load; the writer thread runs during the next request, so its cost is counted.
+other records nothing. Requests alternate between them (off-on, on-off, …), each text once on
+each side, so that both see the same machine load; the writer thread runs during the next
+request, so its cost is counted.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ async def run(engine: Engine, on: Service, off: Service, texts: list[str], count
     timings: dict[str, list[float]] = {"off": [], "on": []}
     for i in range(2 * count + 4):
         text = texts[(i // 2) % len(texts)]  # each text once with and once without
-        name, target = ("off", off) if i % 2 == 0 else ("on", on)
+        # Pairs alternate which side goes first (off-on, on-off, …): neither always follows the other.
+        first_off = (i // 2) % 2 == 0
+        name, target = ("off", off) if (i % 2 == 0) == first_off else ("on", on)
         started = time.perf_counter()
         await target.run(RequestInfo("classify", "bench", text, len(CLASS_LABELS)), engine.classify, text,
                          CLASS_LABELS)
