@@ -92,9 +92,10 @@ class HistoryRoom:
 
     def get(self, request_id: str) -> Stored:
         store = self.need_store()
-        if self.recorder is not None:
-            self.recorder.flush(timeout_s=2.0)  # an answer just given may still be on its way to the store
         stored = store.get(request_id.strip())
+        if stored is None and self.recorder is not None:
+            self.recorder.flush(timeout_s=2.0)  # an answer just given may still be on its way to the store
+            stored = store.get(request_id.strip())
         if stored is None:
             raise RequestNotFoundError(
                 f"没有这个请求 · no stored request has id {request_id!r}: it was answered before history was on, "
