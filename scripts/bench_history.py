@@ -19,19 +19,17 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
+from _repo import ROOT  # first: puts the repository on sys.path
 from bench_inputs import CLASS_LABELS, MODEL_FOLDER, build_model, load_texts  # noqa: E402
 
 from model_loader import Engine, Settings  # noqa: E402
-from webui.concurrency import ModelGate  # noqa: E402
 from webui.history.room import HistoryRoom  # noqa: E402
-from webui.metrics import Metrics  # noqa: E402
-from webui.service import RequestInfo, Service  # noqa: E402
+from webui.service.gate import ModelGate  # noqa: E402
+from webui.service.metrics import Metrics  # noqa: E402
+from webui.service.request import RequestInfo, Service  # noqa: E402
+from webui.service.shutdown import ShutdownClock  # noqa: E402
+from webui.service.status import GpuMonitor  # noqa: E402
 from webui.settings import ServerSettings  # noqa: E402
-from webui.shutdown import ShutdownClock  # noqa: E402
-from webui.status import GpuMonitor  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -79,6 +77,7 @@ def main() -> int:
         room.start()
         try:
             timings = asyncio.run(run(engine, service(engine, room), service(engine, None), texts, args.requests))
+            assert room.recorder is not None and room.store is not None, "history is on here"
             room.recorder.flush()
             stored = room.store.counts()["requests"]
         finally:
