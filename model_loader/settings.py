@@ -13,6 +13,7 @@ DEFAULT_MODEL_DIR = "/root/models/seqgpt-560m"
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DECODINGS = ("fast", "official")
+WEIGHTS = ("16bit", "int8")  # model_loader.int8_weights.WEIGHTS_MODES
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Settings:
     # fast: our decoding (label scoring, per-field extraction); official: the reference settings
     # (see backends/official.py).
     decoding: str = "fast"
+    weights: str = "16bit"  # 16bit (the dtype above) or int8 (CPU only: weight-only int8, half the bytes)
     max_text_chars: int = 20_000  # longest text a request may send
     max_labels: int = 64  # most labels or fields in one request
     max_label_chars: int = 64  # longest label or field name
@@ -44,7 +46,7 @@ class Settings:
     torch_threads: int = 0  # CPU threads for torch; 0 keeps torch's default
 
     def __post_init__(self) -> None:
-        for name, allowed in (("device", DEVICES), ("dtype", DTYPES), ("decoding", DECODINGS)):
+        for name, allowed in (("device", DEVICES), ("dtype", DTYPES), ("decoding", DECODINGS), ("weights", WEIGHTS)):
             value = getattr(self, name)
             if value not in allowed:
                 raise SettingsError(

@@ -135,6 +135,7 @@ def build_api_router(engine: Engine, service: Service, render_metrics: Callable[
                 "is_demo": status.is_demo,
                 "load_seconds": status.load_seconds,
                 "attention": status.attention,
+                "weights": status.weights,
                 **replicas,
             }
         )
