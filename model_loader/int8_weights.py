@@ -42,11 +42,16 @@ class Int8Linear:
 
     @classmethod
     def quantize(cls, weight: torch.Tensor, bias: torch.Tensor | None, compute: torch.dtype) -> Int8Linear:
-        """Quantize in fp32, so that a 16-bit weight's rounding is not compounded."""
+        """Quantize in fp32 against the scale as the kernel will hold it (in the activation dtype),
+        rounded up there so that no weight falls outside ±127 steps: every weight then lies within
+        half a step of its int8 value times that scale."""
         wide = weight.float()
-        scales = (wide.abs().amax(dim=1) / 127).clamp(min=torch.finfo(torch.float32).tiny)
-        qweight = torch.round(wide / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
-        return cls(qweight, scales.to(activation_dtype(compute)), bias, compute)
+        exact = (wide.abs().amax(dim=1) / 127).clamp(min=torch.finfo(torch.float32).tiny)
+        held = exact.to(activation_dtype(compute))
+        below = held.float() < exact
+        held[below] = torch.nextafter(held[below], torch.full_like(held[below], float("inf")))
+        qweight = torch.round(wide / held.float()[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+        return cls(qweight, held, bias, compute)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -265,7 +265,8 @@ def run(args: argparse.Namespace) -> dict:
             int8.close()
             report["peak_rss_mb_int8"] = int8.peak_rss_mb
     if "int8" in wanted:
-        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_int8.py"), str(model_dir)],
+        samples = [str(args.inputs)] if args.quick else []  # a smoke run compares a few samples only
+        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_int8.py"), str(model_dir), *samples],
                               stdout=subprocess.PIPE, text=True, check=True)
         report["int8_fidelity"] = json.loads(done.stdout.strip().splitlines()[-1])
     reference.close()

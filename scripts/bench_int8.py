@@ -1,6 +1,6 @@
 """What SEQGPT_WEIGHTS=int8 changes: its answers against the 16-bit engine's on the same weights.
 
-    python scripts/bench_int8.py MODEL_DIR      # one JSON line; scripts/bench.py runs it for you
+    python scripts/bench_int8.py MODEL_DIR [SAMPLES]   # one JSON line; scripts/bench.py runs it for you
 
 On the repository's own labelled samples (tests/data/eval_*_sample.jsonl): how often int8 picks the
 label 16-bit picks, the span F1 of int8's mentions against 16-bit's, and the relative error
@@ -48,9 +48,11 @@ def answers(engine: Engine, classify: list, labels: list[str], extract: list, fi
     }
 
 
-def fidelity(model_dir: Path, data: Path = DATA) -> dict:
+def fidelity(model_dir: Path, samples: int | None = None, data: Path = DATA) -> dict:
+    """``samples``: at most this many of each file (all by default)."""
     classify = read_gold(data / "eval_tnews_sample.jsonl", "classify", read_map(str(data / "eval_tnews_map.txt")))
     extract = read_gold(data / "eval_cluener_sample.jsonl", "extract", read_map(str(data / "eval_cluener_map.txt")))
+    classify.rows, extract.rows = classify.rows[:samples], extract.rows[:samples]
     results = {}
     for mode in ("16bit", "int8"):
         engine = Engine(Settings(model_dir=model_dir, weights=mode))
@@ -82,7 +84,8 @@ def print_fidelity(f: dict) -> None:
 
 
 def main() -> int:
-    print(json.dumps(fidelity(Path(sys.argv[1]))), flush=True)
+    samples = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    print(json.dumps(fidelity(Path(sys.argv[1]), samples)), flush=True)
     return 0
 
 
