@@ -77,13 +77,13 @@ class Int8Linear:
 def quantize_blocks(weights, compute: torch.dtype) -> int:
     """Replace every block's linear layers by int8 ones, in place and one matrix at a time, so the
     16-bit matrix is dropped as soon as its int8 copy exists. Returns the bytes now held by them."""
-    from .bloom_weights import Block, Linear
-
+    # The block's 16-bit layers are those that can give their plain weight (bloom_weights.Linear);
+    # asked by that method rather than by class, since bloom_weights imports this module.
     held = 0
     for block in weights.blocks:
-        for part in fields(Block):
+        for part in fields(block):
             linear = getattr(block, part.name)
-            if isinstance(linear, Linear):
+            if hasattr(linear, "plain_weight") and not isinstance(linear, Int8Linear):
                 int8 = Int8Linear.quantize(linear.plain_weight, linear.bias, compute)
                 setattr(block, part.name, int8)
                 held += int8.qweight.numel() + int8.scales.numel() * int8.scales.element_size()
