@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from model_loader.engine import Engine
 from model_loader.errors import ModelNotReadyError
+from model_loader.scheduling import ABANDONED
 
+from .abandon import watching
 from .concurrency import ModelGate
 from .logging_setup import REQUEST_ID, new_request_id
 from .metrics import Metrics
@@ -64,16 +67,26 @@ class Service:
         self.metrics = metrics
         self.gpu = gpu
 
-    async def run(self, info: RequestInfo, fn: Callable[..., T], *args: object) -> Served[T]:
-        """Run ``fn(*args)`` (a blocking engine method) for one request; errors are logged, then re-raised."""
+    async def run(
+        self,
+        info: RequestInfo,
+        fn: Callable[..., T],
+        *args: object,
+        disconnected: Callable[[], Awaitable[bool]] | None = None,
+    ) -> Served[T]:
+        """Run ``fn(*args)`` (a blocking engine method) for one request; errors are logged, then re-raised.
+        ``disconnected`` tells whether the client has gone: its work is then dropped."""
         token = REQUEST_ID.set(new_request_id()) if REQUEST_ID.get() == "-" else None
         request_id = REQUEST_ID.get()
         started = time.perf_counter()
+        # Seen by the engine in the thread that runs fn: set, the request's queued work is dropped.
+        abandoned = threading.Event()
+        abandon_token = ABANDONED.set(abandoned)
         try:
             status = self.engine.status
             if not status.ready:
                 raise ModelNotReadyError(not_ready_reason(status.state, status.error))
-            result = await self.clock.race(self.gate.run(fn, *args))
+            result = await self.clock.race(watching(self.gate.run(fn, *args), disconnected, abandoned))
         except Exception as exc:
             self.record(info, started, exc)
             raise
@@ -81,6 +94,8 @@ class Service:
             self.record(info, started, None)
             return Served(result, request_id, round((time.perf_counter() - started) * 1000, 1))
         finally:
+            abandoned.set()  # when this coroutine was cancelled, nobody waits for the work any more
+            ABANDONED.reset(abandon_token)
             if token is not None:
                 REQUEST_ID.reset(token)
 

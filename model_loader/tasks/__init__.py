@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from .classify import ClassifyPlan
 from .extract import ExtractPlan
 from .generate import GeneratePlan
+from .pieces import ClassifyPiece, ExtractPiece, run_pieces
 
 if TYPE_CHECKING:  # backends import the tasks, so only type checkers import them here
     from ..backends import Backend
@@ -22,7 +23,7 @@ class HealthProbe:
     """A health check queued like a request, so that it runs on the model's own thread."""
 
 
-Plan = ClassifyPlan | ExtractPlan | GeneratePlan | HealthProbe
+Plan = ClassifyPlan | ExtractPlan | GeneratePlan | HealthProbe | ClassifyPiece | ExtractPiece
 
 
 def run_plans(backend: Backend, plans: list[Plan]) -> list[object]:
@@ -34,10 +35,14 @@ def run_plans(backend: Backend, plans: list[Plan]) -> list[object]:
         return backend.extract(plans)
     if isinstance(first, GeneratePlan):
         return backend.generate(plans)
+    if isinstance(first, ClassifyPiece | ExtractPiece):  # queued one piece at a time (see pieces)
+        return run_pieces(backend, plans)  # type: ignore[arg-type]
     if isinstance(first, HealthProbe):
         backend.check()
         return [None for _ in plans]
     raise TypeError(f"no task runs a {type(first).__name__}")
 
 
-__all__ = ["ClassifyPlan", "ExtractPlan", "GeneratePlan", "HealthProbe", "Plan", "run_plans"]
+__all__ = [
+    "ClassifyPiece", "ClassifyPlan", "ExtractPiece", "ExtractPlan", "GeneratePlan", "HealthProbe", "Plan", "run_plans"
+]
