@@ -5,8 +5,9 @@ decode steps weighted as the tokens they cost). A measured rate per kind of job 
 unit, learnt from the runs that finished) turns work into seconds, so the engine can tell how
 long a new request would wait before it starts, and refuse it at once when that is too long.
 
-The worker picks the job with the least work, unless some job has waited longer than
-``AGEING_S``: then the oldest goes first, so a long request is delayed, never starved. Jobs of
+The worker picks the job with the least estimated work, less a quarter of the time it has
+waited (``AGEING_FACTOR``): a short request passes long ones, and a long one moves up as it
+waits, so it is delayed, never starved. Jobs of
 the same kind and of similar size join it in one call (requests arriving together still share
 forward passes), up to ``SLICE_S`` of estimated work, so one call stays short and a short request
 waits for at most about that long.
@@ -27,8 +28,8 @@ DECODE_STEP_UNITS = 20
 PRIOR_SECONDS_PER_UNIT = {"cpu": 0.006, "cuda": 0.0003}
 # Weight of the newest measurement in the running average of a kind's rate.
 RATE_SMOOTHING = 0.3
-# A job that has waited this long is taken before any shorter one.
-AGEING_S = 20.0
+# Every this many seconds a job waits count as one second less of work when it is ranked.
+AGEING_FACTOR = 4.0
 # One call's estimated seconds; more jobs join it only while the total stays within this.
 SLICE_S = 4.0
 # Jobs join a call only when they are at most this many times the work of the one it was built for.
@@ -76,20 +77,20 @@ def estimate(job: Queued, rate: WorkRate) -> float:
     return rate.seconds(type(job.payload), job.work)
 
 
-def order(jobs: Sequence[Queued], now: float, rate: WorkRate, ageing_s: float = AGEING_S) -> list[Queued]:
-    """Jobs in the order they should run: those waiting over ``ageing_s`` oldest first, then the
-    shortest estimated first."""
-    aged = sorted((j for j in jobs if now - j.queued_at >= ageing_s), key=lambda j: j.queued_at)
-    fresh = sorted((j for j in jobs if now - j.queued_at < ageing_s), key=lambda j: (estimate(j, rate), j.queued_at))
-    return aged + fresh
+def rank(job: Queued, rate: WorkRate, now: float) -> float:
+    """What the job is ranked by, least first: its estimated seconds less its wait over AGEING_FACTOR."""
+    return estimate(job, rate) - max(0.0, now - job.queued_at) / AGEING_FACTOR
 
 
-def pick_batch(
-    jobs: Sequence[Queued], now: float, max_batch: int, rate: WorkRate, ageing_s: float = AGEING_S
-) -> list[Queued]:
+def order(jobs: Sequence[Queued], now: float, rate: WorkRate) -> list[Queued]:
+    """Jobs in the order they should run: least rank first, then the oldest."""
+    return sorted(jobs, key=lambda j: (rank(j, rate, now), j.queued_at))
+
+
+def pick_batch(jobs: Sequence[Queued], now: float, max_batch: int, rate: WorkRate) -> list[Queued]:
     """The jobs of the next call: the first in ``order``, and jobs of its kind and of similar size
     after it, up to ``max_batch`` and ``SLICE_S`` of estimated work (the first alone may be more)."""
-    ranked = order(jobs, now, rate, ageing_s)
+    ranked = order(jobs, now, rate)
     if not ranked:
         return []
     head = ranked[0]
@@ -110,10 +111,9 @@ def pick_batch(
 
 def wait_ahead(jobs: Sequence[Queued], seconds: float, rate: WorkRate, now: float, running_left_s: float) -> float:
     """Estimated seconds before a new job of ``seconds`` estimated work starts: what is left of the
-    running call, and every queued job that ``order`` would put before it (shorter, or past ageing)."""
+    running call, and every queued job that ``order`` would now put before it."""
     ahead = running_left_s
     for job in jobs:
-        other = estimate(job, rate)
-        if other <= seconds or now - job.queued_at >= AGEING_S:
-            ahead += other
+        if rank(job, rate, now) <= seconds:
+            ahead += estimate(job, rate)
     return ahead
