@@ -49,6 +49,8 @@ class Pending:
                     raise TimeoutError(f"no answer within {timeout:.0f} s; the request's work was dropped")
                 done, remaining = wait(remaining, timeout=min(_WATCH_S, left), return_when=FIRST_EXCEPTION)
                 for future in done:
+                    if future.cancelled():  # dropped by the worker: the request was abandoned meanwhile
+                        raise AbandonedError("the client went away before the answer was ready; its work was dropped")
                     if future.exception() is not None:
                         raise future.exception()  # type: ignore[misc]
         except BaseException:

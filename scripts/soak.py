@@ -253,7 +253,7 @@ def summarise(
     latency = {
         task: {"requests": len(times), "p50_s": percentile(times, 0.5), "p95_s": percentile(times, 0.95)}
         for task in MIX
-        if (times := [o.seconds for o in good if o.task == task and not o.error])
+        if (times := [o.seconds for o in good if o.task == task and not o.error and not o.shed])
     }
     ok_times = [o.seconds for o in good if not o.error and not o.shed]
     answered = [o for o in good if not o.error and not o.shed]

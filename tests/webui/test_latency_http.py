@@ -14,16 +14,16 @@ from servers import RunningServer, start_server, stop_server
 
 pytestmark = pytest.mark.service
 
-# A 19,700-character text of 6 fields, each answer exactly 64 tokens: several pieces of seconds each
+# A 5,000-character text of 6 fields, each answer exactly 32 tokens: several pieces of seconds each
 # on demo weights, so that the requests behind it wait.
-LONG = {"text": "甲方北京星河科技有限公司与乙方上海云帆贸易有限公司于2024年3月5日签订采购合同。" * 470,
+LONG = {"text": "甲方北京星河科技有限公司与乙方上海云帆贸易有限公司于2024年3月5日签订采购合同。" * 120,
         "fields": ["甲方", "乙方", "金额", "日期", "合同编号", "地址"]}
 
 
 @pytest.fixture(scope="module")
 def busy_server(tmp_path_factory: pytest.TempPathFactory, demo_model_dir) -> Iterator[RunningServer]:
     server = start_server(tmp_path_factory.mktemp("latency"), demo_model_dir,
-                          {"SEQGPT_MAX_WAIT_S": "1", "SEQGPT_EXTRACT_EXACT_TOKENS": "64"})
+                          {"SEQGPT_MAX_WAIT_S": "1", "SEQGPT_EXTRACT_EXACT_TOKENS": "32"})
     yield server
     stop_server(server)
 
@@ -60,7 +60,7 @@ def test_a_request_over_the_wait_limit_gets_503_with_retry_after_at_once_without
 
 def test_a_client_that_disconnects_has_its_work_dropped(tmp_path, demo_model_dir):
     # No wait limit: the second request is queued behind the first's pieces, not refused.
-    server = start_server(tmp_path, demo_model_dir, {"SEQGPT_MAX_WAIT_S": "0", "SEQGPT_EXTRACT_EXACT_TOKENS": "64"})
+    server = start_server(tmp_path, demo_model_dir, {"SEQGPT_MAX_WAIT_S": "0", "SEQGPT_EXTRACT_EXACT_TOKENS": "32"})
     try:
         first: list = []
         running = threading.Thread(target=send, args=(server, first))
