@@ -71,8 +71,11 @@ def test_a_client_that_disconnects_has_its_work_dropped(tmp_path, demo_model_dir
         running.join(timeout=300)
         assert first and first[0].status_code == 200
         log = server.log_text()
+        # Dropped from the queue by the worker, or, where preparing the request outlasted the client,
+        # never queued at all: either way none of its work ran.
         dropped = re.search(r"dropped (\d+) queued jobs whose requests were abandoned", log)
-        assert dropped and int(dropped.group(1)) >= 1, log[-3000:]
+        never_queued = "the client went away before the request reached the model; nothing was run" in log
+        assert (dropped and int(dropped.group(1)) >= 1) or never_queued, log[-3000:]
         assert re.search(r"task=extract source=api .* outcome=abandoned", log)
         with server.client() as http:
             assert 'outcome="abandoned"' in http.get("/metrics").text
