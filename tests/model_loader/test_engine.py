@@ -16,6 +16,7 @@ import model_loader.batching.cache_groups as cache_groups
 import model_loader.decoding as decoding
 import model_loader.engine as engine_module
 from model_loader import Classification, Engine, Extraction, Generation, ModelNotReadyError, Settings
+from model_loader.backends.fast import FastBackend
 from model_loader.decoding import FieldAnswer
 from model_loader.text.prompts import complete_free_prompt
 
@@ -89,15 +90,14 @@ def test_health_check_passes_on_a_loaded_model(engine):
 def long_batch(engine, monkeypatch):
     """A batch that holds the model worker until released, standing in for a long CPU batch."""
     started, release = threading.Event(), threading.Event()
-    backend = engine.model.backend
-    answer = backend.classify
+    answer = FastBackend.pieces  # a text's pieces run one job each (tasks/pieces.py)
 
-    def hold(plans):
+    def hold(backend, pieces):
         started.set()
         release.wait(timeout=30)
-        return answer(plans)
+        return answer(backend, pieces)
 
-    monkeypatch.setattr(backend, "classify", hold)
+    monkeypatch.setattr(FastBackend, "pieces", hold)
     with ThreadPoolExecutor(1) as pool:
         done = pool.submit(engine.classify, "温格的球队终于又踢了一场经典的比赛。", ["体育", "财经"])
         assert started.wait(timeout=5)
