@@ -372,7 +372,7 @@ def use_instead_of_demo(dest: Path) -> None:
     if settings is None or (dest / DEMO_MARKER).exists():
         return
     sys.path.insert(0, str(ROOT))
-    from model_loader import settings_file  # light: no torch; absent while the image builds its weights layer
+    from webui import settings_file  # light: no torch; absent while the image builds its weights layer
 
     current = Path(settings_file.effective(settings, "SEQGPT_MODEL_DIR"))
     if not (current / DEMO_MARKER).exists():
