@@ -98,13 +98,17 @@ RUN --mount=type=secret,id=ca \
         python scripts/download_model.py --source "$MODEL_SOURCE" --dest /root/models/seqgpt-560m \
             ${MODEL_REVISION:+--revision "$MODEL_REVISION"} --timeout 15; \
     fi
-# GTE-Chinese-Large for the knowledge base, the same way; offline the app falls back to demo embedding weights.
-ARG GTE_SOURCE=hf
+# GTE-Chinese-Large for the knowledge base, from where SeqGPT came unless GTE_SOURCE says otherwise
+# (none: not in the image). It is the second model: a build that cannot fetch it says so loudly and
+# goes on, and the app then runs the knowledge base on demo embedding weights, with a banner, until
+# GTE is mounted at /root/models/gte-large-zh.
+ARG GTE_SOURCE=${MODEL_SOURCE}
 RUN --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export SSL_CERT_FILE=/run/secrets/ca REQUESTS_CA_BUNDLE=/run/secrets/ca; fi \
     && if [ "$GTE_SOURCE" != none ]; then \
         python scripts/download_model.py --model gte --source "$GTE_SOURCE" --dest /root/models/gte-large-zh \
-            --timeout 15; \
+            --timeout 15 \
+        || echo "!! GTE-Chinese-Large was not fetched: the knowledge base will use demo embedding weights" >&2; \
     fi
 
 COPY model_loader/ model_loader/

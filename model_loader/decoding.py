@@ -104,6 +104,13 @@ def score_labels(runner: BloomRunner, requests: list[LabelSet], eos_id: int) -> 
     return results
 
 
+# Fields' own prompt ends are left-padded to a common width, a multiple of this. A field's
+# attention then sums its own columns at the same place modulo 16 (the fp32 lanes of a 512-bit
+# vector) whatever the longest field beside it: other padding shifted them, and a sum taken in
+# another order came out a last bit apart, which bf16 rounding could turn into another token.
+SUFFIX_ALIGN = 16
+
+
 @dataclass
 class FieldRequest:
     """One extraction request: the prompt's shared start, and per field its prompt end and allowed tokens."""
@@ -153,7 +160,7 @@ def _decode_field_group(
     device = runner.device
     owners = [i for i, r in enumerate(requests) for _ in r.suffixes]
     suffixes = [s for r in requests for s in r.suffixes]
-    suffix_width = max(len(s) for s in suffixes)
+    suffix_width = -(-max(len(s) for s in suffixes) // SUFFIX_ALIGN) * SUFFIX_ALIGN
     prompt_cache, _ = runner.prefill([r.prefix for r in requests])
     rows = runner.new_rows(owners, suffix_width + steps)
     tokens = torch.zeros((len(suffixes), suffix_width), dtype=torch.long)

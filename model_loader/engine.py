@@ -142,6 +142,7 @@ class Engine:
             is_demo=loaded.is_demo,
             load_seconds=round(time.perf_counter() - started, 3),
             attention=view.runner.attention.describe(),
+            weights=loaded.weights_mode,
         )
 
     def _build(self, device: str | None) -> ModelView:

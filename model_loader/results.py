@@ -66,6 +66,7 @@ class EngineStatus:
     load_seconds: float | None = None
     # The attention kernel in use and why faster ones were passed over, e.g. "sdpa (flash-attn: not installed)".
     attention: str | None = None
+    weights: str = "16bit"  # SEQGPT_WEIGHTS of the loaded model: 16bit or int8
 
     @property
     def ready(self) -> bool:

@@ -14,6 +14,7 @@ DEFAULT_MODEL_DIR = "/root/models/seqgpt-560m"
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DECODINGS = ("fast", "official")
+WEIGHTS = ("16bit", "int8")  # model_loader.model.int8_weights.WEIGHTS_MODES
 # The summary prompt of the GTE + SeqGPT write-ups; SEQGPT_SUMMARY_PROMPT replaces it ("\\n" for a line break).
 DEFAULT_SUMMARY_PROMPT = "请为以下内容生成简洁摘要,不超过{max_chars}字:\n{text}"
 
@@ -28,6 +29,7 @@ class Settings:
     # fast: our decoding (label scoring, per-field extraction); official: the reference settings
     # (see backends/official.py).
     decoding: str = "fast"
+    weights: str = "16bit"  # 16bit (the dtype above) or int8 (CPU only: weight-only int8, half the bytes)
     max_text_chars: int = 20_000  # longest text a request may send
     max_labels: int = 64  # most labels or fields in one request
     max_label_chars: int = 64  # longest label or field name
@@ -52,7 +54,7 @@ class Settings:
     summary_max_ratio: float = 0.35  # above this: flagged "too_long"
 
     def __post_init__(self) -> None:
-        for name, allowed in (("device", DEVICES), ("dtype", DTYPES), ("decoding", DECODINGS)):
+        for name, allowed in (("device", DEVICES), ("dtype", DTYPES), ("decoding", DECODINGS), ("weights", WEIGHTS)):
             value = getattr(self, name)
             if value not in allowed:
                 raise SettingsError(

@@ -33,12 +33,14 @@ from bench_inputs import (  # beside this script
     make_free_prompts,
     make_workload,
 )
+from bench_int8 import print_fidelity  # noqa: E402  (beside this script)
 
 from model_loader.text.prompts import CLASSIFY, EXTRACT, build_prompt
 
 TOKENS_PER_FIELD = 12  # a line such as "公司名称: 小米集团\t华为" plus its line break
 CLIENTS = 8
-WORKLOADS = ("classification", "extraction", "concurrency", "generation")
+# int8: SEQGPT_WEIGHTS=int8 joins the free prompts' timings, and its answers are compared with 16-bit's.
+WORKLOADS = ("classification", "extraction", "concurrency", "generation", "int8")
 GEN_TOKENS = 32  # pinned: both sides generate exactly this many, ignoring end-of-sequence
 VOCAB, HIDDEN = 250880, 1024
 NON_EMBEDDING = 24 * (12 * 1024 * 1024 + 13 * 1024)  # per layer: 4 matrices + biases + 2 norms
@@ -86,20 +88,24 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def machine_floor(dtype: str, trials: int = 5) -> dict:
-    """This machine's matrix-product rate in the engine's dtype and its memory-copy rate, the two
-    limits of a forward pass: the best of several trials, since a shared machine is only ever
-    slower than its peak."""
+    """This machine's matrix-product rate in the engine's dtype, its read rate and its copy rate:
+    the best of several trials, since a shared machine is only ever slower than its peak.
+
+    A decode step only reads its weights, so its floor is their bytes over the read rate (a
+    reduction over a buffer far larger than the caches), not over the copy rate: a copy also
+    writes (and reads its destination first), and ran 1.2 to 2.3 times slower (SPEC §7)."""
     import time
 
     import torch
 
     a = torch.randn(2048, 2048).to(getattr(torch, dtype))
     b = torch.randn(2048, 2048).to(getattr(torch, dtype))
-    src = torch.empty(64 * 1024 * 1024, dtype=torch.float32)
+    src = torch.ones(64 * 1024 * 1024, dtype=torch.float32)  # 256 MB, far beyond any cache
     dst = torch.empty_like(src)
     a @ b
     dst.copy_(src)
-    gflops, gbps = 0.0, 0.0
+    src.sum()
+    gflops, copy_gbps, read_gbps = 0.0, 0.0, 0.0
     for _ in range(trials):
         started = time.perf_counter()
         for _ in range(4):
@@ -108,8 +114,12 @@ def machine_floor(dtype: str, trials: int = 5) -> dict:
         started = time.perf_counter()
         for _ in range(2):
             dst.copy_(src)
-        gbps = max(gbps, src.numel() * 4 * 2 / (time.perf_counter() - started) / 1e9)  # bytes copied per second
-    return {"dtype": dtype, "matmul_gflops": gflops, "copy_gbps": gbps}
+        copy_gbps = max(copy_gbps, src.numel() * 4 * 2 / (time.perf_counter() - started) / 1e9)
+        started = time.perf_counter()
+        for _ in range(4):
+            src.sum()
+        read_gbps = max(read_gbps, src.numel() * 4 * 4 / (time.perf_counter() - started) / 1e9)
+    return {"dtype": dtype, "matmul_gflops": gflops, "copy_gbps": copy_gbps, "read_gbps": read_gbps}
 
 
 def floors(tokenizer, requests: list[dict], op: str, machine: dict, non_embedding: float) -> list[float]:
@@ -117,7 +127,7 @@ def floors(tokenizer, requests: list[dict], op: str, machine: dict, non_embeddin
     reading the weights, whichever is larger (SPEC §7)."""
     weight_bytes = 4 if machine["dtype"] == "float32" else 2
     flops = machine["matmul_gflops"] * 1e9
-    weight_read = weight_bytes * non_embedding / (machine["copy_gbps"] * 1e9)
+    weight_read = weight_bytes * non_embedding / (machine["read_gbps"] * 1e9)
 
     def pass_time(tokens: int) -> float:
         return max(2 * non_embedding * tokens / flops, weight_read)
@@ -157,7 +167,8 @@ def generation(args, sides: list[Side], prompts: list[str], tokenizer, machine: 
                 full = side.ask(op="generate", prompts=group, new_tokens=GEN_TOKENS)["seconds"]
                 runs[side.name][i].append((one, (full - one) / (GEN_TOKENS - 1)))
             print(f"  generation {repeat + 1}/{args.gen_repeats} {batch} case {i + 1}/{len(cases)}", flush=True)
-    names = {"engine": "engine", "reference-bf16": "transformers_bf16", "reference": "transformers_fp32"}
+    names = {"engine": "engine", "engine-int8": "engine_int8", "reference-bf16": "transformers_bf16",
+             "reference": "transformers_fp32"}
     ms_per_token: dict = {}
     prefill_ms: dict = {}
     for side in sides:
@@ -166,22 +177,30 @@ def generation(args, sides: list[Side], prompts: list[str], tokenizer, machine: 
         ms_per_token[names[side.name]] = {"batch1": 1000 * percentile([m[1] for m in single], 0.5),
                                           "batch8": 1000 * medians[-1][1]}
         prefill_ms[names[side.name]] = 1000 * percentile([m[0] for m in single], 0.5)
-    # The floor of a decode step: every weight read once, at the measured copy rate, in 16 bits
+    # The floor of a decode step: every weight read once, at the measured read rate, in 16 bits
     # (the engine's dtype and transformers bf16) or in 32; a step of up to 8 rows is far from
     # the arithmetic limit. A prefill's floor: its arithmetic, or reading the weights, and the
     # output projection read once for the first token.
     step_bytes = NON_EMBEDDING + VOCAB * HIDDEN
-    ms_per_token["floor_16bit"] = 1000 * 2 * step_bytes / (machine["copy_gbps"] * 1e9)
+    ms_per_token["floor_16bit"] = 1000 * 2 * step_bytes / (machine["read_gbps"] * 1e9)
     ms_per_token["floor_fp32"] = 2 * ms_per_token["floor_16bit"]
+    ms_per_token["floor_int8"] = ms_per_token["floor_16bit"] / 2  # one byte a weight (scales: 0.1%)
     tokens = sorted(report["prompt_tokens"][: args.gen_inputs])[(args.gen_inputs - 1) // 2]
     prefill_ms["floor"] = 1000 * (max(2 * NON_EMBEDDING * tokens / (machine["matmul_gflops"] * 1e9),
-                                      2 * NON_EMBEDDING / (machine["copy_gbps"] * 1e9))
-                                  + 2 * VOCAB * HIDDEN / (machine["copy_gbps"] * 1e9))
+                                      2 * NON_EMBEDDING / (machine["read_gbps"] * 1e9))
+                                  + 2 * VOCAB * HIDDEN / (machine["read_gbps"] * 1e9))
     engine_ms, bf16_ms = ms_per_token["engine"], ms_per_token["transformers_bf16"]
     report.update(ms_per_token=ms_per_token, prefill_ms=prefill_ms,
                   ratio_p50=bf16_ms["batch1"] / engine_ms["batch1"],
                   ratio_p50_batch8=bf16_ms["batch8"] / engine_ms["batch8"],
                   prefill_ratio_p50=prefill_ms["transformers_bf16"] / prefill_ms["engine"])
+    if "engine_int8" in ms_per_token:
+        int8 = ms_per_token["engine_int8"]
+        report["int8"] = {"ms_per_token": int8, "prefill_ms": prefill_ms["engine_int8"],
+                          "ratio_p50": bf16_ms["batch1"] / int8["batch1"],
+                          "ratio_p50_batch8": bf16_ms["batch8"] / int8["batch8"],
+                          "vs_16bit_batch1": engine_ms["batch1"] / int8["batch1"],
+                          "vs_16bit_batch8": engine_ms["batch8"] / int8["batch8"]}
     return report
 
 
@@ -238,9 +257,20 @@ def run(args: argparse.Namespace) -> dict:
         report["peak_rss_mb_before_generation"] = engine.peak_rss_mb
         prompts = make_free_prompts(texts, tokenizer, max(CLIENTS, args.gen_inputs), seed=3)
         bf16 = Side("reference-bf16", model_dir)
-        report["generation"] = generation(args, [engine, bf16, reference], prompts, tokenizer, machine)
+        int8 = Side("engine-int8", model_dir) if "int8" in wanted else None
+        sides = [engine, *([int8] if int8 else []), bf16, reference]
+        report["generation"] = generation(args, sides, prompts, tokenizer, machine)
         bf16.close()
         report["reference_bf16_peak_rss_mb"] = bf16.peak_rss_mb
+        if int8 is not None:
+            report["generation_int8"] = report["generation"].pop("int8")
+            int8.close()
+            report["peak_rss_mb_int8"] = int8.peak_rss_mb
+    if "int8" in wanted:
+        samples = [str(args.inputs)] if args.quick else []  # a smoke run compares a few samples only
+        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_int8.py"), str(model_dir), *samples],
+                              stdout=subprocess.PIPE, text=True, check=True)
+        report["int8_fidelity"] = json.loads(done.stdout.strip().splitlines()[-1])
     reference.close()
     report["peak_rss_mb"] = engine.peak_rss_mb
     report["reference_peak_rss_mb"] = reference.peak_rss_mb
@@ -251,7 +281,7 @@ def run(args: argparse.Namespace) -> dict:
 def print_report(r: dict) -> None:
     m = r["machine"]
     print(f"\nmachine: {m['dtype']} matmul {m['matmul_gflops']:.0f} GFLOP/s (the engine's dtype here), "
-          f"memory copy {m['copy_gbps']:.1f} GB/s; "
+          f"memory read {m['read_gbps']:.1f} GB/s (floors use it), copy {m['copy_gbps']:.1f} GB/s; "
           f"bench tokenizer {r['chars_per_token']:.2f} Chinese characters per token")
     names = [name for name in ("classification", "extraction") if name in r]
     if names:
@@ -268,11 +298,19 @@ def print_report(r: dict) -> None:
               f"{c['one_at_a_time_per_s']:.2f} req/s one at a time = {c['throughput_ratio']:.2f}x")
     if "generation" in r:
         print_generation(r["generation"])
+    if "generation_int8" in r:
+        g = r["generation_int8"]
+        print(f"engine int8: {g['vs_16bit_batch1']:.2f}x the engine's 16-bit speed per token at batch 1 "
+              f"({g['vs_16bit_batch8']:.2f}x at batch 8); vs transformers bf16 {g['ratio_p50']:.2f}x at batch 1, "
+              f"{g['ratio_p50_batch8']:.2f}x at batch 8")
+    if "int8_fidelity" in r:
+        print_fidelity(r["int8_fidelity"])
     before = r.get("peak_rss_mb_before_generation")
     print(f"peak RSS: engine {r['peak_rss_mb']:.0f} MB"
           + (f" ({before:.0f} MB before the free prompts)" if before else "")
           + f", reference {r['reference_peak_rss_mb']:.0f} MB"
-          + (f", reference bf16 {r['reference_bf16_peak_rss_mb']:.0f} MB" if "reference_bf16_peak_rss_mb" in r else ""))
+          + (f", reference bf16 {r['reference_bf16_peak_rss_mb']:.0f} MB" if "reference_bf16_peak_rss_mb" in r else "")
+          + (f", engine int8 {r['peak_rss_mb_int8']:.0f} MB (peak_rss_mb_int8)" if "peak_rss_mb_int8" in r else ""))
     print(f"model load: engine {r['load_seconds']['engine']:.1f} s, reference {r['load_seconds']['reference']:.1f} s")
 
 
@@ -283,8 +321,11 @@ def print_generation(g: dict) -> None:
     per, pre = g["ms_per_token"], g["prefill_ms"]
     batch8 = f"ms/step, {g['clients']} clients"
     print(f"{'side':<20}{'prefill ms':>12}{'ms/token, 1':>14}{batch8:>20}")
-    floor_of = {"engine": "floor_16bit", "transformers_bf16": "floor_16bit", "transformers_fp32": "floor_fp32"}
+    floor_of = {"engine": "floor_16bit", "engine_int8": "floor_int8", "transformers_bf16": "floor_16bit",
+                "transformers_fp32": "floor_fp32"}
     for side, floor in floor_of.items():
+        if side not in per:
+            continue
         print(f"{side:<20}{pre[side]:>12.0f}{per[side]['batch1']:>14.1f}{per[side]['batch8']:>20.1f}"
               f"   (floor {per[floor]:.1f} ms a step)")
     print(f"{'floor':<20}{pre['floor']:>12.0f}")

@@ -3,7 +3,7 @@
 ``reference``: the official SeqGPT settings through plain transformers ``generate``
 (fp32 on CPU, 4 beams, repetition penalty 2.0, 6 labels a prompt), and greedy free prompts in fp32.
 ``reference-bf16``: greedy free prompts through transformers ``generate`` in bf16.
-``engine``: our engine as users get it by default.
+``engine``: our engine as users get it by default; ``engine-int8``: the same with SEQGPT_WEIGHTS=int8.
 
 Both read one JSON command a line on stdin and answer one JSON line on stdout;
 output lengths are pinned so both sides generate the same number of tokens.
@@ -104,9 +104,9 @@ class Reference:
 
 
 class OurEngine:
-    def __init__(self, model_dir: Path, tokens_per_field: int) -> None:
+    def __init__(self, model_dir: Path, tokens_per_field: int, weights: str = "16bit") -> None:
         self.engine = Engine(
-            Settings(model_dir=model_dir, extract_exact_tokens=tokens_per_field, generate_ignore_eos=1)
+            Settings(model_dir=model_dir, extract_exact_tokens=tokens_per_field, generate_ignore_eos=1, weights=weights)
         )
         self.engine.load()
         self.load_seconds = self.engine.status.load_seconds
@@ -153,8 +153,9 @@ class OurEngine:
 
 def main() -> int:
     side, model_dir, tokens_per_field = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
-    if side == "engine":
-        runner: OurEngine | Reference = OurEngine(model_dir, tokens_per_field)
+    if side in ("engine", "engine-int8"):
+        weights = "int8" if side == "engine-int8" else "16bit"
+        runner: OurEngine | Reference = OurEngine(model_dir, tokens_per_field, weights)
     else:
         runner = Reference(model_dir, tokens_per_field, "bfloat16" if side == "reference-bf16" else "float32")
     hello = {"ready": True, "load_seconds": runner.load_seconds, "dtype": runner.dtype, "rss_mb": rss_mb()}

@@ -40,7 +40,10 @@ def load_when_listening(server: uvicorn.Server, engine: EngineAPI) -> None:
         log.exception("model load failed unexpectedly; /health answers 503 with the reason")
     else:
         status = engine.status
-        log.info("model ready on %s (%s) in %.1f s", status.device, status.dtype, status.load_seconds or 0.0)
+        log.info(
+            "model ready on %s (%s, weights %s) in %.1f s",
+            status.device, status.dtype, status.weights, status.load_seconds or 0.0,
+        )
 
 
 def make_engine(cluster: ClusterSettings) -> EngineAPI:

@@ -85,7 +85,7 @@ def build_reference_model(config: dict, weights: BloomWeights):
     except of matrices the engine holds packed for oneDNN, which transformers cannot read)."""
     from transformers import BloomConfig, BloomForCausalLM
 
-    dtype = weights.blocks[0].qkv.weight.dtype
+    dtype = _plain_weight(weights.blocks[0].qkv).dtype
     embedding = weights.embedding.to(dtype)  # a real copy where the engine keeps it memory-mapped
     state = {
         f"transformer.{EMBEDDING}": embedding,
@@ -107,7 +107,8 @@ def build_reference_model(config: dict, weights: BloomWeights):
 
 
 def _plain_weight(part: Linear | Norm) -> torch.Tensor:
-    return part.plain_weight if isinstance(part, Linear) else part.weight
+    """A 16-bit matrix; of an int8 layer (SEQGPT_WEIGHTS=int8), the matrix its scales give back."""
+    return part.weight if isinstance(part, Norm) else part.plain_weight
 
 
 def official_generate(model, tokenizer, prompts: list[str], max_new_tokens: int) -> list[tuple[str, float]]:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from .attention import ATTENTION_DTYPE, AttentionChoice, Kernel, causal_bias, choose_attention, eager, widened
 from .bloom_weights import Block, BloomWeights, Norm, OutputProjection
+from .int8_weights import Int8Linear
 from .kv_cache import PromptCache, RowCache, SequenceCache
 
 
@@ -27,6 +28,24 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
         extra = 2 ** (-(2 ** -(math.log2(2 * closest) - 3)))
         slopes += [extra**power for power in range(1, 1 + 2 * min(closest, num_heads - closest), 2)]
     return torch.tensor(slopes, dtype=torch.float32)
+
+
+# fp32 products with fewer than this many rows take another kernel than those with more (measured
+# with torch 2.13 on an AMD EPYC), whose sums come out a last bit apart. A row's attention over its
+# prompt is one row of a product over all the rows sharing that prompt, so a field decoded alone
+# (1 row) and next to three others (4 rows) differed; rounded to bf16 that bit tipped a near tie.
+# From 4 rows on, each row's result was the same for every count and position (up to 200 rows).
+FEW_ROWS_KERNEL = 4
+
+
+def matmul_by_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` with each row of ``a`` computed as in a product of any number of rows: fewer than
+    FEW_ROWS_KERNEL rows are padded with zero rows, which costs nothing worth counting."""
+    rows = a.shape[-2]
+    if rows >= FEW_ROWS_KERNEL:
+        return torch.matmul(a, b)
+    padded = torch.cat([a, a.new_zeros((*a.shape[:-2], FEW_ROWS_KERNEL - rows, a.shape[-1]))], dim=-2)
+    return torch.matmul(padded, b)[..., :rows, :]
 
 
 class BloomRunner:
@@ -42,9 +61,12 @@ class BloomRunner:
         self.layers = len(weights.blocks)
         self.output_weight = weights.output
         self.device = weights.embedding.device
-        self.dtype = weights.blocks[0].qkv.weight.dtype
+        first = weights.blocks[0].qkv
+        self.int8 = isinstance(first, Int8Linear)
+        self.dtype = first.dtype if isinstance(first, Int8Linear) else first.weight.dtype
         self.slopes = alibi_slopes(self.num_heads).to(self.device)
-        self.output = OutputProjection(weights, self.dtype, pack=weights.blocks[0].qkv.weight.is_mkldnn)
+        pack = not self.int8 and first.weight.is_mkldnn
+        self.output = OutputProjection(weights, self.dtype, pack=pack, int8=self.int8)
         # The kernel for a sequence attending to itself, checked on this device (see attention).
         self.attention = attention or choose_attention(self.slopes, self.head_dim, self.dtype)
 
@@ -299,13 +321,13 @@ class BloomRunner:
         q = query.shape[2]
         width = prompts.mask.shape[1]
         grouped_query = self._to_groups(query, rows, prompts.count)
-        prompt_scores = torch.matmul(grouped_query, widened(prompts.keys[layer]).transpose(-1, -2))
+        prompt_scores = matmul_by_rows(grouped_query, widened(prompts.keys[layer]).transpose(-1, -2))
         prompt_scores = self._from_groups(prompt_scores, rows, q)
         own_scores = torch.matmul(query, keys.transpose(-1, -2))
         scores = torch.add(bias, torch.cat([prompt_scores, own_scores], dim=-1), alpha=self.scale)
         probs = torch.softmax(scores, dim=-1)
         prompt_probs, own_probs = probs.split([width, probs.shape[-1] - width], dim=-1)
-        from_prompts = torch.matmul(
+        from_prompts = matmul_by_rows(
             self._to_groups(prompt_probs, rows, prompts.count), widened(prompts.values[layer])
         )
         return self._from_groups(from_prompts, rows, q) + torch.matmul(own_probs, values)

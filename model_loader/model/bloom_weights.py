@@ -189,21 +189,23 @@ class OutputProjection:
     score a few hundred rows, read straight from the map) never holds it.
     """
 
-    def __init__(self, weights: BloomWeights, dtype: torch.dtype, pack: bool) -> None:
-        self._weights, self._dtype, self._pack = weights, dtype, pack
+    def __init__(self, weights: BloomWeights, dtype: torch.dtype, pack: bool, int8: bool = False) -> None:
+        self._weights, self._dtype, self._pack, self._int8 = weights, dtype, pack, int8
         self._slices: list[Linear] | None = None
 
     @property
     def resident(self) -> bool:
         return self._slices is not None
 
-    def _rows(self, first: int, stop: int) -> torch.Tensor:
-        read = self._weights.read_output_rows
+    def _rows(self, first: int, stop: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+        read, dtype = self._weights.read_output_rows, dtype or self._dtype
         if read is not None:
-            return read(first, stop, self._dtype)
-        return self._weights.output[first:stop].to(self._dtype)
+            return read(first, stop, dtype)
+        return self._weights.output[first:stop].to(dtype)
 
-    def _build(self) -> list[Linear]:
+    def _build(self) -> list:
+        if self._int8:
+            return self._build_int8()
         output = self._weights.output
         if output.dtype == self._dtype and (self._weights.read_output_rows is None or not self._pack):
             # Already what a product reads (and where it is resident and tied, the embedding's
@@ -215,6 +217,18 @@ class OutputProjection:
             linear = Linear(self._rows(first, min(first + OUTPUT_SLICE_ROWS, vocab)), None)
             slices.append(linear.packed() if self._pack else linear)
         log.info("output projection held in %s%s", self._dtype, " (packed)" if self._pack else "")
+        return slices
+
+    def _build_int8(self) -> list:
+        """Slices quantized from fp32 reads of the stored rows (SEQGPT_WEIGHTS=int8)."""
+        from .int8_weights import Int8Linear
+
+        vocab = self._weights.output.shape[0]
+        slices = []
+        for first in range(0, vocab, OUTPUT_SLICE_ROWS):
+            rows = self._rows(first, min(first + OUTPUT_SLICE_ROWS, vocab), torch.float32)
+            slices.append(Int8Linear.quantize(rows, None, self._dtype))
+        log.info("output projection held as int8 with per-row scales")
         return slices
 
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:

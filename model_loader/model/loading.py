@@ -7,11 +7,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, SettingsError
 from ..settings import Settings
 from .bloom_weights import EMBEDDING, BloomWeights
 from .cpu_dtype import auto_cpu_dtype
 from .demo import DEMO_MARKER
+from .int8_weights import gpu_refusal, quantize_blocks
 from .weights import RowReader, map_tensor, read_pickle_state_dict, read_state_dict, safetensors_files
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class LoadedModel:
     device: str
     dtype: str
     is_demo: bool
+    weights_mode: str = "16bit"  # SEQGPT_WEIGHTS: 16bit or int8
 
 
 def resolve_device(requested: str) -> str:
@@ -115,6 +117,9 @@ def load_model(settings: Settings, device: str | None = None) -> LoadedModel:
     weight_file = check_model_dir(settings.model_dir)
     device = resolve_device(device or settings.device)
     dtype = resolve_dtype(settings.dtype, device)
+    refusal = gpu_refusal(device, settings.weights)
+    if refusal is not None:
+        raise SettingsError(refusal)
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     try:
@@ -140,10 +145,12 @@ def load_model(settings: Settings, device: str | None = None) -> LoadedModel:
         weights = weights.to(device)
     except torch.OutOfMemoryError as exc:
         raise ModelLoadError(f"CUDA out of memory while moving the model to the GPU: {exc}") from exc
-    if device == "cpu" and dtype in ("bfloat16", "float16"):
+    if device == "cpu" and settings.weights == "int8":
+        quantize_blocks(weights, getattr(torch, dtype))
+    elif device == "cpu" and dtype in ("bfloat16", "float16"):
         weights.pack_linears()
     if tokenizer.eos_token_id is None:
         raise ModelLoadError(f"the tokenizer in {settings.model_dir} has no end-of-sequence token")
-    log.info("loaded %s on %s as %s", settings.model_dir, device, dtype)
+    log.info("loaded %s on %s as %s, weights %s", settings.model_dir, device, dtype, settings.weights)
     is_demo = (settings.model_dir / DEMO_MARKER).exists()
-    return LoadedModel(weights, config, tokenizer, device, dtype, is_demo)
+    return LoadedModel(weights, config, tokenizer, device, dtype, is_demo, settings.weights)

@@ -43,10 +43,25 @@ def engine_fp32(demo_dir: Path):
 
 
 @pytest.fixture(scope="session")
-def engines_by_dtype(engine, engine_fp32, demo_dir: Path):
+def engine_int8(demo_dir: Path):
+    """Weight-only int8 (SEQGPT_WEIGHTS=int8) in the CPU's own dtype."""
+    eng = Engine(Settings(model_dir=demo_dir, weights="int8"))
+    eng.load()
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(params=["16bit", "int8"])
+def engine_by_weights(request: pytest.FixtureRequest):
+    """The default engine and the int8 one: every invariant holds in both weight modes."""
+    return request.getfixturevalue("engine" if request.param == "16bit" else "engine_int8")
+
+
+@pytest.fixture(scope="session")
+def engines_by_dtype(engine, engine_fp32, engine_int8, demo_dir: Path):
     """An engine in each dtype the CPU may run (``auto`` picks one by the processor), so
     every one is tested whichever this machine picks."""
-    engines = {"float32": engine_fp32, engine.status.dtype: engine}
+    engines = {"float32": engine_fp32, engine.status.dtype: engine, "int8": engine_int8}
     extra = []
     for dtype in ("bfloat16", "float16"):
         if dtype not in engines:

@@ -157,7 +157,10 @@ def test_random_label_sets_cover_prefixes_single_labels_and_mixed_scripts():
     assert sum(any(label in EN_LABELS for label in s) and any(label in ZH_LABELS for label in s) for s in sets) >= 5
 
 
-def test_classify_answers_a_given_label_with_scores_summing_to_one_for_50_random_label_sets(engine, headline_texts):
+def test_classify_answers_a_given_label_with_scores_summing_to_one_for_50_random_label_sets(
+    engine_by_weights, headline_texts
+):
+    engine = engine_by_weights
     rng = random.Random(99)
     for labels in random_label_sets(50, seed=1234):
         text = rng.choice(headline_texts)
@@ -211,7 +214,8 @@ def test_same_generation_twice_gives_identical_output(engine):
 # ---- extraction ------------------------------------------------------------------------------
 
 
-def test_extract_returns_every_field_and_only_mentions_found_in_text(engine, entity_texts):
+def test_extract_returns_every_field_and_only_mentions_found_in_text(engine_by_weights, entity_texts):
+    engine = engine_by_weights
     fields = ["人名", "地址", "组织机构", "公司名称"]
     for text in entity_texts[:6]:
         result = engine.extract(text, fields)
@@ -236,7 +240,8 @@ def test_classify_long_text_is_split_and_reported_as_split(engine, long_chinese_
     assert_valid_classification(result, labels)
 
 
-def test_extract_long_text_is_split_and_offsets_index_the_original(engine, long_chinese_text):
+def test_extract_long_text_is_split_and_offsets_index_the_original(engine_by_weights, long_chinese_text):
+    engine = engine_by_weights
     result = engine.extract(long_chinese_text, ["人名", "地址"])
     assert result.split and result.pieces > 1
     assert result.raw.count("[piece ") == result.pieces
@@ -345,7 +350,7 @@ def run_request(engine: Engine, kind: str, args: tuple):
     return getattr(engine, kind)(*args)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "int8"])
 def test_concurrent_requests_give_the_same_results_as_one_at_a_time(
     engines_by_dtype, entity_texts, batch_sizes, dtype
 ):
@@ -377,17 +382,18 @@ def test_concurrent_requests_give_the_same_results_as_one_at_a_time(
     "dtype",
     [
         "float32",
-        # Found when the tests moved to the texts in tests/data: with packed bf16 weights on a Xeon with
-        # AVX512-BF16, rows 5, 7 and 60 decode a field differently next to others than alone (a near
-        # tie that a different number of rows in the product tips); not yet understood, so not hidden.
-        pytest.param("bfloat16", marks=pytest.mark.xfail(reason="bf16 decoding depends on the batch here")),
+        # bf16 once decoded a field of rows 5, 7 and 60 differently next to others: where the prompt
+        # shared by the fields ended depended on which fields came along, and a token run with the
+        # shared prompt or with the field's own part comes out a last bit apart (see PROBE_FIELDS).
+        "bfloat16",
         "float16",
+        "int8",
     ],
 )
 def test_extracting_several_fields_decodes_each_field_as_if_it_were_alone(engines_by_dtype, entity_texts, dtype):
     engine = engines_by_dtype[dtype]
     fields = ["人名", "地址", "组织机构", "公司名称"]
-    for text in entity_texts[60:62]:
+    for text in [entity_texts[i] for i in (5, 7, 60, 61)]:
         together = engine.extract(text, fields)
         lines = together.raw.split("\n")
         assert len(lines) == len(fields)
@@ -440,7 +446,8 @@ def test_generate_appends_gen_to_a_prompt_that_stops_at_output(engine):
     assert result.prompt_tokens == len(engine.model.tokens.encode(prompt + " [GEN]"))
 
 
-def test_generate_never_writes_more_than_asked(engine):
+def test_generate_never_writes_more_than_asked(engine_by_weights):
+    engine = engine_by_weights
     for limit in (1, 3, 17):
         result = engine.generate("输入: 你好\n分类: 正面，负面\n输出:", limit)
         assert 1 <= result.new_tokens <= limit

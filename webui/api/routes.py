@@ -139,6 +139,7 @@ def build_api_router(engine: EngineAPI, service: Service, render_metrics: Callab
                 "load_seconds": status.load_seconds,
                 "attention": status.attention,
                 **embedding_health(engine),
+                "weights": status.weights,
                 **replicas,
             }
         )

@@ -232,6 +232,8 @@ def format_status(model: EngineStatus, gpu: GpuReading | None, embedding: Embedd
         parts.append(f"设备 Device: {model.device or '-'}")
     else:
         parts.append("设备 Device: CPU" if on_cpu or gpu is None else f"设备 Device: GPU {gpu.name}")
+        if model.weights == "int8":  # shown only when not the default
+            parts.append("权重 Weights: int8")
     if gpu is not None:
         if on_cpu:
             parts.append(f"GPU {gpu.name}")

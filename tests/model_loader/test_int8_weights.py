@@ -1,0 +1,68 @@
+"""SEQGPT_WEIGHTS=int8: the setting, the quantized layers, the loaded engine and where the mode is shown."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model_loader import Settings
+from model_loader.errors import SettingsError
+from model_loader.model.int8_weights import Int8Linear, gpu_refusal
+from model_loader.results import EngineStatus
+from webui.service.status import format_status
+
+
+def test_weights_setting_defaults_to_16bit_and_reads_int8_from_the_environment():
+    assert Settings().weights == "16bit"
+    assert Settings.from_env({"SEQGPT_WEIGHTS": " INT8 "}).weights == "int8"
+
+
+def test_an_unknown_weights_mode_is_refused_naming_the_variable_and_the_choices():
+    with pytest.raises(SettingsError, match=r"SEQGPT_WEIGHTS='int4' is not valid: use one of 16bit, int8"):
+        Settings(weights="int4")
+
+
+def test_int8_is_refused_on_a_gpu_with_what_to_set_instead():
+    message = gpu_refusal("cuda", "int8")
+    assert message is not None and "SEQGPT_WEIGHTS=16bit" in message and "SEQGPT_DEVICE=cpu" in message
+    assert gpu_refusal("cpu", "int8") is None and gpu_refusal("cuda", "16bit") is None
+
+
+def test_quantized_layer_is_within_half_a_step_of_each_weight_and_one_byte_each():
+    torch.manual_seed(0)
+    weight = torch.randn(96, 64) * 0.02
+    layer = Int8Linear.quantize(weight, torch.zeros(96), torch.bfloat16)
+    steps = weight.abs().amax(dim=1, keepdim=True) / 127
+    assert layer.qweight.dtype == torch.int8 and layer.qweight.numel() == weight.numel()
+    assert (layer.scales.float()[:, None] >= steps).all() and (layer.scales.float()[:, None] <= steps * 1.01).all()
+    assert ((layer.qweight.float() * layer.scales.float()[:, None] - weight).abs() <= steps * 0.51).all()
+    x = torch.randn(5, 64)
+    got = layer(x.to(torch.bfloat16)).float()
+    expected = F.linear(x, weight)
+    assert got.dtype == torch.float32 and ((got - expected).norm() / expected.norm()) < 0.02
+
+
+def test_a_quantized_layer_gives_each_row_the_same_result_in_any_number_of_rows():
+    torch.manual_seed(1)
+    layer = Int8Linear.quantize(torch.randn(128, 64), None, torch.bfloat16)
+    rows = torch.randn(40, 64).to(torch.bfloat16)
+    together = layer(rows)
+    for count in (1, 2, 3, 7, 16):
+        assert torch.equal(layer(rows[:count]), together[:count])
+
+
+def test_an_int8_engine_holds_int8_blocks_and_output_and_says_so(engine_int8):
+    weights = engine_int8.model.loaded.weights
+    assert engine_int8.status.weights == "int8" and engine_int8.model.loaded.weights_mode == "int8"
+    assert all(isinstance(block.up, Int8Linear) and isinstance(block.qkv, Int8Linear) for block in weights.blocks)
+    engine_int8.generate("输入: 你好\n输出:", 2)
+    output = engine_int8.model.runner.output
+    assert output.resident and all(isinstance(part, Int8Linear) for part in output._slices)
+    engine_int8.health_check()
+
+
+def test_the_status_bar_shows_int8_weights_and_not_the_default():
+    ready = EngineStatus(state="ready", device="cpu", dtype="bfloat16", model_dir="/m")
+    assert "权重 Weights: int8" in format_status(EngineStatus(**{**ready.__dict__, "weights": "int8"}), None).text
+    assert "Weights" not in format_status(ready, None).text
