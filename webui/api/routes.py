@@ -45,6 +45,22 @@ POST_ROUTES = (*JSON_ROUTES, EVALUATE_ROUTE)
 GET_ROUTES = ("/health", "/metrics", "/api/docs", "/api/openapi.json")
 
 
+async def answer_in_thread(
+    service: Service, task: str, request: Request, work: Any, *args: Any, status: int = 200, log_it: bool = False
+) -> JSONResponse:
+    """Run the blocking ``work(*args)`` in a thread (a room's store: SQLite blocks) and answer its JSON; any
+    error gets the API's shape and a request-log line, a success one only with ``log_it``."""
+    started = time.perf_counter()
+    try:
+        body = await anyio.to_thread.run_sync(work, *args)
+    except Exception as exc:
+        service.record(RequestInfo(task, "api", request.url.path), started, exc)
+        return error_response(exc)
+    if log_it:
+        service.record(RequestInfo(task, "api", request.url.path), started, None)
+    return JSONResponse(body, status_code=status)
+
+
 def error_response(exc: BaseException) -> JSONResponse:
     """The JSON answer to a failed request: status, message and headers all come from the outcome table."""
     request_id = REQUEST_ID.get()
