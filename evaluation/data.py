@@ -14,6 +14,8 @@ from model_loader.text.files import UNDECODABLE, decode_text
 
 FORMATS = (".jsonl", ".json", ".csv")
 TASKS = ("classify", "extract", "summarize")
+# The summary length asked for when none is given: about LCSTS's reference summaries.
+SUMMARY_CHARS = 30
 
 
 class EvaluationDataError(ValueError):

@@ -80,7 +80,9 @@ SETTINGS = [
     ("SEQGPT_EMBED_MODEL_DIR", "/root/models/gte-large-zh", "GTE-Chinese-Large; demo embedding weights when absent"),
     ("SEQGPT_EMBED_DEMO_DIR", "", "where demo embedding weights are built; empty: models/gte-demo in the workspace"),
     ("SEQGPT_EMBED_DEMO_FALLBACK", "1", "0 makes a missing embedding model an error instead of demo weights"),
-    ("SEQGPT_EMBED_DTYPE", "auto", "auto (float16 on a GPU, float32 on a CPU), float32, bfloat16, float16"),
+    ("SEQGPT_EMBED_DTYPE", "auto",
+     "auto (float16 on a GPU; on a CPU the engine's choice: 16-bit where fast, else float32), "
+     "float32, bfloat16, float16"),
     ("SEQGPT_EMBED_BATCH_SIZE", "16", "passages per embedding call; a search waits for at most one such batch"),
     ("SEQGPT_EMBED_MAX_TOKENS", "512", "GTE's window; longer passages are cut"),
     ("SEQGPT_KB_PATH", "", "folder of the embedded knowledge-base store; empty: kb/ in the workspace"),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation import (
+    SUMMARY_CHARS,
     GoldRow,
     GoldSet,
     build_report,
@@ -23,14 +24,18 @@ from evaluation import (
     write_charts,
 )
 from model_loader.errors import InvalidInputError
+from model_loader.settings import Settings
+from model_loader.tasks.summarize import check_max_chars
 
 from ..api.schemas import classification_json, extraction_json
 from ..batch.files import KEEP_RESULTS, prune_results
+from ..kb.schemas import summary_json
 from ..logging_setup import REQUEST_ID
 from ..outcomes import outcome_of, user_message
 from ..service.request import RequestInfo, Served, Service
 from ..settings import ServerSettings
 
+TASKS = ("classify", "extract", "summarize")
 # Rows sent to the model at once: the engine batches them, and other users keep the rest of the slots.
 ROWS_AT_ONCE = 4
 # When every model slot is taken, an evaluation waits its turn this long before giving up.
@@ -41,8 +46,8 @@ def load_gold(data: bytes, filename: str, task: str, map_text: str, settings: Se
               max_names: int) -> GoldSet:
     """The labelled rows of an upload within the batch limits; InvalidInputError or EvaluationDataError
     says what to fix."""
-    if task not in ("classify", "extract"):
-        raise InvalidInputError(f"任务未知 · task {task!r} is unknown: choose classify or extract")
+    if task not in TASKS:
+        raise InvalidInputError(f"任务未知 · task {task!r} is unknown: choose classify, extract or summarize")
     if len(data) > settings.batch_max_bytes:
         raise InvalidInputError(
             f"文件过大 · the file is {len(data) / 1024:.0f} KiB, more than the limit of "
@@ -61,13 +66,27 @@ def load_gold(data: bytes, filename: str, task: str, map_text: str, settings: Se
     return gold
 
 
-async def predict_all(service: Service, gold: GoldSet, on_progress: Callable[[int], None]) -> list[dict[str, Any]]:
-    """Every row through the service (logged and gated like any request), a few at a time, in order."""
+def summary_length(settings: Settings, raw: object) -> int:
+    """The summary length an evaluation asks for: ``raw`` as sent (a form's text, a number or nothing),
+    checked by the summary task's own rule."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return SUMMARY_CHARS
+    if isinstance(raw, str) and raw.strip().isdigit():
+        raw = int(raw.strip())
+    elif isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    return check_max_chars(settings, raw)
+
+
+async def predict_all(service: Service, gold: GoldSet, on_progress: Callable[[int], None],
+                      max_chars: int = SUMMARY_CHARS) -> list[dict[str, Any]]:
+    """Every row through the service (logged and gated like any request), a few at a time, in order;
+    ``max_chars`` is the summary length asked for (task summarize)."""
     records: list[dict[str, Any]] = []
     last = time.perf_counter()
     for start in range(0, len(gold.rows), ROWS_AT_ONCE):
         chunk = gold.rows[start:start + ROWS_AT_ONCE]
-        answers = await asyncio.gather(*(_predict_one(service, gold, row) for row in chunk))
+        answers = await asyncio.gather(*(_predict_one(service, gold, row, max_chars) for row in chunk))
         for row, answer in zip(chunk, answers, strict=True):
             now = time.perf_counter()
             records.append({"line": row.line, "text": row.text, **answer, "wall_ms": round((now - last) * 1000, 3)})
@@ -76,15 +95,19 @@ async def predict_all(service: Service, gold: GoldSet, on_progress: Callable[[in
     return records
 
 
-async def _predict_one(service: Service, gold: GoldSet, row: GoldRow) -> dict[str, Any]:
+async def _predict_one(service: Service, gold: GoldSet, row: GoldRow, max_chars: int) -> dict[str, Any]:
     engine = service.engine
-    fn, to_json = ((engine.classify, classification_json) if gold.task == "classify"
-                   else (engine.extract, extraction_json))
+    calls: dict[str, tuple[Callable[..., Any], Callable[[Any], dict[str, Any]], object]] = {
+        "classify": (engine.classify, classification_json, gold.names),
+        "extract": (engine.extract, extraction_json, gold.names),
+        "summarize": (engine.summarize, summary_json, max_chars),
+    }
+    fn, to_json, option = calls[gold.task]
     info = RequestInfo(gold.task, "evaluate", row.text, len(gold.names))
     deadline = time.monotonic() + BUSY_WAIT_S
     while True:
         try:
-            served: Served[Any] = await service.run(info, fn, row.text, gold.names)
+            served: Served[Any] = await service.run(info, fn, row.text, option)
             return {**to_json(served.result), "latency_ms": served.latency_ms}
         except Exception as exc:  # logged by the service, with its traceback when unexpected
             outcome = outcome_of(exc).name
