@@ -23,6 +23,8 @@ from evaluation import (
     write_charts,
 )
 from model_loader.errors import InvalidInputError
+from model_loader.settings import Settings
+from model_loader.tasks.options import ClassifyRequest, checked_names
 
 from ..api.schemas import classification_json, extraction_json
 from ..batch.files import KEEP_RESULTS, prune_results
@@ -38,7 +40,7 @@ BUSY_WAIT_S = 120.0
 
 
 def load_gold(data: bytes, filename: str, task: str, map_text: str, settings: ServerSettings,
-              max_names: int) -> GoldSet:
+              limits: Settings) -> GoldSet:
     """The labelled rows of an upload within the batch limits; InvalidInputError or EvaluationDataError
     says what to fix."""
     if task not in ("classify", "extract"):
@@ -55,9 +57,7 @@ def load_gold(data: bytes, filename: str, task: str, map_text: str, settings: Se
             f"{settings.batch_max_rows}: evaluate a smaller sample, raise SEQGPT_BATCH_MAX_ROWS, "
             "or run scripts/evaluate.py"
         )
-    if len(gold.names) > max_names:
-        raise InvalidInputError(f"标签或字段过多 · the file uses {len(gold.names)} labels or fields, more than the "
-                                f"model's limit of {max_names}: merge some, or evaluate them in parts")
+    checked_names(limits, task, gold.names, {})  # the file's whole label set, as every row will ask for it
     return gold
 
 
@@ -78,13 +78,22 @@ async def predict_all(service: Service, gold: GoldSet, on_progress: Callable[[in
 
 async def _predict_one(service: Service, gold: GoldSet, row: GoldRow) -> dict[str, Any]:
     engine = service.engine
-    fn, to_json = ((engine.classify, classification_json) if gold.task == "classify"
-                   else (engine.extract, extraction_json))
     info = RequestInfo(gold.task, "evaluate", row.text, len(gold.names))
+    try:
+        asked = checked_names(engine.settings, gold.task, gold.names, {}, text=row.text)
+    except InvalidInputError as exc:  # this row's own problem (an empty or too long text): it counts as failed
+        service.record(info, time.perf_counter(), exc)
+        return {"error": user_message(exc, REQUEST_ID.get())}
+    fn: Callable[..., Any]
+    to_json: Callable[[Any], dict[str, Any]]
+    if isinstance(asked, ClassifyRequest):
+        fn, args, to_json = engine.classify, (asked.text, asked.labels), classification_json
+    else:
+        fn, args, to_json = engine.extract, (asked.text, asked.fields), extraction_json
     deadline = time.monotonic() + BUSY_WAIT_S
     while True:
         try:
-            served: Served[Any] = await service.run(info, fn, row.text, gold.names)
+            served: Served[Any] = await service.run(info, fn, *args)
             return {**to_json(served.result), "latency_ms": served.latency_ms}
         except Exception as exc:  # logged by the service, with its traceback when unexpected
             outcome = outcome_of(exc).name

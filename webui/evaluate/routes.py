@@ -82,4 +82,4 @@ async def _read_upload(request: Request, ctx: UiContext, max_body: int):
                 "映射不是 UTF-8 文本 · the map is not UTF-8 text: save it as UTF-8 and send it again") from None
     data = await upload.read(ctx.settings.batch_max_bytes + 1)
     return load_gold(data, upload.filename or "upload.jsonl", task, map_text, ctx.settings,
-                     ctx.engine.settings.max_labels)
+                     ctx.engine.settings)

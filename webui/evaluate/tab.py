@@ -95,7 +95,7 @@ def _read(ctx: UiContext, file: str | None, task: str, map_text: str, started: f
         if path.stat().st_size > ctx.settings.batch_max_bytes:
             raise InvalidInputError(f"文件过大 · the file is larger than {ctx.settings.batch_max_bytes // 1024} KiB: "
                                     "evaluate a smaller sample, or raise SEQGPT_BATCH_MAX_BYTES")
-        return load_gold(path.read_bytes(), path.name, task, map_text, ctx.settings, ctx.engine.settings.max_labels)
+        return load_gold(path.read_bytes(), path.name, task, map_text, ctx.settings, ctx.engine.settings)
     except Exception as exc:  # worded by the outcome table; unexpected ones logged with a traceback
         ctx.service.record(RequestInfo("evaluate", "ui", ""), started, exc)
         raise ui_error(exc) from None
