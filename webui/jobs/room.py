@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 from model_loader.errors import InvalidInputError
 from model_loader.interface import EngineAPI
 from model_loader.tasks.options import ClassifyRequest, checked_names
+from model_loader.text.files import upload_name
 
 from ..outcomes import BodyTooLargeError
 from ..service.gate import ModelGate
@@ -121,7 +122,9 @@ class JobsRoom:
         try:
             size = self._copy(source, part)
             reader = InputReader(part, filename, request.text_column)
-            job = store.create(job_id, request.task, request.names, request.options, Path(filename).name, size,
+            # Saved under the job's id; the user's name is metadata only, cleaned of path parts and control characters.
+            name = upload_name(filename, f"upload{suffix}")
+            job = store.create(job_id, request.task, request.names, request.options, name, size,
                                reader, self.settings.jobs_max_rows)
             with storage_errors("the uploaded file"):
                 (self.files_dir / job_id).mkdir(exist_ok=True)
