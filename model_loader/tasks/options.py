@@ -109,13 +109,14 @@ def check_threshold(threshold: object) -> float:
     if number is None or not math.isfinite(number) or not 0.0 <= number <= 1.0:
         shown = repr(threshold) if number is None or math.isfinite(number) else "NaN or infinity"
         raise InvalidInputError(
-            f"阈值超出范围 · `threshold` must be a number from 0 to 1, got {shown}: "
+            f"阈值有误 · `threshold` must be a number from 0 to 1, got {shown}: "
             'send e.g. "threshold": 0.5, or leave it out'
         )
     return float(number)
 
 
 def check_exclusive(exclusive: object) -> bool:
+    """True or false; 1, 0 and strings are refused."""
     if not isinstance(exclusive, bool):
         raise InvalidInputError(
             f"互斥选项类型不对 · `exclusive` must be true or false, got {exclusive!r}: "
@@ -131,8 +132,8 @@ def check_length(settings: Settings, max_new_tokens: object) -> int:
         return limit
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= limit:
         raise InvalidInputError(
-            f"最多生成长度超出范围 · `max_new_tokens` must be a whole number from 1 to {limit}, "
-            f"got {max_new_tokens!r}: ask for fewer, or leave it out (the limit is SEQGPT_MAX_NEW_TOKENS)"
+            f"最多生成长度有误 · `max_new_tokens` must be a whole number from 1 to {limit}, "
+            f"got {max_new_tokens!r}: send one in that range, or leave it out (the limit is SEQGPT_MAX_NEW_TOKENS)"
         )
     return max_new_tokens
 

@@ -85,7 +85,7 @@ def test_extract_a_bad_threshold_gets_the_same_message_from_api_ui_batch_and_job
     demo_server, gradio, texts, threshold
 ):
     message = api_error(demo_server, "/api/extract", {"text": TEXT, "fields": "订单号", "threshold": threshold})
-    assert message.startswith("阈值超出范围 · `threshold` must be a number from 0 to 1")
+    assert message.startswith("阈值有误 · `threshold` must be a number from 0 to 1")
     assert message in ui_error(gradio, TEXT, "订单号", threshold, api_name="/extract")
     assert message in batch_failure(gradio, texts, "extract", "订单号", threshold)
     form = {"task": "extract", "fields": "订单号", "threshold": str(threshold)}
