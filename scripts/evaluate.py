@@ -72,8 +72,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--worst", type=int, default=10, help="how many worst errors to list (default 10)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on the terminal")
     args = parser.parse_args(argv)
-    if not 0.0 <= args.threshold <= 1.0:
-        parser.error(f"--threshold must be from 0 to 1, got {args.threshold}")
+    from model_loader.errors import InvalidInputError
+    from model_loader.tasks.options import check_threshold
+
+    try:
+        check_threshold(args.threshold)  # the engine's own check and words, before any model loads
+    except InvalidInputError as exc:
+        parser.error(f"--threshold: {exc}")
     if args.concurrency < 1 or args.worst < 0:
         parser.error("--concurrency must be at least 1 and --worst at least 0")
     return args

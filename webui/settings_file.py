@@ -42,8 +42,6 @@ SETTINGS = [
     ("SEQGPT_MAX_PROMPT_CHARS", "8000", "longest free prompt"),
     ("SEQGPT_MAX_NEW_TOKENS", "256", "most tokens a free prompt may generate"),
     ("SEQGPT_EXTRACT_MAX_NEW_TOKENS", "128", "most tokens generated for one extraction prompt"),
-    ("SEQGPT_EXTRACT_EXACT_TOKENS", "0", "benchmarks only: every field generates exactly this many tokens"),
-    ("SEQGPT_GENERATE_IGNORE_EOS", "0", "benchmarks only: 1 makes free prompts ignore end-of-sequence"),
     ("SEQGPT_WINDOW_TOKENS", "1024", "model window; longer texts are split"),
     ("SEQGPT_OVERLAP_CHARS", "120", "overlap between the pieces of a split text"),
     ("SEQGPT_MAX_BATCH_SIZE", "16", "most requests the engine batches into one model call"),

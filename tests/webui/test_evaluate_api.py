@@ -75,7 +75,7 @@ def test_evaluate_summaries_scores_rouge_over_the_returned_summaries(demo_server
     ({"file": ("t.csv", b"text,label\n,x\n")}, {"task": "classify"}, "line 2: no text"),
     ({"file": ("t.csv", TICKETS)}, {"task": "classify", "map": "oops"}, "is not KEY=VALUE"),
     ({"file": ("s.jsonl", b'{"text": "x", "summary": "y"}')}, {"task": "summarize", "max_chars": "0"},
-     "max_chars must be a whole number"),
+     "`max_chars` must be a whole number"),
 ])
 def test_bad_uploads_get_422_with_what_to_fix_and_a_request_id(demo_server, files, data, expected):
     with demo_server.client() as client:

@@ -25,7 +25,7 @@ from evaluation import (
 )
 from model_loader.errors import InvalidInputError
 from model_loader.settings import Settings
-from model_loader.tasks.summarize import check_max_chars
+from model_loader.tasks.options import ClassifyRequest, ExtractRequest, SummarizeRequest, check_max_chars, checked_names
 
 from ..api.schemas import classification_json, extraction_json
 from ..batch.files import KEEP_RESULTS, prune_results
@@ -43,7 +43,7 @@ BUSY_WAIT_S = 120.0
 
 
 def load_gold(data: bytes, filename: str, task: str, map_text: str, settings: ServerSettings,
-              max_names: int) -> GoldSet:
+              limits: Settings) -> GoldSet:
     """The labelled rows of an upload within the batch limits; InvalidInputError or EvaluationDataError
     says what to fix."""
     if task not in TASKS:
@@ -60,9 +60,8 @@ def load_gold(data: bytes, filename: str, task: str, map_text: str, settings: Se
             f"{settings.batch_max_rows}: evaluate a smaller sample, raise SEQGPT_BATCH_MAX_ROWS, "
             "or run scripts/evaluate.py"
         )
-    if len(gold.names) > max_names:
-        raise InvalidInputError(f"标签或字段过多 · the file uses {len(gold.names)} labels or fields, more than the "
-                                f"model's limit of {max_names}: merge some, or evaluate them in parts")
+    if task != "summarize":  # a summary is asked for with no labels
+        checked_names(limits, task, gold.names, {})  # the file's whole label set, as every row will ask for it
     return gold
 
 
@@ -97,17 +96,29 @@ async def predict_all(service: Service, gold: GoldSet, on_progress: Callable[[in
 
 async def _predict_one(service: Service, gold: GoldSet, row: GoldRow, max_chars: int) -> dict[str, Any]:
     engine = service.engine
-    calls: dict[str, tuple[Callable[..., Any], Callable[[Any], dict[str, Any]], object]] = {
-        "classify": (engine.classify, classification_json, gold.names),
-        "extract": (engine.extract, extraction_json, gold.names),
-        "summarize": (engine.summarize, summary_json, max_chars),
-    }
-    fn, to_json, option = calls[gold.task]
     info = RequestInfo(gold.task, "evaluate", row.text, len(gold.names))
+    asked: SummarizeRequest | ClassifyRequest | ExtractRequest
+    try:
+        if gold.task == "summarize":
+            asked = SummarizeRequest.checked(engine.settings, text=row.text, max_chars=max_chars)
+        else:
+            asked = checked_names(engine.settings, gold.task, gold.names, {}, text=row.text)
+    except InvalidInputError as exc:  # this row's own problem (an empty or too long text): it counts as failed
+        service.record(info, time.perf_counter(), exc)
+        return {"error": user_message(exc, REQUEST_ID.get())}
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    to_json: Callable[[Any], dict[str, Any]]
+    if isinstance(asked, SummarizeRequest):
+        fn, args, to_json = engine.summarize, (asked.text, asked.max_chars), summary_json
+    elif isinstance(asked, ClassifyRequest):
+        fn, args, to_json = engine.classify, (asked.text, asked.labels), classification_json
+    else:
+        fn, args, to_json = engine.extract, (asked.text, asked.fields), extraction_json
     deadline = time.monotonic() + BUSY_WAIT_S
     while True:
         try:
-            served: Served[Any] = await service.run(info, fn, row.text, option)
+            served: Served[Any] = await service.run(info, fn, *args)
             return {**to_json(served.result), "latency_ms": served.latency_ms}
         except Exception as exc:  # logged by the service, with its traceback when unexpected
             outcome = outcome_of(exc).name

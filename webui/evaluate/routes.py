@@ -87,6 +87,5 @@ async def _read_upload(request: Request, ctx: UiContext, max_body: int):
                 "映射不是 UTF-8 文本 · the map is not UTF-8 text: save it as UTF-8 and send it again") from None
     max_chars = summary_length(ctx.engine.settings, form.get("max_chars"))
     data = await upload.read(ctx.settings.batch_max_bytes + 1)
-    gold = load_gold(data, upload.filename or "upload.jsonl", task, map_text, ctx.settings,
-                     ctx.engine.settings.max_labels)
+    gold = load_gold(data, upload.filename or "upload.jsonl", task, map_text, ctx.settings, ctx.engine.settings)
     return gold, max_chars

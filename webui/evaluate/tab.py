@@ -105,7 +105,7 @@ def _read(ctx: UiContext, file: str | None, task: str, map_text: str, max_chars:
             raise InvalidInputError(f"文件过大 · the file is larger than {ctx.settings.batch_max_bytes // 1024} KiB: "
                                     "evaluate a smaller sample, or raise SEQGPT_BATCH_MAX_BYTES")
         length = summary_length(ctx.engine.settings, max_chars)
-        gold = load_gold(path.read_bytes(), path.name, task, map_text, ctx.settings, ctx.engine.settings.max_labels)
+        gold = load_gold(path.read_bytes(), path.name, task, map_text, ctx.settings, ctx.engine.settings)
         return gold, length
     except Exception as exc:  # worded by the outcome table; unexpected ones logged with a traceback
         ctx.service.record(RequestInfo("evaluate", "ui", ""), started, exc)
