@@ -5,11 +5,23 @@ Pure reading and scoring; running the model is the caller's job (scripts/evaluat
 
 from .charts import write_charts
 from .compare import compare_markdown, compare_runs
-from .data import BadRow, EvaluationDataError, GoldRow, GoldSet, Span, parse_gold, parse_map, read_gold, read_map
+from .data import (
+    SUMMARY_CHARS,
+    BadRow,
+    EvaluationDataError,
+    GoldRow,
+    GoldSet,
+    Span,
+    parse_gold,
+    parse_map,
+    read_gold,
+    read_map,
+)
 from .predictions import read_predictions, run_predictions
 from .report import build_report, markdown_summary
 
 __all__ = [
+    "SUMMARY_CHARS",
     "BadRow",
     "EvaluationDataError",
     "GoldRow",

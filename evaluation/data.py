@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model_loader.text.files import UNDECODABLE, decode_text
+from model_loader.text.files import UNDECODABLE, decode_text, json_lines
 
 FORMATS = (".jsonl", ".json", ".csv")
 TASKS = ("classify", "extract", "summarize")
+# The summary length asked for when none is given: about LCSTS's reference summaries.
+SUMMARY_CHARS = 30
 
 
 class EvaluationDataError(ValueError):
@@ -122,15 +123,11 @@ def parse_gold(data: bytes, filename: str, task: str, mapping: dict[str, str]) -
 
 
 def _jsonl_records(content: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    for n, line in enumerate(content.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield n, f"not valid JSON ({exc.msg})"
-            continue
-        yield n, value if isinstance(value, dict) else "not a JSON object"
+    for parsed in json_lines(content.splitlines()):
+        if parsed.problem:
+            yield parsed.number, f"not valid JSON ({parsed.problem})"
+        else:
+            yield parsed.number, parsed.value if isinstance(parsed.value, dict) else "not a JSON object"
 
 
 def _csv_records(content: str) -> Iterator[tuple[int, dict[str, Any] | str]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -27,6 +27,7 @@ from .model.loading import LoadedModel, load_model, resolve_device
 from .results import Classification, EngineStatus, Extraction, Generation, Summary
 from .settings import Settings
 from .tasks import HealthProbe, classify, extract, generate, pieces, summarize
+from .tasks.options import ClassifyRequest, ExtractRequest, GenerateRequest, SummarizeRequest
 from .text.tokens import Tokens
 
 log = logging.getLogger(__name__)
@@ -196,33 +197,39 @@ class Engine:
 
     # ---- the interface ------------------------------------------------------------------
 
-    def classify(self, text: str, labels: str | list[str]) -> Classification:
+    # Each task checks its input first, with its one checked request type: bad input is wrong in any model state.
+
+    def classify(self, text: str, labels: str | Sequence[str]) -> Classification:
+        request = ClassifyRequest.checked(self.settings, text=text, labels=labels)
         with self._preparing():
             view = self._ready_view()
-            pending = self._enqueue(view, classify.plan(view.tokens, self.settings, text, labels))
+            pending = self._enqueue(view, classify.plan(view.tokens, self.settings, request))
         return pending.result(timeout=REQUEST_TIMEOUT_S)  # type: ignore[return-value]
 
     def extract(
-        self, text: str, fields: str | list[str], threshold: float = 0.0, exclusive: bool = False
+        self, text: str, fields: str | Sequence[str], threshold: float = 0.0, exclusive: bool = False
     ) -> Extraction:
+        request = ExtractRequest.checked(
+            self.settings, text=text, fields=fields, threshold=threshold, exclusive=exclusive
+        )
         with self._preparing():
             view = self._ready_view()
-            pending = self._enqueue(view, extract.plan(view.tokens, self.settings, text, fields, threshold, exclusive))
+            pending = self._enqueue(view, extract.plan(view.tokens, self.settings, request))
         return pending.result(timeout=REQUEST_TIMEOUT_S)  # type: ignore[return-value]
 
     def generate(self, prompt: str, max_new_tokens: int | None = None) -> Generation:
-        generate.check_length(self.settings, max_new_tokens)  # a bad length is wrong whatever the model's state
+        request = GenerateRequest.checked(self.settings, prompt=prompt, max_new_tokens=max_new_tokens)
         with self._preparing():
             view = self._ready_view()
-            pending = self._enqueue(view, generate.plan(view.tokens, self.settings, prompt, max_new_tokens))
+            pending = self._enqueue(view, generate.plan(view.tokens, self.settings, request))
         return pending.result(timeout=REQUEST_TIMEOUT_S)  # type: ignore[return-value]
 
     def summarize(self, text: str, max_chars: int | None = None) -> Summary:
         """A summary through greedy generation, with its compression ratio and GTE similarity to the text."""
-        summarize.check_max_chars(self.settings, max_chars)
+        request = SummarizeRequest.checked(self.settings, text=text, max_chars=max_chars)
         with self._preparing():
             view = self._ready_view()
-            plan = summarize.plan(view.tokens, self.settings, text, max_chars)
+            plan = summarize.plan(view.tokens, self.settings, request)
             jobs = [self._submit(piece) for piece in plan.generations]
         generations = [job.result(timeout=REQUEST_TIMEOUT_S) for job in jobs]
         return summarize.result(self.settings, plan, generations, self.embedder.embed)

@@ -6,6 +6,7 @@ The web code is annotated with this Protocol, never with a class, and the type c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from .results import Classification, EngineStatus, Extraction, Generation, Summary
@@ -49,10 +50,10 @@ class EngineAPI(Protocol):
         """A real tiny forward pass; raises ``ModelNotReadyError`` when the model is broken."""
         ...
 
-    def classify(self, text: str, labels: str | list[str]) -> Classification: ...
+    def classify(self, text: str, labels: str | Sequence[str]) -> Classification: ...
 
     def extract(
-        self, text: str, fields: str | list[str], threshold: float = 0.0, exclusive: bool = False
+        self, text: str, fields: str | Sequence[str], threshold: float = 0.0, exclusive: bool = False
     ) -> Extraction: ...
 
     def generate(self, prompt: str, max_new_tokens: int | None = None) -> Generation: ...

@@ -36,11 +36,6 @@ class Settings:
     max_prompt_chars: int = 8_000  # longest free prompt
     max_new_tokens: int = 256  # most tokens a free prompt may write
     extract_max_new_tokens: int = 128  # most tokens one field's answer may take
-    # Benchmarks only: every extracted field generates exactly this many tokens,
-    # ignoring end-of-sequence, so that both sides of a comparison do equal work.
-    extract_exact_tokens: int = 0
-    # Benchmarks only: 1 makes free prompts ignore end-of-sequence and generate max_new_tokens.
-    generate_ignore_eos: int = 0
     window_tokens: int = 1024  # the model's window; longer texts are split into pieces that fit
     overlap_chars: int = 120  # characters neighbouring pieces of a split text share
     max_batch_size: int = 16  # most requests the model worker runs together

@@ -22,6 +22,8 @@ import _repo  # noqa: F401  (first: puts the repository on sys.path)
 import torch
 
 from model_loader import Engine, Settings
+from model_loader.backends import FastBackend
+from model_loader.backends.bench import BenchSwitches
 from model_loader.backends.official import DO_SAMPLE, LABELS_PER_CHUNK, NUM_BEAMS, REPETITION_PENALTY
 from model_loader.text.prompts import CLASSIFY, EXTRACT, build_prompt, complete_free_prompt
 
@@ -105,10 +107,10 @@ class Reference:
 
 class OurEngine:
     def __init__(self, model_dir: Path, tokens_per_field: int, weights: str = "16bit") -> None:
-        self.engine = Engine(
-            Settings(model_dir=model_dir, extract_exact_tokens=tokens_per_field, generate_ignore_eos=1, weights=weights)
-        )
+        self.engine = Engine(Settings(model_dir=model_dir, weights=weights))
         self.engine.load()
+        assert self.engine.model is not None and isinstance(self.engine.model.backend, FastBackend), "loaded above"
+        self.engine.model.backend.bench = BenchSwitches(exact_field_tokens=tokens_per_field, ignore_eos=True)
         self.load_seconds = self.engine.status.load_seconds
         self.dtype = self.engine.status.dtype
 

@@ -3,7 +3,7 @@
     python scripts/evaluate.py --task classify --data FILE [--map MAP] [--json PATH]
                                [--predictions PATH | --save-predictions PATH] [--url URL]
     python scripts/evaluate.py --task classify --data FILE --compare A.jsonl B.jsonl
-    python scripts/evaluate.py --task summarize --data lcsts.jsonl [--max-chars 30]   # ROUGE-1/2/L
+    python scripts/evaluate.py --task summarize --data tests/data/eval_lcsts_sample.jsonl --max-chars 30  # ROUGE
 
 Runs the local engine with the appliance's settings (the settings file of the workspace that
 scripts/start.sh recorded, else of $SEQGPT_WORKSPACE; environment variables and --model-dir win),
@@ -29,6 +29,7 @@ from typing import Any
 from _repo import ROOT  # first: puts the repository on sys.path
 
 from evaluation import (
+    SUMMARY_CHARS,
     EvaluationDataError,
     GoldRow,
     GoldSet,
@@ -66,13 +67,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="local device (default: SEQGPT_DEVICE)")
     parser.add_argument("--concurrency", type=int, default=4, help="rows in flight at once (default 4)")
     parser.add_argument("--threshold", type=float, default=0.0, help="extraction confidence threshold (0 to 1)")
-    parser.add_argument("--max-chars", type=int, default=30,
+    parser.add_argument("--max-chars", type=int, default=SUMMARY_CHARS,
                         help="summarize: the longest summary asked for (default 30, about LCSTS's references)")
     parser.add_argument("--worst", type=int, default=10, help="how many worst errors to list (default 10)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on the terminal")
     args = parser.parse_args(argv)
-    if not 0.0 <= args.threshold <= 1.0:
-        parser.error(f"--threshold must be from 0 to 1, got {args.threshold}")
+    from model_loader.errors import InvalidInputError
+    from model_loader.tasks.options import check_threshold
+
+    try:
+        check_threshold(args.threshold)  # the engine's own check and words, before any model loads
+    except InvalidInputError as exc:
+        parser.error(f"--threshold: {exc}")
     if args.concurrency < 1 or args.worst < 0:
         parser.error("--concurrency must be at least 1 and --worst at least 0")
     return args

@@ -58,12 +58,15 @@ def check(model_dir: Path, device: str, repeats: int, inputs: int) -> dict:
     from bench_inputs import FIELDS, load_texts
 
     from model_loader import Engine, Settings
+    from model_loader.backends import FastBackend
+    from model_loader.backends.bench import BenchSwitches
     from model_loader.model.attention import KERNELS, check_kernel
     from webui.service.status import GpuMonitor
 
-    engine = Engine(Settings(model_dir=model_dir, device=device, generate_ignore_eos=1))
+    engine = Engine(Settings(model_dir=model_dir, device=device))
     engine.load()
-    assert engine.model is not None, "loaded above"
+    assert engine.model is not None and isinstance(engine.model.backend, FastBackend), "loaded above"
+    engine.model.backend.bench = BenchSwitches(ignore_eos=True)
     runner = engine.model.runner
     texts = load_texts(ROOT / "tests" / "data")[:inputs]
     paths = []

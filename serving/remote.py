@@ -17,15 +17,22 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from model_loader.errors import InvalidInputError, ModelNotReadyError
 from model_loader.results import Classification, Extraction, Generation, Summary
 from model_loader.settings import Settings
+from model_loader.tasks.options import (
+    ClassifyRequest,
+    ExtractRequest,
+    GenerateRequest,
+    SummarizeRequest,
+    TaskRequest,
+)
 
 from .replicas import ClusterStatus, ReplicaInfo, devices_of
-from .wire import ReplicaUnavailableError, decode_error, decode_result
+from .wire import ReplicaUnavailableError, decode_error, decode_result, encode_request
 
 log = logging.getLogger(__name__)
 
@@ -106,18 +113,23 @@ class RemoteEngine:
 
     # ---- the interface ------------------------------------------------------------------
 
-    def classify(self, text: str, labels: str | list[str]) -> Classification:
-        return decode_result(self._call("classify", {"text": text, "labels": labels}))
+    # Bad input is refused here, with the engine's own checked request types and messages, before any
+    # replica is asked; what crosses the wire is the checked request.
 
-    def extract(self, text: str, fields: str | list[str], threshold: float = 0.0,
+    def classify(self, text: str, labels: str | Sequence[str]) -> Classification:
+        return self._run(ClassifyRequest.checked(self.settings, text=text, labels=labels))
+
+    def extract(self, text: str, fields: str | Sequence[str], threshold: float = 0.0,
                 exclusive: bool = False) -> Extraction:
-        kwargs = {"text": text, "fields": fields, "threshold": threshold, "exclusive": exclusive}
-        return decode_result(self._call("extract", kwargs))
+        return self._run(
+            ExtractRequest.checked(self.settings, text=text, fields=fields, threshold=threshold, exclusive=exclusive)
+        )
 
     def generate(self, prompt: str, max_new_tokens: int | None = None) -> Generation:
-        return decode_result(self._call("generate", {"prompt": prompt, "max_new_tokens": max_new_tokens}))
+        return self._run(GenerateRequest.checked(self.settings, prompt=prompt, max_new_tokens=max_new_tokens))
 
     def summarize(self, text: str, max_chars: int | None = None) -> Summary:
+        SummarizeRequest.checked(self.settings, text=text, max_chars=max_chars)
         # The similarity needs the embedding model beside SeqGPT, which replicas do not load.
         raise ModelNotReadyError(
             "摘要暂不支持副本模式 · summaries are not served through Ray Serve replicas yet: run the appliance "
@@ -129,6 +141,9 @@ class RemoteEngine:
         self._call("health", {}, timeout_s=60.0)
 
     # ---- plumbing ------------------------------------------------------------------------
+
+    def _run(self, request: TaskRequest) -> Any:
+        return decode_result(self._call(*encode_request(request)))
 
     def _call(self, call: str, kwargs: dict[str, Any], timeout_s: float | None = None) -> Any:
         deadline = time.monotonic() + (timeout_s or self.timeout_s)

@@ -12,6 +12,7 @@ from typing import Any
 
 from model_loader.errors import InvalidInputError, ModelLoadError, ModelNotReadyError, SeqGPTError, SettingsError
 from model_loader.results import Classification, EngineStatus, Extraction, Generation, Mention
+from model_loader.tasks.options import ClassifyRequest, ExtractRequest, GenerateRequest, TaskRequest
 
 # Where the replicas live in Ray Serve: the application, its route and the deployment's name.
 APP_NAME = "seqgpt"
@@ -33,6 +34,18 @@ ERROR_TYPES: dict[str, type[SeqGPTError]] = {
     "SettingsError": SettingsError,
     "SeqGPTError": SeqGPTError,
 }
+
+
+# A task call carries its checked request, field by field: the replica's engine builds the same type from them.
+REQUEST_CALLS: dict[type, str] = {ClassifyRequest: "classify", ExtractRequest: "extract", GenerateRequest: "generate"}
+
+
+def encode_request(request: TaskRequest) -> tuple[str, dict[str, Any]]:
+    """The call's name and its keyword arguments, JSON-ready (tuples of labels become lists)."""
+    if type(request) not in REQUEST_CALLS:
+        raise TypeError(f"cannot send a {type(request).__name__} across the replica boundary")
+    fields = dataclasses.asdict(request)
+    return REQUEST_CALLS[type(request)], {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
 
 
 class ReplicaError(Exception):

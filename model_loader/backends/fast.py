@@ -20,15 +20,20 @@ from ..tasks.extract import ExtractPlan
 from ..tasks.generate import GeneratePlan
 from ..tasks.pieces import ClassifyPiece, ExtractPiece
 from ..text.tokens import Tokens
+from .bench import BenchSwitches
 
 
 class FastBackend:
     name = "fast"
 
-    def __init__(self, runner: BloomRunner, tokens: Tokens, settings: Settings) -> None:
+    def __init__(
+        self, runner: BloomRunner, tokens: Tokens, settings: Settings, bench: BenchSwitches | None = None
+    ) -> None:
         self.runner = runner
         self.tokens = tokens
         self.settings = settings
+        # Benchmarks only (bench.py); an in-process benchmark may set it after loading.
+        self.bench = BenchSwitches.from_env() if bench is None else bench
 
     def classify(self, plans: list[ClassifyPlan]) -> list[Classification]:
         """Score every plan's labels on our runner and turn the scores into results."""
@@ -40,7 +45,7 @@ class FastBackend:
     def extract(self, plans: list[ExtractPlan]) -> list[Extraction]:
         """Decode every field of every plan on our runner and turn the answers into results."""
         requests = [r for p in plans for r in p.requests]
-        exact = self.settings.extract_exact_tokens or None
+        exact = self.bench.exact_field_tokens
         answers = decode_fields(
             self.runner, requests, self.tokens.stop_ids, self.settings.extract_max_new_tokens, exact
         )
@@ -48,8 +53,8 @@ class FastBackend:
         return [extract.result(self.tokens, p, plan_answers) for p, plan_answers in zip(plans, per_plan, strict=True)]
 
     def generate(self, plans: list[GeneratePlan]) -> list[Generation]:
-        """Greedy answers for every plan; with ``generate_ignore_eos`` (benchmarks) each writes all it may."""
-        eos = -1 if self.settings.generate_ignore_eos else self.tokens.eos_id  # -1: no token ends a row
+        """Greedy answers for every plan; with ``bench.ignore_eos`` (benchmarks) each writes all it may."""
+        eos = -1 if self.bench.ignore_eos else self.tokens.eos_id  # -1: no token ends a row
         outputs = greedy_generate(self.runner, [p.tokens for p in plans], [p.max_new_tokens for p in plans], eos)
         return [generate.result(self.tokens, p, new) for p, new in zip(plans, outputs, strict=True)]
 
@@ -60,7 +65,7 @@ class FastBackend:
         if classify_pieces:
             return list(score_labels(self.runner, [p.label_set for p in classify_pieces], self.tokens.eos_id))
         requests = [p.request for p in pieces if isinstance(p, ExtractPiece)]
-        exact = self.settings.extract_exact_tokens or None
+        exact = self.bench.exact_field_tokens
         limit = self.settings.extract_max_new_tokens
         return list(decode_fields(self.runner, requests, self.tokens.stop_ids, limit, exact))
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelLoadError
+from ..model.cpu_dtype import auto_cpu_dtype
 from ..model.demo import DEMO_MARKER
 from .demo import build_demo_embedding_model
 from .settings import EmbeddingSettings
@@ -153,7 +154,9 @@ class Embedder:
         device = self._device() or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = self.settings.dtype
         if dtype == "auto":
-            dtype = "float16" if device.startswith("cuda") else "float32"
+            # On a CPU, the engine's rule: a 16-bit type where the processor multiplies it fast (GTE-Large
+            # embeds about twice as fast in bf16 on AVX512-BF16), else float32.
+            dtype = "float16" if device.startswith("cuda") else auto_cpu_dtype()
         tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
         model = AutoModel.from_pretrained(
             model_dir, local_files_only=True, trust_remote_code=False, dtype=getattr(torch, dtype),

@@ -24,7 +24,8 @@ class EmbeddingSettings:
     # Where demo embedding weights are built when model_dir holds no model (random, meaningless scores).
     demo_dir: Path = Path(DEFAULT_WORKSPACE) / "models" / "gte-demo"
     demo_fallback: bool = True  # False: a missing model is an error instead of demo weights
-    dtype: str = "auto"  # auto: float16 on a GPU, float32 on a CPU
+    # auto: float16 on a GPU; on a CPU the engine's choice (a 16-bit type the processor multiplies fast, else float32)
+    dtype: str = "auto"
     batch_size: int = 16  # passages per model call; a search waits for at most one such batch
     max_tokens: int = 512  # GTE's window; longer passages are cut (passages are much shorter)
 

@@ -1,4 +1,4 @@
-"""Classification, read top to bottom: plan (checks, pieces, token ids) → the backend scores the labels → result.
+"""Classification, read top to bottom: plan (pieces, token ids) → the backend scores the labels → result.
 
 ``plan`` runs in the caller's thread; the backend (``backends/``) on the model worker, for every plan of a batch
 at once; ``result`` turns its label scores into a ``Classification``.
@@ -13,9 +13,10 @@ import torch
 from ..decoding import LabelSet
 from ..results import Classification
 from ..settings import Settings
-from ..text.prompts import CLASSIFY, build_prompt, check_text, parse_labels
+from ..text.prompts import CLASSIFY, build_prompt
 from ..text.splitting import Piece, window_pieces
 from ..text.tokens import Tokens
+from .options import ClassifyRequest
 
 
 @dataclass
@@ -28,10 +29,9 @@ class ClassifyPlan:
     label_sets: list[LabelSet]
 
 
-def plan(tokens: Tokens, settings: Settings, text: object, labels: object) -> ClassifyPlan:
-    """Check the request against the limits and turn it into token ids; InvalidInputError says what to fix."""
-    text = check_text(text, settings.max_text_chars)
-    labels = parse_labels(labels, settings.max_labels, settings.max_label_chars)
+def plan(tokens: Tokens, settings: Settings, request: ClassifyRequest) -> ClassifyPlan:
+    """Turn a checked request into token ids, split to fit the window."""
+    text, labels = request.text, list(request.labels)
     label_tokens = [tokens.label_ids(label) for label in labels]
     answer = max(len(t) for t in label_tokens) + 1
     pieces = window_pieces(text, CLASSIFY, labels, answer, tokens.count_tokens, settings)

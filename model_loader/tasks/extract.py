@@ -1,4 +1,4 @@
-"""Extraction, read top to bottom: plan (checks, pieces, one prompt per field) → the backend decodes
+"""Extraction, read top to bottom: plan (pieces, one prompt per field) → the backend decodes
 the fields → result (parse each answer line, find its mentions in the text, merge the pieces).
 
 ``plan`` runs in the caller's thread; the backend (``backends/``) on the model worker, for every plan of a
@@ -12,13 +12,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..decoding import FieldAnswer, FieldRequest
-from ..errors import InvalidInputError
 from ..results import Extraction, Mention
 from ..settings import Settings
 from ..text.parsing import find_occurrences, parse_extraction_line
-from ..text.prompts import EXTRACT, build_prompt, check_text, parse_labels
+from ..text.prompts import EXTRACT, build_prompt
 from ..text.splitting import Piece, window_pieces
 from ..text.tokens import Tokens
+from .options import ExtractRequest
 
 
 @dataclass
@@ -33,22 +33,12 @@ class ExtractPlan:
     exclusive: bool = False  # a span found under several fields stays under its best one only
 
 
-def check_threshold(threshold: object) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 <= threshold <= 1.0:
-        raise InvalidInputError(f"threshold must be a number from 0 to 1, got {threshold!r}")
-    return float(threshold)
-
-
-def plan(
-    tokens: Tokens, settings: Settings, text: object, fields: object, threshold: object = 0.0, exclusive: bool = False
-) -> ExtractPlan:
-    """Check the request against the limits and turn it into token ids; InvalidInputError says what to fix."""
-    text = check_text(text, settings.max_text_chars)
-    fields = parse_labels(fields, settings.max_labels, settings.max_label_chars, what="fields")
-    threshold = check_threshold(threshold)
+def plan(tokens: Tokens, settings: Settings, request: ExtractRequest) -> ExtractPlan:
+    """Turn a checked request into token ids: per piece of the text, one prompt per field."""
+    text, fields = request.text, list(request.fields)
     pieces = window_pieces(text, EXTRACT, fields, settings.extract_max_new_tokens, tokens.count_tokens, settings)
     requests = [_field_request(tokens, text[piece.start : piece.end], fields) for piece in pieces]
-    return ExtractPlan(text, fields, pieces, requests, threshold, bool(exclusive))
+    return ExtractPlan(text, fields, pieces, requests, request.threshold, request.exclusive)
 
 
 # Field names starting with characters of different kinds (CJK, Latin, digits, brackets): the byte-level

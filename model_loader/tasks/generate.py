@@ -1,4 +1,4 @@
-"""Free prompts, read top to bottom: plan (checks, token ids, room left) → the backend decodes greedily → result."""
+"""Free prompts, read top to bottom: plan (token ids, room left) → the backend decodes greedily → result."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from ..errors import InvalidInputError
 from ..results import Generation
 from ..settings import Settings
-from ..text.prompts import check_text, complete_free_prompt
+from ..text.prompts import complete_free_prompt
 from ..text.tokens import Tokens
+from .options import GenerateRequest
 
 
 @dataclass
@@ -20,20 +21,10 @@ class GeneratePlan:
     truncated: bool  # True when the window cut the answer shorter than asked
 
 
-def check_length(settings: Settings, max_new_tokens: object) -> int:
-    """The number of tokens to write: the setting's limit when not given; InvalidInputError when out of range."""
-    limit = settings.max_new_tokens
-    if max_new_tokens is None:
-        return limit
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= limit:
-        raise InvalidInputError(f"max_new_tokens must be a whole number from 1 to {limit}, got {max_new_tokens!r}")
-    return max_new_tokens
-
-
-def plan(tokens: Tokens, settings: Settings, prompt: object, max_new_tokens: object = None) -> GeneratePlan:
-    """Token ids of the prompt (with ``[GEN]`` where it ends at ``输出:``) and the room left to write."""
-    max_new_tokens = check_length(settings, max_new_tokens)
-    prompt = check_text(prompt, settings.max_prompt_chars, what="prompt")
+def plan(tokens: Tokens, settings: Settings, request: GenerateRequest) -> GeneratePlan:
+    """Token ids of the prompt (with ``[GEN]`` where it ends at ``输出:``) and the room left to write; a prompt
+    that leaves no room is refused here, as only its tokens tell."""
+    prompt, max_new_tokens = request.prompt, request.max_new_tokens
     ids = tokens.encode(complete_free_prompt(prompt))
     room = settings.window_tokens - len(ids)
     if room < 1:

@@ -60,7 +60,7 @@ def work_of(payload: object, settings: Settings) -> float:
         return len(s.prompt) + sum(len(label) + 1 for label in s.labels)
     if isinstance(payload, ExtractPiece):
         r = payload.request
-        steps = settings.extract_exact_tokens or settings.extract_max_new_tokens
+        steps = settings.extract_max_new_tokens  # the most a field may write: an upper bound
         return len(r.prefix) + sum(len(s) for s in r.suffixes) + DECODE_STEP_UNITS * steps
     if isinstance(payload, GeneratePlan):
         return len(payload.tokens) + DECODE_STEP_UNITS * payload.max_new_tokens

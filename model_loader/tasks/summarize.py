@@ -1,4 +1,4 @@
-"""Summaries, read top to bottom: plan (checks, pieces, one prompt each) → run (greedy generation) → result.
+"""Summaries, read top to bottom: plan (pieces, one prompt each) → run (greedy generation) → result.
 
 The prompt template is the setting SEQGPT_SUMMARY_PROMPT (default in settings.py, from the GTE + SeqGPT
 write-ups). A text longer than the window is split as the other tasks split it, each piece summarised
@@ -16,10 +16,10 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..results import Generation, Summary
 from ..settings import Settings
-from ..text.prompts import check_text
 from ..text.splitting import Piece, split_text
 from ..text.tokens import Tokens
 from .generate import GeneratePlan
+from .options import SummarizeRequest
 
 # Room left in the window for tokenisation differences at piece boundaries.
 _MARGIN_TOKENS = 8
@@ -41,22 +41,9 @@ def build_summary_prompt(template: str, text: str, max_chars: int) -> str:
     return template.replace("{max_chars}", str(max_chars)).replace("{text}", text)
 
 
-def check_max_chars(settings: Settings, max_chars: object) -> int:
-    limit = settings.summary_max_chars
-    if max_chars is None:
-        return min(100, limit)
-    if isinstance(max_chars, bool) or not isinstance(max_chars, int) or not 1 <= max_chars <= limit:
-        raise InvalidInputError(
-            f"摘要长度有误 · max_chars must be a whole number from 1 to {limit}, got {max_chars!r}: "
-            "send e.g. \"max_chars\": 100 (the limit is SEQGPT_SUMMARY_MAX_CHARS)"
-        )
-    return max_chars
-
-
-def plan(tokens: Tokens, settings: Settings, text: object, max_chars: object = None) -> SummarizePlan:
-    """Check the request, split the text to fit the window with room for the answer, build each piece's prompt."""
-    max_chars = check_max_chars(settings, max_chars)
-    text = check_text(text, settings.max_text_chars)
+def plan(tokens: Tokens, settings: Settings, request: SummarizeRequest) -> SummarizePlan:
+    """Split a checked request's text to fit the window with room for the answer, build each piece's prompt."""
+    text, max_chars = request.text, request.max_chars
     answer_tokens = min(settings.max_new_tokens, max_chars)  # a token writes at least one character, mostly more
     template = settings.summary_prompt
     overhead = tokens.count_tokens(build_summary_prompt(template, "", max_chars))

@@ -1,10 +1,36 @@
-"""Uploaded text files decoded one way for batch and evaluation alike: UTF-8 (BOM or not), else GB18030."""
+"""Uploaded text files read one way for batch, jobs, evaluation and the knowledge base alike: decoded as UTF-8
+(BOM or not), else GB18030; JSON lines parsed one at a time."""
 
 from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 # Excel in China saves CSV as GB18030 (GBK); everything else should be UTF-8.
 ENCODINGS = ("utf-8-sig", "gb18030")
 UNDECODABLE = "文件编码无法识别 · the file is neither UTF-8 nor GB18030 text: save it as UTF-8 and upload it again"
+
+
+# The longest original file name kept as metadata; a longer one keeps its start and its suffix.
+MAX_NAME_CHARS = 160
+_SEPARATORS = re.compile(r"[\\/]")
+
+
+def upload_name(filename: str | None, default: str) -> str:
+    """An uploaded file's own name, for metadata only (lists, logs, document ids): its last path part
+    under either kind of slash, without control characters, at most MAX_NAME_CHARS long; ``default``
+    when nothing is left. Files are never saved under it."""
+    base = "".join(char for char in _SEPARATORS.split(filename or "")[-1] if char.isprintable()).strip()
+    if base in ("", ".", ".."):
+        return default
+    if len(base) > MAX_NAME_CHARS:
+        stem, dot, suffix = base.rpartition(".")
+        tail = dot + suffix if stem and len(suffix) < 16 else ""
+        base = base[: MAX_NAME_CHARS - len(tail)] + tail
+    return base
 
 
 def decode_text(data: bytes) -> str | None:
@@ -15,3 +41,28 @@ def decode_text(data: bytes) -> str | None:
         except UnicodeDecodeError:
             continue
     return None
+
+
+@dataclass(frozen=True)
+class JsonLine:
+    """One non-blank line of a JSON-lines file: its value, or why it could not be read."""
+
+    number: int  # 1-based, counting blank lines too, as an editor shows it
+    value: Any  # the parsed value (None also when it could not be read: see ``problem``)
+    problem: str = ""  # empty when read, else the reason, e.g. "Expecting value" or "nested too deeply"
+
+
+def json_lines(lines: Iterable[str]) -> Iterator[JsonLine]:
+    """Each non-blank line parsed on its own, so that one bad line fails alone and the others are read.
+
+    A line nested deeper than the parser's recursion limit (``[[[[…``) raises RecursionError, not a
+    JSONDecodeError; it is reported like any other unreadable line."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield JsonLine(number, json.loads(line))
+        except json.JSONDecodeError as exc:
+            yield JsonLine(number, None, exc.msg)
+        except RecursionError:
+            yield JsonLine(number, None, "nested too deeply")

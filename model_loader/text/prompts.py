@@ -49,15 +49,16 @@ def check_unicode(value: str, what: str) -> str:
 
 def check_text(text: object, max_chars: int, what: str = "text") -> str:
     """Return the text if it is usable; raise InvalidInputError saying how to fix it otherwise."""
+    zh = "提示" if what == "prompt" else "文本"
     if not isinstance(text, str):
-        raise InvalidInputError(f"{what} 必须是字符串 · {what} must be a string, got {type(text).__name__}")
+        raise InvalidInputError(f"{zh}必须是字符串 · `{what}` must be a string, got {type(text).__name__}")
     if not text.strip():
         hint = "write the prompt for the model to continue" if what == "prompt" else "paste the text to analyse"
-        raise InvalidInputError(f"{what} 为空 · {what} is empty: {hint}")
+        raise InvalidInputError(f"{zh}为空 · `{what}` is empty: {hint}")
     if len(text) > max_chars:
         limit = "SEQGPT_MAX_PROMPT_CHARS" if what == "prompt" else "SEQGPT_MAX_TEXT_CHARS"
         raise InvalidInputError(
-            f"{what} 过长 · {what} has {len(text):,} characters; at most {max_chars:,} are accepted per request: "
+            f"{zh}过长 · `{what}` has {len(text):,} characters; at most {max_chars:,} are accepted per request: "
             f"send it in several parts, or raise {limit}"
         )
     return check_unicode(text, what)

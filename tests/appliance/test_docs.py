@@ -9,6 +9,7 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
+from model_loader.backends.bench import VARIABLES as BENCH_VARIABLES
 from webui.settings_file import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,7 +112,7 @@ def test_every_option_given_to_a_python_script_is_one_its_parser_defines() -> No
 
 
 def settings_the_code_reads() -> set[str]:
-    names = {name for name, _, _ in SETTINGS} | {"SEQGPT_WORKSPACE"}
+    names = {name for name, _, _ in SETTINGS} | {"SEQGPT_WORKSPACE"} | set(BENCH_VARIABLES)
     # What the entry points read themselves (SEQGPT_START_TIMEOUT) or hand to supervisord (SEQGPT_HOME).
     for path in [*ROOT.glob("scripts/*.sh"), ROOT / "supervisor" / "supervisord.conf", ROOT / "Dockerfile"]:
         names |= set(SETTING.findall(path.read_text(encoding="utf-8")))

@@ -16,7 +16,8 @@ import model_loader.batching.cache_groups as cache_groups
 import model_loader.decoding as decoding
 import model_loader.engine as engine_module
 from model_loader import Classification, Engine, Extraction, Generation, ModelNotReadyError, Settings
-from model_loader.backends.fast import FastBackend
+from model_loader.backends import FastBackend
+from model_loader.backends.bench import BenchSwitches
 from model_loader.decoding import FieldAnswer
 from model_loader.text.prompts import complete_free_prompt
 
@@ -430,9 +431,11 @@ def test_a_benchmark_engine_ignores_end_of_sequence_and_writes_every_token_asked
     assert len(written) == 24
     stop = written[5]  # declared end-of-sequence below: a token the model writes mid-answer
     for ignore, expected in ((0, written.index(stop) + 1), (1, 24)):
-        eng = Engine(Settings(model_dir=demo_dir, generate_ignore_eos=ignore))
+        eng = Engine(Settings(model_dir=demo_dir))
         eng.load()
         try:
+            assert isinstance(eng.model.backend, FastBackend)
+            eng.model.backend.bench = BenchSwitches(ignore_eos=bool(ignore))
             eng.model.tokens.eos_id = stop
             assert eng.generate(prompt, 24).new_tokens == expected
         finally:

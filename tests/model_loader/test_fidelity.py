@@ -16,6 +16,7 @@ from model_loader.model.bloom import BloomRunner
 from model_loader.model.bloom_weights import BloomWeights, Linear
 from model_loader.model.cpu_dtype import onednn_half_dtypes, packing_problem, processor_flags
 from model_loader.tasks import extract
+from model_loader.tasks.options import ExtractRequest
 from model_loader.text.prompts import CLASSIFY, build_prompt, complete_free_prompt
 
 PROMPTS = [
@@ -309,7 +310,8 @@ def test_field_decoding_equals_a_constrained_greedy_loop_over_transformers(engin
     text = "甲方：北京星河科技有限公司，乙方：上海云帆信息技术有限公司，合同金额人民币一百万元整。"
     fields = ["公司名称", "金额", "甲方"]
     steps = 12
-    (request,) = extract.plan(tokens, engine_fp32.settings, text, fields).requests
+    asked = ExtractRequest.checked(engine_fp32.settings, text=text, fields=fields)
+    (request,) = extract.plan(tokens, engine_fp32.settings, asked).requests
     (answers,) = decode_fields(runner, [request], tokens.stop_ids, steps)
     for i, answer in enumerate(answers):
         allowed = request.allowed[i].tolist()

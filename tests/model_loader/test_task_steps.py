@@ -13,6 +13,7 @@ from dataclasses import replace
 import pytest
 
 from model_loader.tasks import classify, extract
+from model_loader.tasks.options import ClassifyRequest, ExtractRequest
 from model_loader.text.prompts import CLASSIFY, EXTRACT, build_prompt
 
 CONTRACT = (
@@ -34,10 +35,12 @@ class Steps:
         self.vocabulary, self.stop_ids = self.tokens.vocabulary, self.tokens.stop_ids
 
     def plan_classification(self, text, labels):
-        return classify.plan(self.tokens, self.settings, text, labels)
+        asked = ClassifyRequest.checked(self.settings, text=text, labels=labels)
+        return classify.plan(self.tokens, self.settings, asked)
 
     def plan_extraction(self, text, fields):
-        return extract.plan(self.tokens, self.settings, text, fields)
+        asked = ExtractRequest.checked(self.settings, text=text, fields=fields)
+        return extract.plan(self.tokens, self.settings, asked)
 
     def extraction_result(self, plan, answers, threshold, exclusive):
         return extract.result(self.tokens, replace(plan, threshold=threshold, exclusive=exclusive), answers)

@@ -12,6 +12,8 @@ import pytest
 
 from model_loader.errors import InvalidInputError
 from model_loader.results import Classification
+from model_loader.settings import Settings
+from model_loader.tasks.options import ClassifyRequest
 from serving.remote import RemoteEngine
 from serving.wire import ReplicaUnavailableError, encode_error, encode_result
 from webui.outcomes import outcome_of
@@ -75,12 +77,23 @@ def test_a_call_returns_the_replicas_result_and_sends_the_request_id(stand_in) -
     assert engine.answers_by_replica() == {"r1": 1}
 
 
-def test_bad_input_comes_back_as_the_engines_own_error(stand_in) -> None:
-    replica = stand_in([(200, {"replica": IDENTITY, "error": encode_error(InvalidInputError("text is empty"))})])
-    with pytest.raises(InvalidInputError, match="text is empty") as caught:
-        RemoteEngine(replica.url).classify("", ["a"])
+def test_input_the_replica_refuses_comes_back_as_the_engines_own_error(stand_in) -> None:
+    # What only the replica can tell (how many tokens a prompt takes) is refused there.
+    refusal = InvalidInputError("the prompt is 2000 tokens; the model reads at most 1024")
+    replica = stand_in([(200, {"replica": IDENTITY, "error": encode_error(refusal)})])
+    with pytest.raises(InvalidInputError, match="the prompt is 2000 tokens") as caught:
+        RemoteEngine(replica.url).generate("输入: 很长\n输出: [GEN]")
     assert outcome_of(caught.value).status == 422
     assert len(replica.calls) == 1, "bad input is not retried"
+
+
+def test_bad_input_is_refused_before_any_replica_is_asked_in_the_engine_s_words(stand_in) -> None:
+    replica = stand_in([ok(RESULT)])
+    with pytest.raises(InvalidInputError) as caught:
+        RemoteEngine(replica.url).classify("", ["a"])
+    with pytest.raises(InvalidInputError) as local:
+        ClassifyRequest.checked(Settings(), text="", labels=["a"])
+    assert str(caught.value) == str(local.value) and replica.calls == []
 
 
 def test_a_lost_replica_is_retried_once_and_the_retry_answers(stand_in) -> None:

@@ -8,8 +8,10 @@ import pytest
 
 from model_loader.errors import InvalidInputError, ModelLoadError, ModelNotReadyError
 from model_loader.results import Classification, EngineStatus, Extraction, Generation, Mention
+from model_loader.settings import Settings
+from model_loader.tasks.options import ExtractRequest, GenerateRequest, SummarizeRequest
 from serving.replicas import ClusterStatus, ReplicaInfo, devices_of
-from serving.wire import ReplicaError, decode_error, decode_result, encode_error, encode_result
+from serving.wire import ReplicaError, decode_error, decode_result, encode_error, encode_request, encode_result
 from webui.outcomes import outcome_of
 from webui.service.status import format_status
 
@@ -34,6 +36,21 @@ def through_json(payload: object) -> object:
 )
 def test_a_result_survives_the_trip_unchanged(result: object) -> None:
     assert decode_result(through_json(encode_result(result))) == result
+
+
+def test_a_call_carries_its_checked_request_field_by_field_as_json() -> None:
+    asked = ExtractRequest.checked(Settings(), text="合同", fields="甲方，乙方", threshold=1)
+    call, kwargs = encode_request(asked)
+    assert call == "extract"
+    assert json.loads(json.dumps(kwargs)) == {"text": "合同", "fields": ["甲方", "乙方"], "threshold": 1.0,
+                                              "exclusive": False}
+    assert ExtractRequest.checked(Settings(), **kwargs) == asked
+    assert encode_request(GenerateRequest.checked(Settings(), prompt="p", max_new_tokens=3))[0] == "generate"
+
+
+def test_a_summary_cannot_cross_to_a_replica() -> None:
+    with pytest.raises(TypeError, match="SummarizeRequest"):
+        encode_request(SummarizeRequest.checked(Settings(), text="t"))
 
 
 def test_engine_errors_keep_their_type_and_words() -> None:

@@ -186,7 +186,8 @@ def test_numbers_sent_as_strings_are_refused_alike(demo_server):
         threshold = http.post("/api/extract", json={"text": "abc", "fields": "甲", "threshold": "0.5"})
         tokens = http.post("/api/generate", json={"prompt": "abc", "max_new_tokens": "5"})
     assert threshold.status_code == tokens.status_code == 422
-    assert "wrong type" in threshold.json()["error"] and "wrong type" in tokens.json()["error"]
+    assert "`threshold` must be a number from 0 to 1, got '0.5'" in threshold.json()["error"]
+    assert "`max_new_tokens` must be a whole number from 1 to 256, got '5'" in tokens.json()["error"]
 
 
 def test_nan_is_reported_as_not_a_number(demo_server):

@@ -10,6 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from evaluation.rouge import rouge_scores
+
 pytestmark = pytest.mark.service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,12 +50,32 @@ def test_evaluate_extraction_maps_fields_from_a_map_file_and_scores_spans(demo_s
         assert set(prediction["fields"]) == {"公司名称", "地名", "人名"}
 
 
+def test_evaluate_summaries_scores_rouge_over_the_returned_summaries(demo_server):
+    rows = [{"content": "合同金额超过一百万元的须经法务部审核，审核时间一般为三个工作日。",
+             "summary": "大额合同须法务审核"},
+            {"text": "员工提交发票和审批单，财务部门在五个工作日内完成付款。", "summary": "报销五日内付款"}]
+    lcsts = "\n".join(json.dumps(row, ensure_ascii=False) for row in rows).encode()
+    with httpx.Client(base_url=demo_server.url, timeout=300.0) as client:
+        response = client.post("/api/evaluate", files={"file": ("lcsts.jsonl", lcsts)},
+                               data={"task": "summarize", "max_chars": "12"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["task"] == "summarize" and body["rows"] == 2
+    summaries = [p["summary"] for p in body["predictions"]]
+    assert all(isinstance(s, str) for s in summaries)
+    scores = [rouge_scores(got, row["summary"]) for got, row in zip(summaries, rows, strict=True)]
+    for key in ("rouge1", "rouge2", "rougeL"):
+        assert body[key]["f1"] == pytest.approx(sum(s[key]["f1"] for s in scores) / 2, abs=1e-4)
+
+
 @pytest.mark.parametrize(("files", "data", "expected"), [
     (None, {"task": "classify"}, "`file` is missing"),
     ({"file": ("t.csv", TICKETS)}, {"task": "summarise"}, "task 'summarise' is unknown"),
     ({"file": ("t.txt", TICKETS)}, {"task": "classify"}, "is not JSONL or CSV"),
     ({"file": ("t.csv", b"text,label\n,x\n")}, {"task": "classify"}, "line 2: no text"),
     ({"file": ("t.csv", TICKETS)}, {"task": "classify", "map": "oops"}, "is not KEY=VALUE"),
+    ({"file": ("s.jsonl", b'{"text": "x", "summary": "y"}')}, {"task": "summarize", "max_chars": "0"},
+     "`max_chars` must be a whole number"),
 ])
 def test_bad_uploads_get_422_with_what_to_fix_and_a_request_id(demo_server, files, data, expected):
     with demo_server.client() as client:

@@ -85,3 +85,36 @@ def test_evaluate_tab_shows_progress_scores_charts_errors_and_downloads(page, tm
     lines = [json.loads(line) for line in saved.read_text(encoding="utf-8").splitlines()]
     assert [line["line"] for line in lines] == [2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14]
     assert all(line["label"] in ("投诉", "咨询", "表扬") for line in lines)
+
+
+def test_evaluate_tab_scores_summaries_by_rouge(page, tmp_path):
+    page.reload()  # a fresh form: the file box still holds the previous test's upload
+    page.wait_for_selector("#seqgpt-status .seqgpt-status")
+    page.get_by_role("tab", name="评测 Evaluate").click()
+    upload = tmp_path / "lcsts_sample.jsonl"
+    rows = [{"content": "员工提交发票和审批单，财务部门在五个工作日内完成付款。", "summary": "报销五日内付款"},
+            {"content": "笔记本电池无法充电时，请检查电源适配器、充电口和电池健康度。", "summary": "电池不充电的检查"}]
+    upload.write_text("\n".join(json.dumps(row, ensure_ascii=False) for row in rows), encoding="utf-8")
+    page.locator("#evaluate-file input[type=file]").set_input_files(str(upload))
+    page.wait_for_selector("#evaluate-file :text('lcsts_sample.jsonl')")
+    page.get_by_label("摘要 Summarize").check()
+    page.locator("#evaluate-max-chars input").fill("12")
+    page.locator("#evaluate-run").click()
+
+    page.wait_for_selector("#evaluate-summary :text('ROUGE F1')")
+    summary = page.locator("#evaluate-summary").inner_text()
+    assert "rouge1" in summary and "rougeL" in summary and "2 行 rows" in summary
+    scores = page.locator("#evaluate-metrics").inner_text()
+    assert "rouge2" in scores
+    assert page.locator("#evaluate-confusion").is_hidden()  # no labels to confuse
+    page.wait_for_selector("#evaluate-f1 img")
+    assert page.locator("#evaluate-f1 img").evaluate("img => img.complete && img.naturalWidth > 300")
+    page.screenshot(path=str(OUTPUT / "22-evaluate-rouge.png"), full_page=True)
+
+    with page.expect_download() as report_download:
+        page.locator("#evaluate-downloads a[download='report.json']").click()
+    saved = tmp_path / "report.json"
+    report_download.value.save_as(saved)
+    report = json.loads(saved.read_text(encoding="utf-8"))
+    assert report["task"] == "summarize" and report["rows"] == 2
+    assert f"{report['rougeL']['f1']:.4f}" in summary

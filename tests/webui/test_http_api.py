@@ -77,14 +77,14 @@ BAD_REQUESTS = [
     ("/api/classify", {"text": "", "labels": ["a"]}, "empty"),
     ("/api/classify", {"text": "合同", "labels": []}, "no labels"),
     ("/api/classify", {"text": "合同"}, "`labels` is missing"),
-    ("/api/classify", {"text": "合同", "labels": [1, 2]}, "wrong type"),
-    ("/api/classify", {"text": 42, "labels": "a"}, "`text` has the wrong type"),
+    ("/api/classify", {"text": "合同", "labels": [1, 2]}, "labels must be strings"),
+    ("/api/classify", {"text": 42, "labels": "a"}, "`text` must be a string"),
     ("/api/classify", {"text": "长" * 20_001, "labels": "a"}, "SEQGPT_MAX_TEXT_CHARS"),
     ("/api/classify", {"text": "合同", "labels": [f"l{i}" for i in range(65)]}, "at most 64"),
     ("/api/classify", {"text": "合同", "labels": ["x" * 65]}, "at most 64"),
     ("/api/extract", {"text": "合同", "fields": "甲方", "threshold": 2}, "`threshold`"),
     ("/api/generate", {"prompt": "p", "max_new_tokens": 100_000}, "max_new_tokens"),
-    ("/api/generate", {"prompt": ["p"]}, "`prompt` has the wrong type"),
+    ("/api/generate", {"prompt": ["p"]}, "`prompt` must be a string"),
     ("/api/classify", "not an object", "JSON object"),
 ]
 

@@ -16,15 +16,17 @@ from pydantic import BaseModel
 
 from model_loader.errors import InvalidInputError
 from model_loader.interface import EngineAPI
+from model_loader.tasks.options import ClassifyRequest, ExtractRequest, GenerateRequest
 from serving.replicas import ClusterStatus, replicas_json
 
 from ..logging_setup import REQUEST_ID
 from ..outcomes import INTERNAL, BodyTooLargeError, RouteError, outcome_of, response_headers, user_message
 from ..service.request import RequestInfo, Service, not_ready_reason
 from .schemas import (
-    ClassifyRequest,
-    ExtractRequest,
-    GenerateRequest,
+    ClassifyBody,
+    ExtractBody,
+    GenerateBody,
+    TaskBody,
     classification_json,
     extraction_json,
     generation_json,
@@ -43,6 +45,22 @@ JSON_ROUTES = ("/api/classify", "/api/extract", "/api/generate")
 EVALUATE_ROUTE = "/api/evaluate"  # a multipart form, in evaluate_api.py
 POST_ROUTES = (*JSON_ROUTES, EVALUATE_ROUTE)
 GET_ROUTES = ("/health", "/metrics", "/api/docs", "/api/openapi.json")
+
+
+async def answer_in_thread(
+    service: Service, task: str, request: Request, work: Any, *args: Any, status: int = 200, log_it: bool = False
+) -> JSONResponse:
+    """Run the blocking ``work(*args)`` in a thread (a room's store: SQLite blocks) and answer its JSON; any
+    error gets the API's shape and a request-log line, a success one only with ``log_it``."""
+    started = time.perf_counter()
+    try:
+        body = await anyio.to_thread.run_sync(work, *args)
+    except Exception as exc:
+        service.record(RequestInfo(task, "api", request.url.path), started, exc)
+        return error_response(exc)
+    if log_it:
+        service.record(RequestInfo(task, "api", request.url.path), started, None)
+    return JSONResponse(body, status_code=status)
 
 
 def error_response(exc: BaseException) -> JSONResponse:
@@ -64,7 +82,7 @@ def build_api_router(engine: EngineAPI, service: Service, render_metrics: Callab
     async def handle(
         request: Request,
         task: str,
-        model: type[BaseModel],
+        model: type[TaskBody],
         call: Callable[[Any], Call],
         to_json: Callable[[Any], dict[str, Any]],
     ) -> JSONResponse:
@@ -72,8 +90,8 @@ def build_api_router(engine: EngineAPI, service: Service, render_metrics: Callab
         body: Any = None
         try:
             body = await _json_body(request, max_body_bytes)
-            parsed = model.model_validate(body, context={"limits": limits})
-            info, fn, args = call(parsed)
+            checked = model.model_validate(body).checked(limits)
+            info, fn, args = call(checked)
         except Exception as exc:  # every failure is answered; unexpected ones with a traceback
             service.record(RequestInfo(task, "api", _loggable_text(body)), started, exc)
             return error_response(exc)
@@ -85,29 +103,29 @@ def build_api_router(engine: EngineAPI, service: Service, render_metrics: Callab
             {**to_json(served.result), "request_id": served.request_id, "latency_ms": served.latency_ms}
         )
 
-    @router.post("/api/classify", openapi_extra=_body_schema(ClassifyRequest))
+    @router.post("/api/classify", openapi_extra=_body_schema(ClassifyBody))
     async def classify(request: Request) -> JSONResponse:
         def call(req: ClassifyRequest) -> Call:
             info = RequestInfo("classify", "api", req.text, len(req.labels))
             return info, engine.classify, (req.text, req.labels)
 
-        return await handle(request, "classify", ClassifyRequest, call, classification_json)
+        return await handle(request, "classify", ClassifyBody, call, classification_json)
 
-    @router.post("/api/extract", openapi_extra=_body_schema(ExtractRequest))
+    @router.post("/api/extract", openapi_extra=_body_schema(ExtractBody))
     async def extract(request: Request) -> JSONResponse:
         def call(req: ExtractRequest) -> Call:
             info = RequestInfo("extract", "api", req.text, len(req.fields))
             return info, engine.extract, (req.text, req.fields, req.threshold, req.exclusive)
 
-        return await handle(request, "extract", ExtractRequest, call, extraction_json)
+        return await handle(request, "extract", ExtractBody, call, extraction_json)
 
-    @router.post("/api/generate", openapi_extra=_body_schema(GenerateRequest))
+    @router.post("/api/generate", openapi_extra=_body_schema(GenerateBody))
     async def generate(request: Request) -> JSONResponse:
         def call(req: GenerateRequest) -> Call:
             info = RequestInfo("generate", "api", req.prompt)
             return info, engine.generate, (req.prompt, req.max_new_tokens)
 
-        return await handle(request, "generate", GenerateRequest, call, generation_json)
+        return await handle(request, "generate", GenerateBody, call, generation_json)
 
     @router.get("/health")
     async def health() -> JSONResponse:

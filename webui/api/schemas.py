@@ -1,136 +1,95 @@
-"""JSON request models (validated against the engine's limits) and the JSON shapes of the results."""
+"""The JSON bodies of the task routes (their shape; the values are checked by the engine's request types)
+and the JSON shapes of the results."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, Field, StrictBool, StrictStr, ValidationInfo, field_validator
+from pydantic import BaseModel, Field
+from pydantic.json_schema import JsonDict
 
 from model_loader.results import Classification, Extraction, Generation
 from model_loader.settings import Settings
-from model_loader.text.prompts import check_unicode, parse_labels
+from model_loader.tasks.options import ClassifyRequest, ExtractRequest, GenerateRequest, TaskRequest
 
-# How to send each field right; appended to type and missing-field errors.
+# How to send each field right; appended to missing-field errors.
 HINTS = {
     "text": 'send the text as a JSON string, e.g. "text": "小米集团今天发布了新款手机"',
     "labels": 'send a list of strings or one comma-separated string, e.g. "labels": ["财经", "科技"]',
     "fields": 'send a list of strings or one comma-separated string, e.g. "fields": ["公司名称", "金额"]',
     "prompt": 'send the prompt as a JSON string, e.g. "prompt": "输入: ...\\n分类: 财经，科技\\n输出: [GEN]"',
-    "max_new_tokens": 'send a whole number, e.g. "max_new_tokens": 64, or leave it out',
-    "threshold": 'send a number from 0 to 1, e.g. "threshold": 0.5, or leave it out',
-    "exclusive": 'send true or false, or leave it out',
 }
 
 # Each field's name in the Chinese half of a message.
-ZH_NAMES = {
-    "text": "文本", "labels": "标签", "fields": "字段", "prompt": "提示", "max_new_tokens": "最多生成长度",
-    "threshold": "阈值", "exclusive": "互斥选项",
-}
+ZH_NAMES = {"text": "文本", "labels": "标签", "fields": "字段", "prompt": "提示"}
+
+# What /api/docs shows of each field; the fields themselves take any JSON value, so that every value,
+# whatever its type, is judged by the engine's request type in the same words as in the UI.
+_STRING: JsonDict = {"type": "string"}
+_NAMES: JsonDict = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
 
 
-def _limits(info: ValidationInfo) -> Settings:
-    context = info.context or {}
-    return context.get("limits") or Settings()
+class TaskBody(BaseModel):
+    """A task route's JSON body: its fields as sent, turned into the engine's checked request by ``checked``."""
+
+    def checked(self, limits: Settings) -> TaskRequest:
+        raise NotImplementedError
 
 
-def _check_text(name: str, value: str, limit: int) -> str:
-    if not value.strip():
-        what = "the prompt for the model to continue" if name == "prompt" else "the text you want analysed"
-        raise ValueError(f"{ZH_NAMES[name]}为空 · `{name}` is empty: send {what}")
-    if len(value) > limit:
-        raise ValueError(
-            f"{ZH_NAMES[name]}过长 · `{name}` is {len(value)} characters, more than the limit of {limit}: "
-            f"send a shorter text, or raise SEQGPT_MAX_{'PROMPT' if name == 'prompt' else 'TEXT'}_CHARS"
+class ClassifyBody(TaskBody):
+    """The body of POST /api/classify: see ``model_loader.tasks.options.ClassifyRequest`` for each field."""
+
+    text: Any = Field(json_schema_extra=_STRING, examples=["小米集团今天发布了新款手机，售价3999元。"])
+    labels: Any = Field(json_schema_extra=_NAMES, examples=[["财经", "体育", "科技"]])
+
+    def checked(self, limits: Settings) -> ClassifyRequest:
+        return ClassifyRequest.checked(limits, text=self.text, labels=self.labels)
+
+
+class ExtractBody(TaskBody):
+    """The body of POST /api/extract: see ``model_loader.tasks.options.ExtractRequest`` for each field."""
+
+    text: Any = Field(json_schema_extra=_STRING, examples=["小米集团今天发布了新款手机，售价3999元。"])
+    fields: Any = Field(json_schema_extra=_NAMES, examples=[["公司名称", "金额"]])
+    threshold: Any = Field(0.0, json_schema_extra={"type": "number", "minimum": 0, "maximum": 1})
+    exclusive: Any = Field(False, json_schema_extra={"type": "boolean"})
+
+    def checked(self, limits: Settings) -> ExtractRequest:
+        return ExtractRequest.checked(
+            limits, text=self.text, fields=self.fields, threshold=self.threshold, exclusive=self.exclusive
         )
-    return check_unicode(value, name)
 
 
-class _TextRequest(BaseModel):
-    """A request about one text, limited to SEQGPT_MAX_TEXT_CHARS."""
+class GenerateBody(TaskBody):
+    """The body of POST /api/generate: see ``model_loader.tasks.options.GenerateRequest`` for each field."""
 
-    text: StrictStr = Field(examples=["小米集团今天发布了新款手机，售价3999元。"])
+    prompt: Any = Field(
+        json_schema_extra=_STRING, examples=["输入: 小米集团今天发布了新款手机\n分类: 财经，科技\n输出: [GEN]"]
+    )
+    max_new_tokens: Any = Field(None, json_schema_extra={"type": "integer", "minimum": 1})
 
-    @field_validator("text")
-    @classmethod
-    def _text(cls, value: str, info: ValidationInfo) -> str:
-        return _check_text("text", value, _limits(info).max_text_chars)
-
-
-class ClassifyRequest(_TextRequest):
-    labels: StrictStr | list[StrictStr] = Field(examples=[["财经", "体育", "科技"]])
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, value: str | list[str], info: ValidationInfo) -> list[str]:
-        limits = _limits(info)
-        return parse_labels(value, limits.max_labels, limits.max_label_chars)
-
-
-class ExtractRequest(_TextRequest):
-    fields: StrictStr | list[StrictStr] = Field(examples=[["公司名称", "金额"]])
-    # Strict like max_new_tokens: a number must come as a JSON number, never as a string.
-    threshold: float = Field(0.0, ge=0.0, le=1.0, strict=True, allow_inf_nan=False)
-    exclusive: StrictBool = False
-
-    @field_validator("fields")
-    @classmethod
-    def _fields(cls, value: str | list[str], info: ValidationInfo) -> list[str]:
-        limits = _limits(info)
-        return parse_labels(value, limits.max_labels, limits.max_label_chars, what="fields")
-
-
-class GenerateRequest(BaseModel):
-    prompt: StrictStr = Field(examples=["输入: 小米集团今天发布了新款手机\n分类: 财经，科技\n输出: [GEN]"])
-    max_new_tokens: int | None = Field(None, ge=1, strict=True)
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt(cls, value: str, info: ValidationInfo) -> str:
-        return _check_text("prompt", value, _limits(info).max_prompt_chars)
-
-    @field_validator("max_new_tokens")
-    @classmethod
-    def _max_new_tokens(cls, value: int | None, info: ValidationInfo) -> int | None:
-        limit = _limits(info).max_new_tokens
-        if value is not None and value > limit:
-            raise ValueError(
-                f"最多生成长度过大 · `max_new_tokens` is {value}, more than the limit of {limit}: ask for fewer"
-            )
-        return value
+    def checked(self, limits: Settings) -> GenerateRequest:
+        return GenerateRequest.checked(limits, prompt=self.prompt, max_new_tokens=self.max_new_tokens)
 
 
 def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
-    """One message for people from pydantic's error list: what is wrong with each field, how to send it."""
+    """One message for people from pydantic's error list. Only the body's shape can fail there (not an
+    object, a field missing); its values are judged by the engine's request types."""
     messages: list[str] = []
-    seen: set[str] = set()
     for error in errors:
         loc = error.get("loc", ())
         field = str(loc[0]) if loc else ""
-        if field in seen:
-            continue  # a union type reports each alternative; one message per field is enough
-        seen.add(field)
-        kind = error.get("type", "")
-        hint = HINTS.get(field, "")
-        zh = ZH_NAMES.get(field, "")
         if not field:
             messages.append(
                 "请求体必须是 JSON 对象 · the request body must be a JSON object, "
                 'e.g. {"text": "...", "labels": ["..."]}'
             )
-        elif kind == "missing":
-            messages.append(f"缺少{zh or '字段'} · `{field}` is missing: {hint or 'add it to the JSON body'}")
-        elif kind == "value_error":
-            messages.append(str(error.get("msg", "")).removeprefix("Value error, "))
-        elif kind == "finite_number":
-            messages.append(f"{zh}不是数字 · `{field}` is not a number (NaN or infinity): {hint}")
-        elif kind in ("less_than_equal", "greater_than_equal", "less_than", "greater_than"):
-            messages.append(f"{zh}超出范围 · `{field}` is out of range ({error.get('msg', '')}): {hint}")
-        elif kind.endswith(("_type", "_parsing")):
-            messages.append(f"{zh}类型不对 · `{field}` has the wrong type: {hint or error.get('msg', '')}")
+        elif error.get("type") == "missing":
+            hint = HINTS.get(field, "add it to the JSON body")
+            messages.append(f"缺少{ZH_NAMES.get(field, '字段')} · `{field}` is missing: {hint}")
         else:
-            message = f"{zh}取值不对 · `{field}`: {error.get('msg', 'is not valid')}"
-            messages.append(f"{message}; {hint}" if hint else message)
+            messages.append(f"取值不对 · `{field}`: {error.get('msg', 'is not valid')}")
     return "; ".join(messages) or "请求无效 · the request is not valid"
 
 

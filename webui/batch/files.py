@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model_loader.text.files import UNDECODABLE, decode_text
+from model_loader.text.files import UNDECODABLE, decode_text, json_lines
 
 FORMATS = (".csv", ".jsonl", ".txt")
 # Column names taken as the text column of a CSV, in order of preference.
@@ -118,14 +118,10 @@ def _parse_csv(content: str) -> list[BatchItem]:
 def _parse_jsonl(content: str) -> list[BatchItem]:
     """One text per line; a line that cannot be read fails as its own row."""
     items = []
-    for n, line in enumerate(content.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-            items.append(BatchItem(n, "", error=f"此行不是有效的 JSON · line {n} is not valid JSON ({reason}): "
+    for parsed in json_lines(content.splitlines()):
+        n, value = parsed.number, parsed.value
+        if parsed.problem:
+            items.append(BatchItem(n, "", error=f"此行不是有效的 JSON · line {n} is not valid JSON ({parsed.problem}): "
                                    'write one JSON object such as {"text": "..."} per line'))
             continue
         text = value.get("text") if isinstance(value, dict) else value

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from pydantic import BaseModel
 
 from model_loader.errors import InvalidInputError
-from model_loader.text.prompts import parse_labels
+from model_loader.tasks.options import ClassifyRequest, checked_names
 
-from ..api.schemas import ClassifyRequest, ExtractRequest, classification_json, extraction_json
+from ..api.schemas import classification_json, extraction_json
 from ..jobs.tab import jobs_section
 from ..logging_setup import REQUEST_ID
 from ..outcomes import outcome_of, user_message
@@ -153,11 +152,9 @@ def _read_inputs(
         if not file:
             raise InvalidInputError("没有文件 · no file: upload a CSV, JSONL or TXT file first")
         items = read_batch_file(Path(file), ctx.settings.batch_max_bytes, ctx.settings.batch_max_rows)
-        limits = ctx.engine.settings
-        what = "labels" if task == "classify" else "fields"
-        names = parse_labels(labels or "", limits.max_labels, limits.max_label_chars, what=what)
-        if options:  # checked once here, rather than failing every row alike
-            ExtractRequest.model_validate({"text": "-", "fields": names, **options}, context={"limits": limits})
+        # Checked once here, rather than failing every row alike; each row is checked the same way with its text.
+        asked = checked_names(ctx.engine.settings, task, labels or "", options)
+        names = list(asked.labels if isinstance(asked, ClassifyRequest) else asked.fields)
     except Exception as exc:  # worded by the outcome table; unexpected ones logged with a traceback
         ctx.service.record(info, started, exc)
         raise ui_error(exc) from None
@@ -168,21 +165,18 @@ async def _run_one(
     ctx: UiContext, task: str, item: BatchItem, names: list[str], options: dict[str, Any]
 ) -> tuple[dict[str, Any] | None, str | None]:
     """One text of the batch: (JSON result, None) or (None, why it failed). Busy means wait, not fail."""
-    model: type[BaseModel] = ClassifyRequest if task == "classify" else ExtractRequest
-    key = "labels" if task == "classify" else "fields"
     info = RequestInfo(task, "batch", item.text, len(names))
     try:
         if item.error:
             raise InvalidInputError(item.error)
-        req: Any = model.model_validate({"text": item.text, key: names, **options},
-                                   context={"limits": ctx.engine.settings})
+        req = checked_names(ctx.engine.settings, task, names, options, text=item.text)
     except Exception as exc:  # this row's own problem: the others still run
         ctx.service.record(info, time.perf_counter(), exc)
         return None, user_message(exc, REQUEST_ID.get())
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     to_json: Callable[[Any], dict[str, Any]]
-    if task == "classify":
+    if isinstance(req, ClassifyRequest):
         fn, args, to_json = ctx.engine.classify, (req.text, req.labels), classification_json
     else:
         fn, args, to_json = ctx.engine.extract, (req.text, req.fields, req.threshold, req.exclusive), extraction_json

@@ -7,6 +7,7 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from evaluation import SUMMARY_CHARS
 from model_loader.errors import InvalidInputError
 
 from ..api.routes import error_response
@@ -14,10 +15,10 @@ from ..batch.tab import batch_dir
 from ..logging_setup import REQUEST_ID
 from ..service.request import RequestInfo
 from ..ui.tabs import UiContext
-from .job import load_gold, predict_all, write_outputs
+from .job import load_gold, predict_all, summary_length, write_outputs
 
-USAGE = ("请以表单上传 · send multipart/form-data with `file` (labelled JSONL or CSV), `task` (classify or "
-         "extract) and optionally `map` (KEY=VALUE pairs), e.g. "
+USAGE = ("请以表单上传 · send multipart/form-data with `file` (labelled JSONL or CSV), `task` (classify, "
+         "extract or summarize) and optionally `map` (KEY=VALUE pairs) or, for summarize, `max_chars`, e.g. "
          "curl -F file=@dev.jsonl -F task=classify URL/api/evaluate")
 
 
@@ -28,7 +29,11 @@ FORM_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-dat
     "properties": {
         "file": {"type": "string", "format": "binary", "examples": ["@tests/data/eval_tnews_sample.jsonl"],
                  "description": "labelled JSONL or CSV (UTF-8 or GB18030)"},
-        "task": {"type": "string", "enum": ["classify", "extract"], "examples": ["classify"]},
+        "task": {"type": "string", "enum": ["classify", "extract", "summarize"], "examples": ["classify"],
+                 "description": "summarize: rows with `text` (or LCSTS's `content`) and a reference `summary`; "
+                                "scored by ROUGE-1/2/L on characters"},
+        "max_chars": {"type": "integer", "examples": [SUMMARY_CHARS],
+                      "description": f"summarize: the longest summary asked for (default {SUMMARY_CHARS})"},
         "map": {"type": "string", "examples": ["news_finance=财经,news_sports=体育"],
                 "description": "label or field map: KEY=VALUE pairs, comma-separated or one per line, or a file"},
     },
@@ -46,8 +51,8 @@ def build_evaluate_router(ctx: UiContext) -> APIRouter:
         started = time.perf_counter()
         info = RequestInfo("evaluate", "api", "")
         try:
-            gold = await _read_upload(request, ctx, max_body)
-            records = await predict_all(ctx.service, gold, lambda _done: None)
+            gold, max_chars = await _read_upload(request, ctx, max_body)
+            records = await predict_all(ctx.service, gold, lambda _done: None, max_chars)
             report, _paths = write_outputs(gold, records, batch_dir(ctx) / REQUEST_ID.get())
         except Exception as exc:  # the outcome table says what each error means; a row's own errors stay in its record
             ctx.service.record(info, started, exc)
@@ -66,7 +71,7 @@ async def _read_upload(request: Request, ctx: UiContext, max_body: int):
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidInputError(USAGE)
     try:
-        form = await request.form(max_files=2, max_fields=4)
+        form = await request.form(max_files=2, max_fields=5)
     except Exception as exc:  # Starlette raises its own error types for a malformed form
         raise InvalidInputError(f"表单无法读取 · the form could not be read ({exc}): {USAGE}") from None
     upload, task, map_text = form.get("file"), form.get("task"), form.get("map") or ""
@@ -80,6 +85,7 @@ async def _read_upload(request: Request, ctx: UiContext, max_body: int):
         except UnicodeDecodeError:
             raise InvalidInputError(
                 "映射不是 UTF-8 文本 · the map is not UTF-8 text: save it as UTF-8 and send it again") from None
+    max_chars = summary_length(ctx.engine.settings, form.get("max_chars"))
     data = await upload.read(ctx.settings.batch_max_bytes + 1)
-    return load_gold(data, upload.filename or "upload.jsonl", task, map_text, ctx.settings,
-                     ctx.engine.settings.max_labels)
+    gold = load_gold(data, upload.filename or "upload.jsonl", task, map_text, ctx.settings, ctx.engine.settings)
+    return gold, max_chars

@@ -9,9 +9,9 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
-from ..api.routes import _json_body, error_response
+from ..api.routes import _json_body, answer_in_thread, error_response
 from ..logging_setup import REQUEST_ID
 from ..service.request import RequestInfo, Service
 from .room import HistoryRoom, stored_json
@@ -35,16 +35,7 @@ def build_history_router(room: HistoryRoom, service: Service) -> APIRouter:
     router = APIRouter()
 
     async def answer(request: Request, work: Any, *args: Any, log_it: bool = False) -> Any:
-        """Run ``work`` in a thread (SQLite blocks); any error gets the API's shape, logged like a request."""
-        started = time.perf_counter()
-        try:
-            body = await anyio.to_thread.run_sync(work, *args)
-        except Exception as exc:
-            service.record(RequestInfo("history", "api", request.url.path), started, exc)
-            return error_response(exc)
-        if log_it:
-            service.record(RequestInfo("history", "api", request.url.path), started, None)
-        return JSONResponse(body)
+        return await answer_in_thread(service, "history", request, work, *args, log_it=log_it)
 
     @router.get("/api/requests")
     async def list_requests(request: Request) -> Any:

@@ -140,7 +140,7 @@ def history_tab(ctx: UiContext) -> None:
             data = "".join(room.export(task_name)).encode("utf-8")
             if not data:
                 raise _no_corrections(task_name)
-            return load_gold(data, "corrections.jsonl", task_name, "", ctx.settings, ctx.engine.settings.max_labels)
+            return load_gold(data, "corrections.jsonl", task_name, "", ctx.settings, ctx.engine.settings)
 
         gold = await in_thread("evaluate", gold_set)
         try:

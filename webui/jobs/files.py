@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from model_loader.text.files import json_lines
+
 from ..batch.files import FORMATS, TEXT_COLUMNS, BatchFileError, neutralise_formula
 
 READ_CHUNK = 1 << 20
@@ -126,14 +128,10 @@ class InputReader:
     def _jsonl(self, handle: io.TextIOBase) -> Iterator[InputRow]:
         key = self.text_column
         seen: dict[str, None] = {}
-        for n, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except (json.JSONDecodeError, RecursionError) as exc:
-                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-                yield InputRow({}, "", f"此行不是有效的 JSON · line {n} is not valid JSON ({reason}): "
+        for parsed in json_lines(handle):
+            n, value = parsed.number, parsed.value
+            if parsed.problem:
+                yield InputRow({}, "", f"此行不是有效的 JSON · line {n} is not valid JSON ({parsed.problem}): "
                                        f'write one JSON object such as {{"{key}": "..."}} per line')
                 continue
             source = value if isinstance(value, dict) else {key: value}

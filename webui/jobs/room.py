@@ -12,9 +12,9 @@ from typing import Any, BinaryIO
 
 from model_loader.errors import InvalidInputError
 from model_loader.interface import EngineAPI
-from model_loader.text.prompts import parse_labels
+from model_loader.tasks.options import ClassifyRequest, checked_names
+from model_loader.text.files import upload_name
 
-from ..api.schemas import ExtractRequest
 from ..outcomes import BodyTooLargeError
 from ..service.gate import ModelGate
 from ..settings import ServerSettings
@@ -96,13 +96,11 @@ class JobsRoom:
             raise InvalidInputError(
                 f"任务类型不对 · task is {task!r}: send task=classify or task=extract"
             )
-        limits = self.engine.settings
-        what = "labels" if task == "classify" else "fields"
-        names = parse_labels(labels or "", limits.max_labels, limits.max_label_chars, what=what)
         options: dict[str, Any] = {}
         if task == "extract":
-            options = {"threshold": _number("threshold", threshold, 0.0), "exclusive": _flag(exclusive)}
-            ExtractRequest.model_validate({"text": "-", "fields": names, **options}, context={"limits": limits})
+            options = {"threshold": _number(threshold, 0.0), "exclusive": _flag(exclusive)}
+        asked = checked_names(self.engine.settings, task, labels or "", options)
+        names = list(asked.labels if isinstance(asked, ClassifyRequest) else asked.fields)
         return JobRequest(task, names, options, (text_column or "").strip() or None)
 
     def check_room(self) -> None:
@@ -124,7 +122,9 @@ class JobsRoom:
         try:
             size = self._copy(source, part)
             reader = InputReader(part, filename, request.text_column)
-            job = store.create(job_id, request.task, request.names, request.options, Path(filename).name, size,
+            # Saved under the job's id; the user's name is metadata only, cleaned of path parts and control characters.
+            name = upload_name(filename, f"upload{suffix}")
+            job = store.create(job_id, request.task, request.names, request.options, name, size,
                                reader, self.settings.jobs_max_rows)
             with storage_errors("the uploaded file"):
                 (self.files_dir / job_id).mkdir(exist_ok=True)
@@ -183,19 +183,20 @@ def too_large(size: int, limit: int, at_least: bool = False) -> str:
     )
 
 
-def _number(name: str, value: Any, default: float) -> float:
+# A form sends every value as text. What reads as a number or a flag is turned into one; anything else is
+# passed on as sent, for the engine's request type to refuse in the words every other route uses.
+
+
+def _number(value: Any, default: float) -> Any:
     if value is None or (isinstance(value, str) and not value.strip()):
         return default
     try:
-        number = float(value)
+        return float(value)
     except (TypeError, ValueError):
-        raise InvalidInputError(
-            f"阈值不是数字 · `{name}` is {value!r}, not a number: send a number from 0 to 1, e.g. threshold=0.5"
-        ) from None
-    return number
+        return value
 
 
-def _flag(value: Any) -> bool:
+def _flag(value: Any) -> Any:
     if isinstance(value, bool):
         return value
     text = str(value or "").strip().lower()
@@ -203,4 +204,4 @@ def _flag(value: Any) -> bool:
         return False
     if text in ("1", "true", "yes", "on"):
         return True
-    raise InvalidInputError(f"互斥选项取值不对 · `exclusive` is {value!r}: send true or false, or leave it out")
+    return value

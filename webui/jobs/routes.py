@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 
 from model_loader.errors import InvalidInputError
 
-from ..api.routes import error_response
+from ..api.routes import answer_in_thread, error_response
 from ..logging_setup import REQUEST_ID
 from ..outcomes import BodyTooLargeError, RouteError
 from ..service.request import RequestInfo, Service
@@ -47,16 +47,7 @@ def build_jobs_router(room: JobsRoom, service: Service) -> APIRouter:
     router = APIRouter()
 
     async def answer(request: Request, work: Any, *args: Any, status: int = 200, log_it: bool = False) -> Any:
-        """Run ``work`` in a thread (SQLite blocks); any error gets the API's shape, logged like a request."""
-        started = time.perf_counter()
-        try:
-            body = await anyio.to_thread.run_sync(work, *args)
-        except Exception as exc:
-            service.record(RequestInfo("jobs", "api", request.url.path), started, exc)
-            return error_response(exc)
-        if log_it:
-            service.record(RequestInfo("jobs", "api", request.url.path), started, None)
-        return JSONResponse(body, status_code=status)
+        return await answer_in_thread(service, "jobs", request, work, *args, status=status, log_it=log_it)
 
     @router.post("/api/jobs", status_code=202, openapi_extra=_SUBMIT_FORM)
     async def submit(request: Request) -> Any:

@@ -26,8 +26,9 @@ from typing import Any
 
 from model_loader.errors import InvalidInputError
 from model_loader.interface import EngineAPI
+from model_loader.tasks.options import ClassifyRequest, checked_names
 
-from ..api.schemas import ClassifyRequest, ExtractRequest, classification_json, extraction_json
+from ..api.schemas import classification_json, extraction_json
 from ..logging_setup import REQUEST_ID
 from ..outcomes import INTERNAL, outcome_of, user_message
 from ..service.gate import ModelGate
@@ -222,13 +223,10 @@ class JobRunner:
         try:
             if row.problem:
                 raise InvalidInputError(row.problem)
-            if job.task == "classify":
-                asked = ClassifyRequest.model_validate({"text": row.text, "labels": job.names},
-                                                       context={"limits": limits})
+            asked = checked_names(limits, job.task, job.names, job.options, text=row.text)
+            if isinstance(asked, ClassifyRequest):
                 return RowOutcome(row.row, _classify_json(self.engine.classify(asked.text, asked.labels)), None)
-            wanted = ExtractRequest.model_validate({"text": row.text, "fields": job.names, **job.options},
-                                                   context={"limits": limits})
-            result = self.engine.extract(wanted.text, wanted.fields, wanted.threshold, wanted.exclusive)
+            result = self.engine.extract(asked.text, asked.fields, asked.threshold, asked.exclusive)
             return RowOutcome(row.row, {"fields": extraction_json(result)["fields"]}, None)
         except Exception as exc:  # the row's own failure is its result; the engine being away is not
             outcome = outcome_of(exc)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
 from model_loader.errors import InvalidInputError
+from model_loader.text.files import json_lines, upload_name
 from model_loader.text.prompts import check_unicode
 
 TEXT_FILES = (".txt", ".md", ".markdown")
 ROW_FILES = (".csv", ".jsonl")
 TEXT_COLUMNS = ("text", "content")
 _ID = re.compile(r"[\w.\-:#@ ]{1,128}")
+_NOT_IN_ID = re.compile(r"[^\w.\-:#@ ]")
 FILE_HINT = "send a .txt, .md, .csv or .jsonl file (CSV / JSONL rows need a `text` column; `id` is optional)"
 
 
@@ -34,6 +35,11 @@ def check_id(doc_id: object) -> str:
             f"文档编号无效 · document id {doc_id!r} is not valid: use 1 to 128 letters, digits, spaces or . - _ : # @"
         )
     return doc_id
+
+
+def id_from_name(name: str) -> str:
+    """A document id made from a file's name: characters an id cannot hold become ``_``."""
+    return check_id(_NOT_IN_ID.sub("_", name)[-128:])
 
 
 def _text(value: object, where: str) -> str:
@@ -69,7 +75,7 @@ def from_json(body: Any, max_documents: int) -> list[NewDocument]:
 
 def from_file(filename: str, data: bytes, max_documents: int) -> list[NewDocument]:
     """A text file is one document (its id the file name); each CSV / JSONL row with text is one."""
-    name = PurePath(filename or "upload.txt").name
+    name = upload_name(filename, "upload.txt")
     suffix = PurePath(name).suffix.lower()
     if suffix not in TEXT_FILES + ROW_FILES:
         raise InvalidInputError(f"文件类型不支持 · {name!r} is not a supported file: {FILE_HINT}")
@@ -80,14 +86,14 @@ def from_file(filename: str, data: bytes, max_documents: int) -> list[NewDocumen
             f"文件不是 UTF-8 · {name!r} is not UTF-8 text: save it as UTF-8 and send it again"
         ) from None
     if suffix in TEXT_FILES:
-        return [NewDocument(check_id(name), name, _text(content, name), {"file": name})]
+        return [NewDocument(id_from_name(name), name, _text(content, name), {"file": name})]
     rows = _csv_rows(content) if suffix == ".csv" else _jsonl_rows(content, name)
     docs = []
     for line, row in rows:
         text = next((row[c] for c in TEXT_COLUMNS if isinstance(row.get(c), str) and row[c].strip()), None)
         if text is None:
             raise InvalidInputError(f"缺少文本列 · {name} line {line} has no `text` column with text: {FILE_HINT}")
-        doc_id = check_id(str(row.get("id") or f"{name}:{line}"))
+        doc_id = check_id(str(row["id"])) if row.get("id") else id_from_name(f"{name}:{line}")
         meta = {k: v for k, v in row.items()
                 if k not in TEXT_COLUMNS and k != "id" and isinstance(v, str | int | float)}
         docs.append(NewDocument(doc_id, doc_id, _text(text, f"{name} line {line}"), {"file": name, **meta}))
@@ -111,15 +117,12 @@ def _csv_rows(content: str) -> list[tuple[int, dict[str, Any]]]:
 
 def _jsonl_rows(content: str, name: str) -> list[tuple[int, dict[str, Any]]]:
     rows = []
-    for n, line in enumerate(content.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
+    for parsed in json_lines(content.splitlines()):
+        n, value = parsed.number, parsed.value
+        if parsed.problem:
             raise InvalidInputError(
-                f"JSONL 格式有误 · {name} line {n} is not valid JSON ({exc.msg}): {FILE_HINT}"
-            ) from None
+                f"JSONL 格式有误 · {name} line {n} is not valid JSON ({parsed.problem}): {FILE_HINT}"
+            )
         if not isinstance(value, dict):
             raise InvalidInputError(f"JSONL 格式有误 · {name} line {n} is not a JSON object: {FILE_HINT}")
         rows.append((n, value))

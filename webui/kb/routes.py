@@ -12,13 +12,14 @@ from fastapi.responses import JSONResponse
 
 from model_loader.errors import InvalidInputError
 from model_loader.interface import EngineAPI
+from model_loader.tasks.options import SummarizeRequest
 
 from ..api.routes import _json_body, error_response
 from ..logging_setup import REQUEST_ID
 from ..outcomes import BodyTooLargeError, RouteError
 from ..service.request import RequestInfo, Service
 from .documents import FILE_HINT, NewDocument, check_id, from_file, from_json
-from .schemas import SummaryMetrics, document_json, hit_json, json_object, summarize_args, summary_json
+from .schemas import SummaryMetrics, document_json, hit_json, json_object, summarize_request, summary_json
 from .service import KnowledgeBase
 
 USAGE_SEARCH = 'send {"query": "电脑蓝屏怎么办", "top_k": 5}'
@@ -92,12 +93,14 @@ def build_kb_router(engine: EngineAPI, service: Service, kb: KnowledgeBase, summ
         started = time.perf_counter()
         try:
             body = await _json_body(request, 8 * engine.settings.max_text_chars + 4096)
-            text, max_chars = summarize_args(body, engine.settings)
+            asked = summarize_request(body, engine.settings)
         except Exception as exc:  # refused before the model: logged here
             service.record(RequestInfo("summarize", "api", ""), started, exc)
             return error_response(exc)
         try:
-            served = await service.run(RequestInfo("summarize", "api", text), engine.summarize, text, max_chars)
+            served = await service.run(
+                RequestInfo("summarize", "api", asked.text), engine.summarize, asked.text, asked.max_chars
+            )
         except Exception as exc:  # logged by the service
             return error_response(exc)
         summaries.observe(served.result)
@@ -110,7 +113,8 @@ def build_kb_router(engine: EngineAPI, service: Service, kb: KnowledgeBase, summ
         try:
             body = json_object(await _json_body(request, 64 * 1024), USAGE_SEARCH)
             query, top_k = kb.check_query(body.get("query"), body.get("top_k", 3))
-            _, max_chars = summarize_args({"text": query, "max_chars": body.get("max_chars")}, engine.settings)
+            # The summary's length is checked now, with the query standing in for the texts found.
+            max_chars = SummarizeRequest.checked(engine.settings, text=query, max_chars=body.get("max_chars")).max_chars
             hits = await anyio.to_thread.run_sync(kb.search, query, top_k)
         except Exception as exc:
             service.record(RequestInfo("kb_ask", "api", ""), started, exc)

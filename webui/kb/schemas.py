@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from model_loader.errors import InvalidInputError
 from model_loader.results import Summary
 from model_loader.settings import Settings
-from model_loader.tasks.summarize import check_max_chars
+from model_loader.tasks.options import SummarizeRequest
 
 from .store import Document, Hit
 
@@ -22,18 +22,12 @@ def json_object(body: Any, usage: str) -> dict[str, Any]:
     return body
 
 
-def summarize_args(body: Any, limits: Settings) -> tuple[str, int]:
-    """Text and max_chars of a summary request, checked before the model is asked."""
+def summarize_request(body: Any, limits: Settings) -> SummarizeRequest:
+    """A summary request's body as the engine's checked request, before the model is asked."""
     body = json_object(body, USAGE_SUMMARIZE)
-    text = body.get("text")
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidInputError(f"文本为空 · `text` is missing or empty: {USAGE_SUMMARIZE}")
-    if len(text) > limits.max_text_chars:
-        raise InvalidInputError(
-            f"文本过长 · `text` is {len(text)} characters, more than the limit of {limits.max_text_chars}: "
-            "send a shorter text, or raise SEQGPT_MAX_TEXT_CHARS"
-        )
-    return text, check_max_chars(limits, body.get("max_chars"))
+    if "text" not in body:
+        raise InvalidInputError(f"缺少文本 · `text` is missing: {USAGE_SUMMARIZE}")
+    return SummarizeRequest.checked(limits, text=body["text"], max_chars=body.get("max_chars"))
 
 
 def summary_json(summary: Summary) -> dict[str, Any]:

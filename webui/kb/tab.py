@@ -11,9 +11,10 @@ import anyio.to_thread
 import gradio as gr
 
 from model_loader.results import Summary
+from model_loader.tasks.options import SummarizeRequest
 
 from ..service.request import RequestInfo
-from ..ui.tabs import UiContext, call_engine, start_ui_request, ui_error
+from ..ui.tabs import UiContext, call_engine, start_ui_request, ui_error, validate
 from .documents import from_file, from_json
 from .schemas import SummaryMetrics
 from .service import KnowledgeBase
@@ -165,8 +166,11 @@ def knowledge_tab(ctx: UiContext, kb: KnowledgeBase, summaries: SummaryMetrics) 
         if not 0 <= pick <= len(hits):
             raise gr.Error(f"没有第 {pick} 条 · there is no hit #{pick}: choose 0 to {len(hits)}")
         text = hits[pick - 1]["text"] if pick else "\n".join(h["text"] for h in hits)
-        served = await call_engine(ctx, RequestInfo("summarize", "ui", text), ctx.engine.summarize, text,
-                                   int(max_chars))
+        # A slider may hand over 60.0; anything else goes as sent, for the engine's request type to refuse.
+        length = int(max_chars) if isinstance(max_chars, float) and max_chars.is_integer() else max_chars
+        info = RequestInfo("summarize", "ui", text)
+        asked = validate(ctx, info, lambda limits: SummarizeRequest.checked(limits, text=text, max_chars=length))
+        served = await call_engine(ctx, info, ctx.engine.summarize, asked.text, asked.max_chars)
         summaries.observe(served.result)
         return summary_html(served.result, ctx)
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import gradio as gr
-from pydantic import BaseModel, ValidationError
 
 from model_loader.errors import InvalidInputError
 from model_loader.interface import EngineAPI
-from model_loader.text.prompts import parse_labels
+from model_loader.settings import Settings
+from model_loader.tasks.options import ClassifyRequest, ExtractRequest, GenerateRequest, count_names
 
-from ..api.schemas import ClassifyRequest, ExtractRequest, GenerateRequest, extraction_json
+from ..api.schemas import extraction_json
 from ..logging_setup import REQUEST_ID, new_request_id
 from ..outcomes import outcome_of, user_message
 from ..service.request import RequestInfo, Served, Service
@@ -29,6 +30,7 @@ from .render import (
     output_capped_note,
 )
 
+T = TypeVar("T")
 FORMATS = [("JSON", "json"), ("表格 Table", "table"), ("Markdown", "markdown")]
 
 
@@ -88,12 +90,13 @@ def start_ui_request() -> str:
     return request_id
 
 
-def validate(ctx: UiContext, model: type[BaseModel], info: RequestInfo, data: dict[str, Any]) -> Any:
-    """The same validation as the JSON API; bad input is logged and shown, and never reaches the model."""
+def validate(ctx: UiContext, info: RequestInfo, check: Callable[[Settings], T]) -> T:
+    """The engine's checked request type, as the JSON API builds it; bad input is logged and shown, and never
+    reaches the model."""
     started = time.perf_counter()
     try:
-        return model.model_validate(data, context={"limits": ctx.engine.settings})
-    except ValidationError as exc:
+        return check(ctx.engine.settings)
+    except InvalidInputError as exc:
         ctx.service.record(info, started, exc)
         raise ui_error(exc) from None
 
@@ -104,14 +107,6 @@ async def call_engine(ctx: UiContext, info: RequestInfo, fn: Any, *args: Any) ->
         return await ctx.service.run(info, fn, *args)
     except Exception as exc:  # logged by the service, with a traceback when unexpected
         raise ui_error(exc) from None
-
-
-def given_count(labels: object) -> int:
-    """How many labels or fields a request named, for its log line even when it is refused."""
-    try:
-        return len(parse_labels(labels, max_labels=10**6, max_label_chars=10**6))
-    except InvalidInputError:
-        return 0
 
 
 def classification_tab(ctx: UiContext) -> None:
@@ -130,8 +125,8 @@ def classification_tab(ctx: UiContext) -> None:
 
     async def classify(text: str, labels: str) -> tuple[dict[str, float], str]:
         start_ui_request()
-        req = validate(ctx, ClassifyRequest, RequestInfo("classify", "ui", text or "", given_count(labels)),
-                       {"text": text, "labels": labels})
+        req = validate(ctx, RequestInfo("classify", "ui", text or "", count_names(labels)),
+                       lambda limits: ClassifyRequest.checked(limits, text=text, labels=labels))
         info = RequestInfo("classify", "ui", req.text, len(req.labels))
         served = await call_engine(ctx, info, ctx.engine.classify, req.text, req.labels)
         return dict(served.result.scores), details_line(served.request_id, served.latency_ms, served.result.pieces)
@@ -163,8 +158,8 @@ def extraction_tab(ctx: UiContext) -> None:
 
     async def extract(text: str, fields: str, threshold: float) -> tuple[Any, ...]:
         start_ui_request()
-        req = validate(ctx, ExtractRequest, RequestInfo("extract", "ui", text or "", given_count(fields)),
-                       {"text": text, "fields": fields, "threshold": threshold})
+        req = validate(ctx, RequestInfo("extract", "ui", text or "", count_names(fields)),
+                       lambda limits: ExtractRequest.checked(limits, text=text, fields=fields, threshold=threshold))
         info = RequestInfo("extract", "ui", req.text, len(req.fields))
         served = await call_engine(ctx, info, ctx.engine.extract, req.text, req.fields, req.threshold)
         result = served.result
@@ -204,8 +199,8 @@ def prompt_tab(ctx: UiContext) -> None:
 
     async def generate(prompt: str, max_new_tokens: Any) -> tuple[str, str]:
         start_ui_request()
-        req = validate(ctx, GenerateRequest, RequestInfo("generate", "ui", prompt or ""),
-                       {"prompt": prompt, "max_new_tokens": max_new_tokens})
+        req = validate(ctx, RequestInfo("generate", "ui", prompt or ""),
+                       lambda limits: GenerateRequest.checked(limits, prompt=prompt, max_new_tokens=max_new_tokens))
         served = await call_engine(ctx, RequestInfo("generate", "ui", req.prompt), ctx.engine.generate,
                                    req.prompt, req.max_new_tokens)
         note = " · ".join(

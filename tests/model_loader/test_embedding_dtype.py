@@ -1,0 +1,38 @@
+"""The embedding model's ``auto`` dtype on a CPU follows the engine's rule, and a hidden flag falls back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model_loader.embedding import Embedder, EmbeddingSettings
+from model_loader.model.cpu_dtype import EXCLUDE_VARIABLE, auto_cpu_dtype
+
+# Hiding these leaves no fast 16-bit product, so the engine's rule answers float32.
+NO_HALF_FLAGS = "avx512_bf16,amx_bf16,amx_fp16,avx512_fp16"
+
+
+def _embedder(tmp_path: Path, dtype: str = "auto") -> Embedder:
+    settings = EmbeddingSettings(model_dir=tmp_path / "absent", demo_dir=tmp_path / "gte-demo", dtype=dtype)
+    embedder = Embedder(settings, device=lambda: "cpu")
+    embedder.load()
+    return embedder
+
+
+def test_auto_on_a_cpu_takes_the_engines_dtype(tmp_path: Path) -> None:
+    embedder = _embedder(tmp_path)
+    assert embedder.status.dtype == auto_cpu_dtype()
+    vectors = embedder.embed(["硬件故障排查指南", "报销流程"])
+    assert vectors.dtype == np.float32  # whatever the model computes in, callers get float32 unit vectors
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+
+
+def test_auto_falls_back_to_float32_without_a_fast_half_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(EXCLUDE_VARIABLE, NO_HALF_FLAGS)
+    assert _embedder(tmp_path).status.dtype == "float32"
+
+
+def test_an_explicit_dtype_is_kept(tmp_path: Path) -> None:
+    assert _embedder(tmp_path, dtype="float32").status.dtype == "float32"
