@@ -97,6 +97,11 @@ def test_a_short_request_queued_behind_long_ones_finishes_first(engine, held, lo
     shorter = dataclasses.replace(engine.settings, extract_max_new_tokens=16)
     monkeypatch.setattr(engine, "settings", shorter)
     monkeypatch.setattr(engine.model.backend, "settings", shorter)
+    # One rate for every kind, kept fixed: the held first call's time is the test's hold, not the model's,
+    # and rates learnt by earlier tests would make the order depend on which ran before.
+    fixed = WorkRate(0.001)
+    monkeypatch.setattr(fixed, "observe", lambda *_: None)
+    monkeypatch.setattr(engine._batcher, "rate", fixed)
     pool, finished = held["pool"], []
 
     def timed(name: str, fn, *args):
