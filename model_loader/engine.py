@@ -16,7 +16,9 @@ from functools import partial
 from typing import TypeVar
 
 from .backends import Backend, build_backend, run_plans
+from .batching.admission import Pending, enqueue
 from .batching.request_batching import BatchWorker
+from .batching.scheduling import WorkRate, prior_for
 from .embedding import Embedder, EmbeddingSettings
 from .errors import InvalidInputError, ModelLoadError, ModelNotReadyError, SettingsError
 from .model import allocator
@@ -24,7 +26,7 @@ from .model.bloom import BloomRunner
 from .model.loading import LoadedModel, load_model, resolve_device
 from .results import Classification, EngineStatus, Extraction, Generation, Summary
 from .settings import Settings
-from .tasks import HealthProbe, classify, extract, generate, summarize
+from .tasks import HealthProbe, classify, extract, generate, pieces, summarize
 from .tasks.options import ClassifyRequest, ExtractRequest, GenerateRequest, SummarizeRequest
 from .text.tokens import Tokens
 
@@ -131,6 +133,7 @@ class Engine:
             max_batch=self.settings.max_batch_size,
             gather_seconds=self.settings.batch_gather_ms / 1000,
             after_batch=allocator.release_freed,
+            rate=WorkRate(prior_for(view.loaded.device)),
         )
         if old_batcher is not None:
             old_batcher.stop()
@@ -200,8 +203,8 @@ class Engine:
         request = ClassifyRequest.checked(self.settings, text=text, labels=labels)
         with self._preparing():
             view = self._ready_view()
-            job = self._submit(classify.plan(view.tokens, self.settings, request))
-        return job.result(timeout=REQUEST_TIMEOUT_S)
+            pending = self._enqueue(view, classify.plan(view.tokens, self.settings, request))
+        return pending.result(timeout=REQUEST_TIMEOUT_S)  # type: ignore[return-value]
 
     def extract(
         self, text: str, fields: str | Sequence[str], threshold: float = 0.0, exclusive: bool = False
@@ -211,15 +214,15 @@ class Engine:
         )
         with self._preparing():
             view = self._ready_view()
-            job = self._submit(extract.plan(view.tokens, self.settings, request))
-        return job.result(timeout=REQUEST_TIMEOUT_S)
+            pending = self._enqueue(view, extract.plan(view.tokens, self.settings, request))
+        return pending.result(timeout=REQUEST_TIMEOUT_S)  # type: ignore[return-value]
 
     def generate(self, prompt: str, max_new_tokens: int | None = None) -> Generation:
         request = GenerateRequest.checked(self.settings, prompt=prompt, max_new_tokens=max_new_tokens)
         with self._preparing():
             view = self._ready_view()
-            job = self._submit(generate.plan(view.tokens, self.settings, request))
-        return job.result(timeout=REQUEST_TIMEOUT_S)
+            pending = self._enqueue(view, generate.plan(view.tokens, self.settings, request))
+        return pending.result(timeout=REQUEST_TIMEOUT_S)  # type: ignore[return-value]
 
     def summarize(self, text: str, max_chars: int | None = None) -> Summary:
         """A summary through greedy generation, with its compression ratio and GTE similarity to the text."""
@@ -246,8 +249,16 @@ class Engine:
         batcher = self._batcher
         return batcher.expecting() if batcher is not None else nullcontext()
 
+    def _enqueue(self, view: ModelView, plan: object) -> Pending:
+        """Queue a request's plan; with our fast decoding, one job per piece of its text, so that
+        short requests can run between a long text's pieces. OverloadedError when the wait is too long."""
+        batcher = self._batcher
+        if batcher is None or not self.status.ready:
+            raise ModelNotReadyError(f"model not ready: the model is {self.status.state}")
+        return enqueue(batcher, self.settings, view.tokens, plan, split=view.backend.name == "fast")
+
     def _submit(self, plan: object) -> Future:
         batcher = self._batcher
         if batcher is None or not self.status.ready:
             raise ModelNotReadyError(f"model not ready: the model is {self.status.state}")
-        return batcher.submit(plan)
+        return batcher.submit(plan, pieces.work_of(plan, self.settings))

@@ -19,3 +19,15 @@ class ModelNotReadyError(SeqGPTError):
 
 class SettingsError(SeqGPTError, ValueError):
     """A ``SEQGPT_*`` setting has a value that cannot be used; the message names it and the values that can."""
+
+
+class OverloadedError(SeqGPTError):
+    """The work queued ahead of a request would keep it waiting too long; try again after ``retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class AbandonedError(SeqGPTError):
+    """Nobody waits for the answer any more (the client went away): the request's work was dropped."""

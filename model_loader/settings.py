@@ -41,6 +41,9 @@ class Settings:
     max_batch_size: int = 16  # most requests the model worker runs together
     # How long the model worker waits for more requests after the first, to batch them.
     batch_gather_ms: int = 5
+    # Longest estimated wait before a request starts; one that would wait longer is refused at once
+    # (503 with Retry-After). 0 turns this off.
+    max_wait_s: int = 60
     torch_threads: int = 0  # CPU threads for torch; 0 keeps torch's default
     summary_prompt: str = DEFAULT_SUMMARY_PROMPT  # must hold {text}; {max_chars} is optional
     summary_max_chars: int = 500  # the longest summary a request may ask for

@@ -4,12 +4,17 @@
 
 Starts nothing itself. Each client sends, one after another, a realistic mix of requests:
 classification, extraction and free prompts on Chinese news, contract and ticket texts
-(mixed with English and digits) of 40 to 5,000 characters, built from scripts/data/soak_texts.jsonl,
+(mixed with English and digits) of 40, 120, 300, 800 or 3,000 characters, built from scripts/data/soak_texts.jsonl,
 and now and then a deliberately bad request (empty text, no labels, a text over the limit,
 broken JSON, a wrong type, an unknown route, a wrong method) that must get its 4xx answer.
 Meanwhile it samples the resident memory (RSS) of the app process and its children, found
 through Supervisor (``supervisorctl pid seqgpt560m`` with the same SEQGPT_WORKSPACE as
 scripts/start.sh) or given with ``--pid``.
+
+A client gives up on a request after ``--timeout`` seconds (120, as a person would) and counts it
+as given up. A 503 with Retry-After is the appliance refusing work it cannot start soon: it is
+counted as shed, not as an error, and the client waits the Retry-After before its next request.
+Short requests (texts of at most 120 characters) get their own p50/p95 beside the rest.
 
 It prints the requests, the errors by kind (deliberate bad requests counted apart), p50/p95
 latency, RSS after warm-up and at the end of the load, the growth between them in percent, the
@@ -19,7 +24,7 @@ clients stop. A sample after they stop would measure the drained app, not growth
 Under load the RSS swings by a few hundred MB with the batch in flight, so two single samples
 can differ by 10% with no trend at all; the medians of the first and last ``--window`` minutes
 under load, and their growth, are printed beside them.
-The exit status is 1 when any request failed other than as intended.
+The exit status is 1 when any request failed other than as intended, or was given up on.
 """
 
 from __future__ import annotations
@@ -52,7 +57,8 @@ FIELDS = {
 }
 # Share of each kind of request in the mix; the rest up to 1.0 are deliberately bad.
 MIX = {"classify": 0.38, "extract": 0.38, "generate": 0.16}
-MIN_CHARS, MAX_CHARS = 40, 5000
+LENGTHS = (40, 120, 300, 800, 3000)  # characters of a request's text, each as likely
+SHORT_CHARS = 120  # texts up to this long are short requests, whose latency is reported apart
 PROMPT_MAX_CHARS = 600  # a free prompt must fit the model's 1,024-token window with room to answer
 
 
@@ -62,6 +68,9 @@ class Outcome:
     seconds: float
     error: str | None = None  # None: answered as intended
     deliberate: bool = False
+    chars: int = 0  # the length of the request's text
+    shed: bool = False  # refused with 503 and Retry-After: not an error
+    gave_up: bool = False  # no answer within the client's patience
 
 
 @dataclass
@@ -99,21 +108,24 @@ class Texts:
 
 
 def text_length(rng: random.Random) -> int:
-    """Mostly short texts, some long ones: log-uniform over 40 to 5,000 characters."""
-    return round(MIN_CHARS * (MAX_CHARS / MIN_CHARS) ** rng.random())
+    """One of LENGTHS, each as likely."""
+    return rng.choice(LENGTHS)
 
 
-def post(url: str, body: bytes | None, timeout: float, method: str = "POST") -> tuple[int, dict]:
+def post(url: str, body: bytes | None, timeout: float, method: str = "POST") -> tuple[int, dict, float | None]:
+    """Status, JSON answer and Retry-After (seconds, None when absent)."""
     request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"{}")
+            return response.status, json.loads(response.read() or b"{}"), None
     except urllib.error.HTTPError as exc:
         raw = exc.read()
+        retry = exc.headers.get("Retry-After")
+        retry_after = float(retry) if retry and retry.replace(".", "", 1).isdigit() else None
         try:
-            return exc.code, json.loads(raw or b"{}")
+            return exc.code, json.loads(raw or b"{}"), retry_after
         except ValueError:
-            return exc.code, {"raw": raw[:200].decode("utf-8", "replace")}
+            return exc.code, {"raw": raw[:200].decode("utf-8", "replace")}, retry_after
 
 
 def good_request(rng: random.Random, texts: Texts, task: str) -> tuple[str, dict]:
@@ -176,7 +188,7 @@ def client(base: str, texts: Texts, seed: int, until: float, timeout: float, tal
             name, target, body, want = bad_request(rng, base)
             method, url = target.split(" ", 1)
             try:
-                status, _ = post(url, body if method == "POST" else None, timeout, method)
+                status, _, _ = post(url, body if method == "POST" else None, timeout, method)
                 error = None if status == want else f"bad request ({name}) answered {status}, not {want}"
             except OSError as exc:
                 error = f"bad request ({name}): {type(exc).__name__}"
@@ -184,19 +196,25 @@ def client(base: str, texts: Texts, seed: int, until: float, timeout: float, tal
             continue
         task = next(t for t, share in _cumulative() if roll < share)
         path, payload = good_request(rng, texts, task)
+        chars = len(payload.get("text", payload.get("prompt", "")))
+        shed = gave_up = False
+        retry_after: float | None = None
         try:
-            status, answer = post(base + path, json.dumps(payload, ensure_ascii=False).encode(), timeout)
-            if status == 200:
-                error = check_answer(task, payload, answer)
-            else:
-                error = f"HTTP {status}"
-                if answer.get("error"):
-                    error += f": {str(answer['error'])[:80]}"
+            status, answer, retry_after = post(base + path, json.dumps(payload, ensure_ascii=False).encode(), timeout)
+            shed = status == 503 and retry_after is not None
+            error = None if shed else f"HTTP {status}" if status != 200 else check_answer(task, payload, answer)
+            if error and status != 200 and answer.get("error"):
+                error += f": {str(answer['error'])[:80]}"
         except TimeoutError:
-            error = "timeout"
+            error, gave_up = f"gave up after {timeout:g} s", True
         except OSError as exc:
-            error = f"connection: {type(exc).__name__}"
-        tally.add(Outcome(task, time.perf_counter() - started, error))
+            if isinstance(getattr(exc, "reason", None), TimeoutError):
+                error, gave_up = f"gave up after {timeout:g} s", True
+            else:
+                error = f"connection: {type(exc).__name__}"
+        tally.add(Outcome(task, time.perf_counter() - started, error, chars=chars, shed=shed, gave_up=gave_up))
+        if shed and retry_after:  # as the answer asked, but never past the end of the run
+            time.sleep(max(0.0, min(retry_after, until - time.monotonic())))
 
 
 def _cumulative() -> list[tuple[str, float]]:
@@ -220,7 +238,7 @@ def summarise(
     bad = [o for o in outcomes if o.deliberate]
     errors: dict[str, int] = {}
     for o in good:
-        if o.error:
+        if o.error and not o.gave_up:
             errors[o.error] = errors.get(o.error, 0) + 1
     bad_errors: dict[str, int] = {}
     for o in bad:
@@ -235,9 +253,12 @@ def summarise(
     latency = {
         task: {"requests": len(times), "p50_s": percentile(times, 0.5), "p95_s": percentile(times, 0.95)}
         for task in MIX
-        if (times := [o.seconds for o in good if o.task == task and not o.error])
+        if (times := [o.seconds for o in good if o.task == task and not o.error and not o.shed])
     }
-    ok_times = [o.seconds for o in good if not o.error]
+    ok_times = [o.seconds for o in good if not o.error and not o.shed]
+    answered = [o for o in good if not o.error and not o.shed]
+    short_times = [o.seconds for o in answered if o.chars <= SHORT_CHARS]
+    long_times = [o.seconds for o in answered if o.chars > SHORT_CHARS]
     return {
         "url": args.url,
         "clients": args.clients,
@@ -249,8 +270,15 @@ def summarise(
         "errors_by_kind": errors,
         "deliberate_bad_requests": len(bad),
         "deliberate_bad_answered_wrongly": bad_errors,
+        "shed": sum(1 for o in good if o.shed),
+        "gave_up": sum(1 for o in good if o.gave_up),
+        "longest_wait_s": max((o.seconds for o in good), default=0.0),
         "p50_s": percentile(ok_times, 0.5),
         "p95_s": percentile(ok_times, 0.95),
+        "short_requests": len(short_times),
+        "short_p50_s": percentile(short_times, 0.5),
+        "short_p95_s": percentile(short_times, 0.95),
+        "long_p95_s": percentile(long_times, 0.95),
         "latency_by_task": latency,
         "rss_mb_first": samples[0][1],
         "rss_mb_after_warmup": after_warmup,
@@ -275,6 +303,11 @@ def print_summary(s: dict) -> None:
             f"  {task:<9} {figures['requests']:>5} answered   "
             f"p50 {figures['p50_s']:.2f} s   p95 {figures['p95_s']:.2f} s"
         )
+    print(
+        f"short requests (<= {SHORT_CHARS} chars): {s['short_requests']} answered, p50 {s['short_p50_s']:.2f} s, "
+        f"p95 {s['short_p95_s']:.2f} s; longer ones p95 {s['long_p95_s']:.2f} s"
+    )
+    print(f"shed (503 with Retry-After): {s['shed']}; given up after the client's timeout: {s['gave_up']}")
     print(f"errors: {s['errors']}")
     for kind, count in sorted(s["errors_by_kind"].items(), key=lambda kv: -kv[1]):
         print(f"  {count:>5}  {kind}")
@@ -284,8 +317,10 @@ def print_summary(s: dict) -> None:
         print(f"  {count:>5}  {kind}")
     print(
         f"soak: {s['clients']} clients, {s['minutes']:g} min: {s['requests']} requests, {s['errors']} errors "
-        f"(+{s['deliberate_bad_requests']} deliberate bad, {wrong} answered wrongly), "
-        f"p50 {s['p50_s']:.2f} s, p95 {s['p95_s']:.2f} s; RSS {s['rss_mb_first']:.0f} MB at start, "
+        f"(+{s['deliberate_bad_requests']} deliberate bad, {wrong} answered wrongly), {s['shed']} shed, "
+        f"{s['gave_up']} given up, longest wait {s['longest_wait_s']:.0f} s, "
+        f"p50 {s['p50_s']:.2f} s, p95 {s['p95_s']:.2f} s, short p95 {s['short_p95_s']:.2f} s; "
+        f"RSS {s['rss_mb_first']:.0f} MB at start, "
         f"{s['rss_mb_after_warmup']:.0f} MB after {s['warmup_minutes']:g} min warm-up, {s['rss_mb_end']:.0f} MB "
         f"at the end of the load ({s['rss_growth_percent']:+.1f}%), peak {s['rss_mb_peak']:.0f} MB, "
         f"{s['rss_mb_drained']:.0f} MB drained; medians of the first and last {s['window_minutes']:g} min under load "
@@ -310,7 +345,9 @@ def main() -> int:
     parser.add_argument(
         "--window", type=float, default=5.0, help="minutes at each end of the load whose median RSS is compared"
     )
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds a request may take")
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds a client waits for an answer before it gives up"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the summary (and every RSS sample) here")
     args = parser.parse_args()
@@ -339,7 +376,11 @@ def main() -> int:
         time.sleep(min(60.0, args.minutes * 60 / 10 + 1))
         done = tally.snapshot()
         failed = sum(1 for o in done if o.error and not o.deliberate)
-        print(f"  {len(done)} requests, {failed} errors, RSS {samples[-1][1]:.0f} MB", flush=True)
+        shed = sum(1 for o in done if o.shed)
+        print(
+            f"  {len(done)} requests, {failed} errors or given up, {shed} shed, RSS {samples[-1][1]:.0f} MB",
+            flush=True,
+        )
     stop.set()
     sampler.join()
     summary = summarise(tally.snapshot(), samples, until - started, args)
@@ -347,7 +388,7 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
     wrong = sum(summary["deliberate_bad_answered_wrongly"].values())
-    return 1 if summary["errors"] or wrong else 0
+    return 1 if summary["errors"] or summary["gave_up"] or wrong else 0
 
 
 if __name__ == "__main__":

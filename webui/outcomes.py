@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from evaluation.data import EvaluationDataError
-from model_loader.errors import InvalidInputError, ModelLoadError, ModelNotReadyError, SettingsError
+from model_loader.errors import (
+    AbandonedError,
+    InvalidInputError,
+    ModelLoadError,
+    ModelNotReadyError,
+    OverloadedError,
+    SettingsError,
+)
 from serving.wire import ReplicaUnavailableError
 
 from .api.schemas import describe_errors
@@ -46,7 +53,8 @@ class RouteError(InvalidInputError):
 class Outcome:
     """How a request ended, in each of the forms the edges need."""
 
-    name: str  # the metric and log label: ok, invalid, busy, stopping, unavailable, not_ready, error
+    # the metric and log label: ok, invalid, busy, shed, abandoned, stopping, unavailable, not_ready, error
+    name: str
     status: int  # the HTTP status of the JSON API
     title: str  # the heading of the UI message, Chinese first
     retry_after: int | None = None  # seconds, for the Retry-After header of a 503
@@ -76,6 +84,10 @@ TABLE: tuple[tuple[type[BaseException], Outcome], ...] = (
     (RequestNotFoundError, Outcome("invalid", 404, "没有这个请求 No such request")),
     (HistoryOffError, Outcome("invalid", 404, "请求历史未开启 History is off")),
     (StorageError, Outcome("storage", 507, "存储不可用 Storage unavailable")),
+    # Refused by the engine for the work queued ahead; Retry-After is that wait (response_headers).
+    (OverloadedError, Outcome("shed", 503, "繁忙 Busy")),
+    # The client went away: nobody reads the answer, 499 as nginx logs it.
+    (AbandonedError, Outcome("abandoned", 499, "已取消 Abandoned")),
     (ShuttingDownError, Outcome("stopping", 503, "服务重启中 Restarting", retry_after=10)),
     # Before ModelNotReadyError, of which it is a kind: Ray Serve restarts a dead replica in seconds.
     (ReplicaUnavailableError, Outcome("unavailable", 503, "副本不可用 Replica unavailable", retry_after=3)),
@@ -103,6 +115,8 @@ def response_headers(exc: BaseException) -> dict[str, str] | None:
     """The HTTP headers an error's answer carries: Retry-After, Allow for a 405, Connection: close
     where the server stopped reading the body."""
     headers = dict(outcome_of(exc).headers or {})
+    if isinstance(exc, OverloadedError):
+        headers["Retry-After"] = str(exc.retry_after_s)
     if isinstance(exc, BodyTooLargeError) and not exc.drained:
         headers["Connection"] = "close"
     if isinstance(exc, RouteError) and exc.allow:
@@ -127,6 +141,8 @@ def user_message(exc: BaseException, request_id: str) -> str:
         )
     if isinstance(exc, BusyError):
         return f"服务繁忙，请稍后再试 · {exc}"
+    if isinstance(exc, OverloadedError):
+        return f"服务繁忙，请 {exc.retry_after_s} 秒后再试（请求编号 {request_id}）· {exc} (request id {request_id})"
     if isinstance(exc, ReplicaUnavailableError):
         return f"模型副本暂时不可用，请稍后再试 · {exc}"
     if isinstance(exc, ModelNotReadyError):

@@ -46,6 +46,7 @@ SETTINGS = [
     ("SEQGPT_OVERLAP_CHARS", "120", "overlap between the pieces of a split text"),
     ("SEQGPT_MAX_BATCH_SIZE", "16", "most requests the engine batches into one model call"),
     ("SEQGPT_BATCH_GATHER_MS", "5", "how long a batch keeps gathering requests"),
+    ("SEQGPT_MAX_WAIT_S", "60", "longest estimated wait before a request starts; longer: 503 + Retry-After; 0: off"),
     ("SEQGPT_TORCH_THREADS", "0", "CPU threads for torch; 0 keeps torch's default"),
     ("SEQGPT_AUTH", "", "user:password turns on HTTP basic auth for everything except /health"),
     ("SEQGPT_QUEUE_SIZE", "32", "requests that may wait for a model slot"),

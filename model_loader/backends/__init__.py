@@ -12,7 +12,7 @@ from ..model.bloom import BloomRunner
 from ..model.loading import LoadedModel
 from ..results import Classification, Extraction, Generation
 from ..settings import Settings
-from ..tasks import ClassifyPlan, ExtractPlan, GeneratePlan, HealthProbe, Plan
+from ..tasks import ClassifyPiece, ClassifyPlan, ExtractPiece, ExtractPlan, GeneratePlan, HealthProbe, Plan
 from ..text.tokens import Tokens
 from .fast import FastBackend
 from .official import OfficialBackend
@@ -50,6 +50,9 @@ def run_plans(backend: Backend, plans: list[Plan]) -> list[object]:
         return list(backend.extract(cast(list[ExtractPlan], plans)))
     if isinstance(first, GeneratePlan):
         return list(backend.generate(cast(list[GeneratePlan], plans)))
+    if isinstance(first, ClassifyPiece | ExtractPiece):
+        # Queued one piece at a time (tasks/pieces.py), only by the fast backend (admission splits for it alone).
+        return cast(FastBackend, backend).pieces(cast(list[ClassifyPiece | ExtractPiece], plans))
     if isinstance(first, HealthProbe):
         backend.check()
         return [None for _ in plans]

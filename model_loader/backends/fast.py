@@ -18,6 +18,7 @@ from ..tasks import classify, extract, generate
 from ..tasks.classify import ClassifyPlan
 from ..tasks.extract import ExtractPlan
 from ..tasks.generate import GeneratePlan
+from ..tasks.pieces import ClassifyPiece, ExtractPiece
 from ..text.tokens import Tokens
 from .bench import BenchSwitches
 
@@ -56,6 +57,17 @@ class FastBackend:
         eos = -1 if self.bench.ignore_eos else self.tokens.eos_id  # -1: no token ends a row
         outputs = greedy_generate(self.runner, [p.tokens for p in plans], [p.max_new_tokens for p in plans], eos)
         return [generate.result(self.tokens, p, new) for p, new in zip(plans, outputs, strict=True)]
+
+    def pieces(self, pieces: list[ClassifyPiece | ExtractPiece]) -> list[object]:
+        """Raw answers of pieces of one kind (label log-probabilities, or field answers): the same
+        decoding as ``classify`` and ``extract``, for a long text queued one piece at a time."""
+        classify_pieces = [p for p in pieces if isinstance(p, ClassifyPiece)]
+        if classify_pieces:
+            return list(score_labels(self.runner, [p.label_set for p in classify_pieces], self.tokens.eos_id))
+        requests = [p.request for p in pieces if isinstance(p, ExtractPiece)]
+        exact = self.bench.exact_field_tokens
+        limit = self.settings.extract_max_new_tokens
+        return list(decode_fields(self.runner, requests, self.tokens.stop_ids, limit, exact))
 
     def check(self) -> None:
         _, hidden = self.runner.prefill([[self.tokens.eos_id]])

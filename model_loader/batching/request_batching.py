@@ -16,6 +16,11 @@ hands freed memory back to the system there). Also when more requests wait: unde
 load the queue is seldom empty, and each batch's freed memory would then stay with the
 process while the next batch's other shapes fit only partly into it. It takes milliseconds
 against a batch's seconds.
+
+What runs next is the scheduler's choice (scheduling.pick_batch): the least estimated work
+first, the oldest first once it has waited too long, one call at most a few seconds of work.
+A job whose request was abandoned (its ``abandoned`` event set, or its future cancelled) is
+dropped before it runs.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from .scheduling import WorkRate, estimate, pick_batch, wait_ahead
+
 log = logging.getLogger(__name__)
 
 Runner = Callable[[list[object]], list[object]]
@@ -41,7 +48,13 @@ _ARRIVAL_POLL_S = 0.002
 @dataclass
 class _Job:
     payload: object
+    work: float = 1.0  # estimated, in the scheduler's units
+    abandoned: threading.Event | None = None  # set when nobody waits for the answer any more
+    queued_at: float = field(default_factory=time.monotonic)
     future: Future = field(default_factory=Future)
+
+    def dropped(self) -> bool:
+        return self.future.cancelled() or (self.abandoned is not None and self.abandoned.is_set())
 
 
 class BatchWorker:
@@ -52,6 +65,7 @@ class BatchWorker:
         gather_seconds: float = 0.0,
         name: str = "seqgpt-model",
         after_batch: Callable[[], None] | None = None,
+        rate: WorkRate | None = None,
     ) -> None:
         self._run_payloads = run
         self._after_batch = after_batch
@@ -61,12 +75,20 @@ class BatchWorker:
         self._arrivals_lock = threading.Lock()
         self._arriving = 0
         self._running_since: float | None = None
+        self.rate = rate or WorkRate(0.001)
+        # Jobs queued and not yet running, in submission order; read by other threads for estimates.
+        self._waiting: list[_Job] = []
+        self._waiting_lock = threading.Lock()
+        self._running_estimate = 0.0
+        self._stopping = False
+        self.dropped = 0  # jobs never run because their requests were abandoned
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     @property
     def waiting(self) -> int:
-        return self._queue.qsize()
+        with self._waiting_lock:
+            return len(self._waiting)
 
     def running_for(self) -> float | None:
         """Seconds the ``run`` call now running (the plans of one type in a batch) has taken so far;
@@ -85,27 +107,56 @@ class BatchWorker:
             with self._arrivals_lock:
                 self._arriving -= 1
 
-    def submit(self, payload: object) -> Future:
-        """Queue ``payload``; ``run`` gets it in a list with the waiting payloads of its type."""
-        job = _Job(payload)
+    def submit(self, payload: object, work: float = 1.0, abandoned: threading.Event | None = None) -> Future:
+        """Queue ``payload`` (``work``: its estimate); ``run`` gets it in a list with payloads of its type.
+        Once ``abandoned`` is set, the job is dropped unless it is already running."""
+        job = _Job(payload, work, abandoned)
+        with self._waiting_lock:
+            self._waiting.append(job)
         self._queue.put(job)
         return job.future
+
+    def wait_ahead(self, kind: type, work: float) -> float:
+        """Estimated seconds before a new job of ``kind`` and ``work`` would start."""
+        now = time.monotonic()
+        since = self._running_since
+        left = 0.0 if since is None else max(0.0, self._running_estimate - (now - since))
+        with self._waiting_lock:
+            jobs = [job for job in self._waiting if not job.dropped()]
+        return wait_ahead(jobs, self.rate.seconds(kind, work), self.rate, now, left)
 
     def stop(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
 
     def _take_batch(self) -> list[_Job] | None:
-        first = self._queue.get()
-        if first is None:
+        with self._waiting_lock:
+            pending = bool(self._waiting)
+        if not pending and not self._stopping:
+            first = self._queue.get()
+            if first is None:
+                return None
+        elif not pending:
             return None
-        batch = [first]
-        # Clients that send at the same moment arrive a few milliseconds apart. The batch
-        # waits while jobs are announced as on their way, and until none has arrived or
-        # been announced for the gather window, so one forward pass serves them all.
+        self._gather()
+        with self._waiting_lock:
+            dropped = [job for job in self._waiting if job.dropped()]
+            self._waiting = [job for job in self._waiting if not job.dropped()]
+            batch = pick_batch(self._waiting, time.monotonic(), self._max_batch, self.rate)
+            chosen = {id(job) for job in batch}
+            self._waiting = [job for job in self._waiting if id(job) not in chosen]
+        self._drop(dropped)
+        if not batch and self._stopping:
+            return None
+        return batch  # type: ignore[return-value]
+
+    def _gather(self) -> None:
+        """Wait for jobs on their way. Clients that send at the same moment arrive a few milliseconds
+        apart: this waits while jobs are announced as on their way, and until none has arrived or
+        been announced for the gather window, so one forward pass serves them all."""
         started = time.monotonic()
         last_seen, limit = started, started + ARRIVAL_WAIT_LIMIT_S
-        while len(batch) < self._max_batch:
+        while True:
             now = time.monotonic()
             if self._arriving > 0:
                 last_seen = now
@@ -118,19 +169,27 @@ class BatchWorker:
                 continue
             last_seen = time.monotonic()
             if job is None:
-                self._queue.put(None)  # stop after this batch
+                self._stopping = True  # stop once what is queued has run
                 break
-            batch.append(job)
-        return batch
+        while True:  # the queue only wakes the worker; the jobs themselves are in _waiting
+            try:
+                if self._queue.get_nowait() is None:
+                    self._stopping = True
+            except queue.Empty:
+                break
+
+    def _drop(self, jobs: list[_Job]) -> None:
+        for job in jobs:
+            job.future.cancel()
+        if jobs:
+            self.dropped += len(jobs)
+            log.info("dropped %d queued jobs whose requests were abandoned", len(jobs))
 
     def _run(self) -> None:
         while (batch := self._take_batch()) is not None:
-            kinds: dict[type, list[_Job]] = {}
-            for job in batch:
-                kinds.setdefault(type(job.payload), []).append(job)
-            for kind, jobs in kinds.items():
-                self._run_group(kind, jobs)
-            del batch, kinds, jobs  # the payloads, and with them the requests' plans, go now
+            if batch:
+                self._run_group(type(batch[0].payload), batch)
+            del batch  # the payloads, and with them the requests' plans, go now
             if self._after_batch is not None:
                 try:
                     self._after_batch()
@@ -138,10 +197,14 @@ class BatchWorker:
                     log.exception("after_batch failed")
 
     def _run_group(self, kind: type, jobs: list[_Job]) -> None:
-        live = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        abandoned = [job for job in jobs if job.dropped()]
+        self._drop(abandoned)
+        live = [job for job in jobs if not job.dropped() and job.future.set_running_or_notify_cancel()]
         if not live:
             return
-        self._running_since = time.monotonic()
+        work = sum(job.work for job in live)
+        self._running_estimate = sum(estimate(job, self.rate) for job in live)
+        self._running_since = started = time.monotonic()
         try:
             results = self._run_payloads([job.payload for job in live])
         except BaseException as exc:  # the callers get the error; the worker keeps serving
@@ -151,5 +214,6 @@ class BatchWorker:
             return
         finally:
             self._running_since = None
+        self.rate.observe(kind, work, time.monotonic() - started)
         for job, result in zip(live, results, strict=True):
             job.future.set_result(result)

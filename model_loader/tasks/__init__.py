@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from .classify import ClassifyPlan
 from .extract import ExtractPlan
 from .generate import GeneratePlan
+from .pieces import ClassifyPiece, ExtractPiece
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,6 @@ class HealthProbe:
     """A health check queued like a request, so that it runs on the model's own thread."""
 
 
-Plan = ClassifyPlan | ExtractPlan | GeneratePlan | HealthProbe
+Plan = ClassifyPlan | ExtractPlan | GeneratePlan | HealthProbe | ClassifyPiece | ExtractPiece
 
-__all__ = ["ClassifyPlan", "ExtractPlan", "GeneratePlan", "HealthProbe", "Plan"]
+__all__ = ["ClassifyPiece", "ClassifyPlan", "ExtractPiece", "ExtractPlan", "GeneratePlan", "HealthProbe", "Plan"]

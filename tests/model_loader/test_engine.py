@@ -91,15 +91,14 @@ def test_health_check_passes_on_a_loaded_model(engine):
 def long_batch(engine, monkeypatch):
     """A batch that holds the model worker until released, standing in for a long CPU batch."""
     started, release = threading.Event(), threading.Event()
-    backend = engine.model.backend
-    answer = backend.classify
+    answer = FastBackend.pieces  # a text's pieces run one job each (tasks/pieces.py)
 
-    def hold(plans):
+    def hold(backend, pieces):
         started.set()
         release.wait(timeout=30)
-        return answer(plans)
+        return answer(backend, pieces)
 
-    monkeypatch.setattr(backend, "classify", hold)
+    monkeypatch.setattr(FastBackend, "pieces", hold)
     with ThreadPoolExecutor(1) as pool:
         done = pool.submit(engine.classify, "温格的球队终于又踢了一场经典的比赛。", ["体育", "财经"])
         assert started.wait(timeout=5)

@@ -53,3 +53,32 @@ def test_the_pid_is_looked_for_in_the_workspace_start_sh_recorded(tmp_path, monk
     assert app_memory.recorded_workspace() == "/srv/seqgpt"
     with pytest.raises(SystemExit, match="/srv/seqgpt"):  # nothing runs there: the error names where it looked
         app_memory.app_pid(None)
+
+
+def test_refusals_with_retry_after_are_shed_not_errors_and_short_requests_are_reported_apart():
+    soak = load_soak()
+    args = argparse.Namespace(url="http://127.0.0.1:1", clients=8, minutes=10.0, warmup=2.0, window=1.0)
+    outcomes = [
+        soak.Outcome("classify", 2.0, chars=40),
+        soak.Outcome("classify", 4.0, chars=120),
+        soak.Outcome("extract", 90.0, chars=3000),
+        soak.Outcome("extract", 0.01, chars=3000, shed=True),
+        soak.Outcome("extract", 120.0, "gave up after 120 s", chars=800, gave_up=True),
+        soak.Outcome("generate", 1.0, "HTTP 500", chars=300),
+    ]
+    summary = soak.summarise(outcomes, [(0.0, 900.0), (300.0, 900.0)], 600.0, args)
+    assert summary["shed"] == 1
+    assert summary["gave_up"] == 1
+    assert summary["errors"] == 1 and summary["errors_by_kind"] == {"HTTP 500": 1}
+    assert summary["short_requests"] == 2 and summary["short_p95_s"] == 4.0
+    assert summary["long_p95_s"] == 90.0, "a refusal's few milliseconds are no answer's latency"
+    assert summary["longest_wait_s"] == 120.0
+    soak.print_summary(summary)
+
+
+def test_the_mix_draws_texts_of_the_five_lengths():
+    soak = load_soak()
+    import random
+
+    rng = random.Random(0)
+    assert {soak.text_length(rng) for _ in range(200)} == {40, 120, 300, 800, 3000}

@@ -69,9 +69,11 @@ def test_sigterm_lets_the_request_in_flight_finish(single_slot_server):
 def test_requests_that_cannot_finish_in_the_grace_period_are_answered_503_not_cut_off(tmp_path, demo_model_dir):
     # One second of grace, one model slot, and six requests that each run to the window's end
     # (generation ignores the end token): the last of them cannot finish before the server stops.
+    # Admission is off (SEQGPT_MAX_WAIT_S=0): its prior estimate, sized for the real model, would refuse
+    # the later ones at once with its own Retry-After, and this test is about the stop's answer.
     server = start_server(tmp_path, demo_model_dir, {
         "SEQGPT_GRACEFUL_SHUTDOWN_S": "1", "SEQGPT_CONCURRENCY": "1", "SEQGPT_GENERATE_IGNORE_EOS": "1",
-        "SEQGPT_MAX_NEW_TOKENS": "1000"})
+        "SEQGPT_MAX_NEW_TOKENS": "1000", "SEQGPT_MAX_WAIT_S": "0"})
     long_request = SLOW  # about a second each on a quiet machine: six take six seconds one after another
     try:
         replies: list[httpx.Response | BaseException] = []

@@ -96,7 +96,7 @@ def build_api_router(engine: EngineAPI, service: Service, render_metrics: Callab
             service.record(RequestInfo(task, "api", _loggable_text(body)), started, exc)
             return error_response(exc)
         try:
-            served = await service.run(info, fn, *args)
+            served = await service.run(info, fn, *args, disconnected=request.is_disconnected)
         except Exception as exc:  # logged by the service, with a traceback when unexpected
             return error_response(exc)
         return JSONResponse(

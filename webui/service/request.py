@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from model_loader.batching.scheduling import ABANDONED
 from model_loader.errors import ModelLoadError, ModelNotReadyError
 from model_loader.interface import EngineAPI
 
 from ..logging_setup import REQUEST_ID, new_request_id
 from ..outcomes import INTERNAL, outcome_of, reason
+from .abandon import watching
 from .gate import ModelGate
 from .metrics import Metrics
 from .shutdown import ShutdownClock
@@ -67,18 +70,28 @@ class Service:
         # The request history (webui/history/room.py), set by build_app; None keeps nothing.
         self.history: Any = None
 
-    async def run(self, info: RequestInfo, fn: Callable[..., T], *args: object) -> Served[T]:
-        """Run ``fn(*args)`` (a blocking engine method) for one request; errors are logged, then re-raised."""
+    async def run(
+        self,
+        info: RequestInfo,
+        fn: Callable[..., T],
+        *args: object,
+        disconnected: Callable[[], Awaitable[bool]] | None = None,
+    ) -> Served[T]:
+        """Run ``fn(*args)`` (a blocking engine method) for one request; errors are logged, then re-raised.
+        ``disconnected`` tells whether the client has gone: its work is then dropped."""
         token = REQUEST_ID.set(new_request_id()) if REQUEST_ID.get() == "-" else None
         request_id = REQUEST_ID.get()
         started = time.perf_counter()
+        # Seen by the engine in the thread that runs fn: set, the request's queued work is dropped.
+        abandoned = threading.Event()
+        abandon_token = ABANDONED.set(abandoned)
         try:
             status = self.engine.status
             if status.state == "error":  # permanent until the operator fixes it: no "try again later"
                 raise ModelLoadError(not_ready_reason(status.state, status.error))
             if not status.ready:
                 raise ModelNotReadyError(not_ready_reason(status.state, status.error))
-            result = await self.clock.race(self.gate.run(fn, *args))
+            result = await self.clock.race(watching(self.gate.run(fn, *args), disconnected, abandoned))
         except Exception as exc:
             self.record(info, started, exc)
             raise
@@ -89,6 +102,8 @@ class Service:
                 self.history.record(info.task, info.source, request_id, served.latency_ms, fn, args, result)
             return served
         finally:
+            abandoned.set()  # when this coroutine was cancelled, nobody waits for the work any more
+            ABANDONED.reset(abandon_token)
             if token is not None:
                 REQUEST_ID.reset(token)
 

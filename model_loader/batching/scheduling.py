@@ -1,0 +1,119 @@
+"""Work estimates and the model worker's choice of what runs next: short work first, old work not forgotten.
+
+Every job queued for the model carries an estimate of its work in units (prompt tokens, plus
+decode steps weighted as the tokens they cost). A measured rate per kind of job (seconds per
+unit, learnt from the runs that finished) turns work into seconds, so the engine can tell how
+long a new request would wait before it starts, and refuse it at once when that is too long.
+
+The worker picks the job with the least estimated work, less a quarter of the time it has
+waited (``AGEING_FACTOR``): a short request passes long ones, and a long one moves up as it
+waits, so it is delayed, never starved. Jobs of
+the same kind and of similar size join it in one call (requests arriving together still share
+forward passes), up to ``SLICE_S`` of estimated work, so one call stays short and a short request
+waits for at most about that long.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from contextvars import ContextVar
+from typing import Protocol
+
+# A decode step reads all the weights for the one token it adds to each row: on a CPU it costs
+# about as much as this many prompt tokens of a prefill (memory-bound against compute-bound).
+DECODE_STEP_UNITS = 20
+# Seconds per unit before anything has been measured, by device (full-size model, fp32 on a
+# 2-core CPU; fp16 on one GPU). The first measurement replaces it.
+PRIOR_SECONDS_PER_UNIT = {"cpu": 0.006, "cuda": 0.0003}
+# Weight of the newest measurement in the running average of a kind's rate.
+RATE_SMOOTHING = 0.3
+# Every this many seconds a job waits count as one second less of work when it is ranked.
+AGEING_FACTOR = 4.0
+# One call's estimated seconds; more jobs join it only while the total stays within this.
+SLICE_S = 4.0
+# Jobs join a call only when they are at most this many times the work of the one it was built for.
+SIMILAR_WORK = 2.0
+
+# Set by the web layer for one request: when it is set, the request's client has gone and its
+# queued work is dropped. Context variables follow the call into the worker thread that waits.
+ABANDONED: ContextVar[threading.Event | None] = ContextVar("seqgpt_abandoned", default=None)
+
+
+class Queued(Protocol):
+    payload: object
+    work: float
+    queued_at: float
+
+
+class WorkRate:
+    """Seconds per unit of work, per kind of job, learnt from finished runs; safe from any thread."""
+
+    def __init__(self, prior_seconds_per_unit: float) -> None:
+        self._prior = prior_seconds_per_unit
+        self._rates: dict[type, float] = {}
+        self._lock = threading.Lock()
+
+    def seconds(self, kind: type, work: float) -> float:
+        with self._lock:
+            return work * self._rates.get(kind, self._prior)
+
+    def observe(self, kind: type, work: float, seconds: float) -> None:
+        """A run of ``work`` units of ``kind`` took ``seconds``."""
+        if work <= 0 or seconds <= 0:
+            return
+        measured = seconds / work
+        with self._lock:
+            old = self._rates.get(kind)
+            self._rates[kind] = measured if old is None else old + RATE_SMOOTHING * (measured - old)
+
+
+def prior_for(device: str) -> float:
+    return PRIOR_SECONDS_PER_UNIT["cuda" if device.startswith("cuda") else "cpu"]
+
+
+def estimate(job: Queued, rate: WorkRate) -> float:
+    """A queued job's estimated seconds."""
+    return rate.seconds(type(job.payload), job.work)
+
+
+def rank(job: Queued, rate: WorkRate, now: float) -> float:
+    """What the job is ranked by, least first: its estimated seconds less its wait over AGEING_FACTOR."""
+    return estimate(job, rate) - max(0.0, now - job.queued_at) / AGEING_FACTOR
+
+
+def order(jobs: Sequence[Queued], now: float, rate: WorkRate) -> list[Queued]:
+    """Jobs in the order they should run: least rank first, then the oldest."""
+    return sorted(jobs, key=lambda j: (rank(j, rate, now), j.queued_at))
+
+
+def pick_batch(jobs: Sequence[Queued], now: float, max_batch: int, rate: WorkRate) -> list[Queued]:
+    """The jobs of the next call: the first in ``order``, and jobs of its kind and of similar size
+    after it, up to ``max_batch`` and ``SLICE_S`` of estimated work (the first alone may be more)."""
+    ranked = order(jobs, now, rate)
+    if not ranked:
+        return []
+    head = ranked[0]
+    kind = type(head.payload)
+    batch, seconds = [head], estimate(head, rate)
+    for job in ranked[1:]:
+        if len(batch) >= max_batch:
+            break
+        if type(job.payload) is not kind or job.work > SIMILAR_WORK * max(head.work, 1.0):
+            continue
+        more = estimate(job, rate)
+        if seconds + more > SLICE_S:
+            continue
+        batch.append(job)
+        seconds += more
+    return batch
+
+
+def wait_ahead(jobs: Sequence[Queued], seconds: float, rate: WorkRate, now: float, running_left_s: float) -> float:
+    """Estimated seconds before a new job of ``seconds`` estimated work starts: what is left of the
+    running call, and every queued job that ``order`` would now put before it."""
+    ahead = running_left_s
+    for job in jobs:
+        if rank(job, rate, now) <= seconds:
+            ahead += estimate(job, rate)
+    return ahead

@@ -1,0 +1,69 @@
+"""Long requests cut into jobs of one piece each, so short requests can run between a long text's pieces.
+
+A classification or extraction plan holds one prompt per piece of its text. With our fast
+decoding each piece is answered on its own (answers never depend on what runs beside them), so
+the engine queues one job per piece, the worker runs pieces of many requests together, and the
+caller's thread puts the pieces' raw answers back through the task's own ``result``: the same
+answer as one job for the whole plan. Also each job's work estimate, for the scheduler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..batching.scheduling import DECODE_STEP_UNITS
+from ..decoding import FieldRequest, LabelSet
+from ..settings import Settings
+from ..text.tokens import Tokens
+from . import classify, extract
+from .classify import ClassifyPlan
+from .extract import ExtractPlan
+from .generate import GeneratePlan
+
+
+@dataclass
+class ClassifyPiece:
+    """One piece of a classification: its prompt and labels, scored as one token tree."""
+
+    label_set: LabelSet
+
+
+@dataclass
+class ExtractPiece:
+    """One piece of an extraction: its prompt's shared start and one row per field."""
+
+    request: FieldRequest
+
+
+Piece = ClassifyPiece | ExtractPiece
+
+
+def split(plan: ClassifyPlan | ExtractPlan) -> list[Piece]:
+    """One job per piece of the plan's text."""
+    if isinstance(plan, ClassifyPlan):
+        return [ClassifyPiece(s) for s in plan.label_sets]
+    return [ExtractPiece(r) for r in plan.requests]
+
+
+def merge(tokens: Tokens, plan: ClassifyPlan | ExtractPlan, answers: list[object]) -> object:
+    """The request's result from its pieces' raw answers, in piece order (in the caller's thread)."""
+    if isinstance(plan, ClassifyPlan):
+        return classify.result(plan, answers)  # type: ignore[arg-type]
+    return extract.result(tokens, plan, answers)  # type: ignore[arg-type]
+
+
+
+def work_of(payload: object, settings: Settings) -> float:
+    """Estimated work of a job in units: prompt tokens, plus decode steps at DECODE_STEP_UNITS each."""
+    if isinstance(payload, ClassifyPiece):
+        s = payload.label_set
+        return len(s.prompt) + sum(len(label) + 1 for label in s.labels)
+    if isinstance(payload, ExtractPiece):
+        r = payload.request
+        steps = settings.extract_max_new_tokens  # the most a field may write: an upper bound
+        return len(r.prefix) + sum(len(s) for s in r.suffixes) + DECODE_STEP_UNITS * steps
+    if isinstance(payload, GeneratePlan):
+        return len(payload.tokens) + DECODE_STEP_UNITS * payload.max_new_tokens
+    if isinstance(payload, ClassifyPlan | ExtractPlan):
+        return sum(work_of(p, settings) for p in split(payload))
+    return 1.0

@@ -1,0 +1,167 @@
+"""Latency under load: short work passes long work, too long a wait is refused at once, abandoned work is dropped."""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from model_loader.backends.fast import FastBackend
+from model_loader.batching.scheduling import ABANDONED, SLICE_S, WorkRate, order, pick_batch
+from model_loader.errors import AbandonedError, OverloadedError
+from model_loader.tasks.pieces import ClassifyPiece, ExtractPiece
+
+FIELDS = ["人名", "地址", "组织机构", "公司名称", "时间"]
+SHORT = ("温格的球队终于又踢了一场经典的比赛。", ["体育", "财经"])
+
+
+@dataclasses.dataclass
+class Job:
+    payload: object
+    work: float
+    queued_at: float
+
+
+# ---- the scheduler's choice, without a model -------------------------------------------------
+
+
+def test_the_least_work_runs_first_and_a_long_job_moves_up_as_it_waits():
+    rate, now = WorkRate(0.001), 1000.0  # 5,000 units: 5 s; 50 units: 0.05 s
+    long_new = Job("long", 5000, now - 1)
+    short = Job("short", 50, now)
+    assert order([long_new, short], now, rate) == [short, long_new]
+    long_old = Job("long", 5000, now - 30)  # 30 s of waiting count as 7.5 s less work
+    assert order([long_new, short, long_old], now, rate) == [long_old, short, long_new]
+
+
+def test_a_call_takes_jobs_of_its_kind_and_size_up_to_the_slice():
+    rate, now = WorkRate(0.001), 1000.0
+    small = [Job(i, 100, now + i) for i in range(3)]
+    big = Job("other", 150, now)  # another kind: never in the same call
+    huge = Job(1, 1000, now)  # over twice the first's work
+    assert pick_batch([*small, big, huge], now, max_batch=8, rate=rate) == small
+    per_job = SLICE_S / 2.5 / rate.seconds(int, 1)  # 2.5 jobs' work fills the slice
+    many = [Job(1, per_job, now) for _ in range(5)]
+    assert pick_batch(many, now, max_batch=8, rate=rate) == many[:2]
+    assert pick_batch(small, now, max_batch=2, rate=rate) == small[:2]
+
+
+def test_the_rate_is_learnt_per_kind_from_finished_runs():
+    rate = WorkRate(1.0)
+    rate.observe(ClassifyPiece, 100, 2.0)
+    assert rate.seconds(ClassifyPiece, 50) == pytest.approx(1.0)
+    assert rate.seconds(ExtractPiece, 50) == pytest.approx(50.0), "another kind keeps the prior"
+
+
+# ---- the engine on demo weights -------------------------------------------------------------
+
+
+@pytest.fixture
+def held(engine, monkeypatch) -> Iterator[dict]:
+    """The model worker held inside a first call until released; records every later call's kind and size."""
+    started, release = threading.Event(), threading.Event()
+    calls: list[tuple[str, int]] = []
+    answer = FastBackend.pieces
+
+    def hold(backend, pieces):
+        if not started.is_set():
+            started.set()
+            release.wait(timeout=60)
+        else:
+            calls.append((type(pieces[0]).__name__, len(pieces)))
+        return answer(backend, pieces)
+
+    monkeypatch.setattr(FastBackend, "pieces", hold)
+    with ThreadPoolExecutor(12) as pool:
+        first = pool.submit(engine.classify, *SHORT)
+        assert started.wait(timeout=10)
+        yield {"pool": pool, "release": release, "calls": calls}
+        release.set()
+        assert first.result(timeout=60).label in SHORT[1]
+
+
+def wait_until_queued(engine, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while engine.queue_depth < count:
+        assert time.monotonic() < deadline, f"only {engine.queue_depth} of {count} jobs queued"
+        time.sleep(0.01)
+
+
+def test_a_short_request_queued_behind_long_ones_finishes_first(engine, held, long_chinese_text, monkeypatch):
+    # Answers of at most 16 tokens keep the long requests to seconds on demo weights.
+    shorter = dataclasses.replace(engine.settings, extract_max_new_tokens=16)
+    monkeypatch.setattr(engine, "settings", shorter)
+    monkeypatch.setattr(engine.model.backend, "settings", shorter)
+    # One rate for every kind, kept fixed: the held first call's time is the test's hold, not the model's,
+    # and rates learnt by earlier tests would make the order depend on which ran before.
+    fixed = WorkRate(0.001)
+    monkeypatch.setattr(fixed, "observe", lambda *_: None)
+    monkeypatch.setattr(engine._batcher, "rate", fixed)
+    pool, finished = held["pool"], []
+
+    def timed(name: str, fn, *args):
+        result = fn(*args)
+        finished.append(name)
+        return result
+
+    longs = [pool.submit(timed, f"long {i}", engine.extract, long_chinese_text, FIELDS) for i in range(3)]
+    wait_until_queued(engine, 3 * 2)  # every long text is several pieces
+    short = pool.submit(timed, "short", engine.classify, *SHORT)
+    wait_until_queued(engine, 3 * 2 + 1)
+    held["release"].set()
+    assert short.result(timeout=120).label in SHORT[1]
+    for future in longs:
+        assert future.result(timeout=300).pieces > 1
+    assert finished[0] == "short", finished
+    assert held["calls"][0] == ("ClassifyPiece", 1), "the short piece ran in the first call after the hold"
+
+
+def test_a_request_whose_wait_would_pass_the_limit_is_refused_at_once_without_running(
+    engine, held, long_chinese_text, monkeypatch
+):
+    monkeypatch.setattr(engine, "settings", dataclasses.replace(engine.settings, max_wait_s=2))
+    # One second per unit of work: the long text's pieces queue minutes of work.
+    monkeypatch.setattr(engine._batcher, "rate", WorkRate(1.0))
+    pool = held["pool"]
+    queued = pool.submit(engine.extract, long_chinese_text, FIELDS)  # alone in the queue: admitted
+    try:
+        wait_until_queued(engine, 2)
+    except AssertionError:
+        raise AssertionError(repr(queued.exception(timeout=1))) from None
+    depth = engine.queue_depth
+    with pytest.raises(OverloadedError) as refused:
+        engine.extract(long_chinese_text, FIELDS)
+    assert refused.value.retry_after_s > 2 and "SEQGPT_MAX_WAIT_S" in str(refused.value)
+    assert engine.queue_depth == depth, "nothing of the refused request was queued"
+    # A short request would run before the long pieces: its wait is short, so it is admitted.
+    short = pool.submit(engine.classify, *SHORT)
+    held["release"].set()
+    assert short.result(timeout=120).label in SHORT[1]
+    queued.result(timeout=300)
+
+
+def test_an_abandoned_request_is_answered_at_once_and_its_queued_work_never_runs(engine, held, long_chinese_text):
+    gone = threading.Event()
+    dropped_before = engine._batcher.dropped
+
+    def abandoned_extract():
+        ABANDONED.set(gone)
+        return engine.extract(long_chinese_text, FIELDS)
+
+    request = held["pool"].submit(contextvars.copy_context().run, abandoned_extract)
+    wait_until_queued(engine, 2)
+    pieces = engine.queue_depth
+    gone.set()
+    with pytest.raises(AbandonedError):
+        request.result(timeout=5)
+    held["release"].set()
+    deadline = time.monotonic() + 30
+    while engine._batcher.dropped < dropped_before + pieces:
+        assert time.monotonic() < deadline, "the abandoned pieces were not dropped"
+        time.sleep(0.05)
+    assert not any(kind == "ExtractPiece" for kind, _ in held["calls"]), "no piece of it ran"
