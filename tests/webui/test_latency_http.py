@@ -14,22 +14,37 @@ from servers import RunningServer, start_server, stop_server
 
 pytestmark = pytest.mark.service
 
-# A 5,000-character text of 6 fields, each answer exactly 32 tokens: several pieces of seconds each
-# on demo weights, so that the requests behind it wait.
-LONG = {"text": "甲方北京星河科技有限公司与乙方上海云帆贸易有限公司于2024年3月5日签订采购合同。" * 120,
-        "fields": ["甲方", "乙方", "金额", "日期", "合同编号", "地址"]}
+# A 15,000-character text of 18 fields, each answer exactly 64 tokens: about twenty pieces of about half a
+# second each on demo weights, more than one worker call takes, so most of them wait in the queue for
+# seconds while the first call runs.
+LONG = {"text": "甲方北京星河科技有限公司与乙方上海云帆贸易有限公司于2024年3月5日签订采购合同。" * 360,
+        "fields": ["甲方", "乙方", "金额", "日期", "合同编号", "地址", "签订日期", "付款方式", "交货地点", "联系人",
+                   "电话", "开户行", "账号", "税号", "产品名称", "数量", "单价", "违约金"]}
 
 
 @pytest.fixture(scope="module")
 def busy_server(tmp_path_factory: pytest.TempPathFactory, demo_model_dir) -> Iterator[RunningServer]:
     server = start_server(tmp_path_factory.mktemp("latency"), demo_model_dir,
-                          {"SEQGPT_MAX_WAIT_S": "1", "SEQGPT_EXTRACT_EXACT_TOKENS": "32"})
+                          {"SEQGPT_MAX_WAIT_S": "1", "SEQGPT_EXTRACT_EXACT_TOKENS": "64"})
     yield server
     stop_server(server)
 
 
 def send(server: RunningServer, out: list, timeout: float = 300) -> None:
     out.append(httpx.post(f"{server.url}/api/extract", json=LONG, timeout=timeout))
+
+
+def wait_until_queued(server: RunningServer, thread: threading.Thread) -> None:
+    """Until the model's queue holds work (the running request's later pieces): a fixed sleep is too
+    short on a busy machine, where tokenising the text alone can take longer."""
+    deadline = time.monotonic() + 120
+    with server.client() as http:
+        while time.monotonic() < deadline and thread.is_alive():
+            depth = re.search(r"^seqgpt_queue_depth (\S+)$", http.get("/metrics").text, re.M)
+            if depth and float(depth.group(1)) >= 1:
+                return
+            time.sleep(0.05)
+    raise AssertionError("the first request's pieces never waited in the queue")
 
 
 def test_a_request_over_the_wait_limit_gets_503_with_retry_after_at_once_without_running(busy_server):
@@ -39,7 +54,7 @@ def test_a_request_over_the_wait_limit_gets_503_with_retry_after_at_once_without
     first: list = []
     running = threading.Thread(target=send, args=(busy_server, first))
     running.start()
-    time.sleep(0.5)
+    wait_until_queued(busy_server, running)
     started = time.perf_counter()
     refused = httpx.post(f"{busy_server.url}/api/extract", json=LONG, timeout=60)
     seconds = time.perf_counter() - started
@@ -60,12 +75,12 @@ def test_a_request_over_the_wait_limit_gets_503_with_retry_after_at_once_without
 
 def test_a_client_that_disconnects_has_its_work_dropped(tmp_path, demo_model_dir):
     # No wait limit: the second request is queued behind the first's pieces, not refused.
-    server = start_server(tmp_path, demo_model_dir, {"SEQGPT_MAX_WAIT_S": "0", "SEQGPT_EXTRACT_EXACT_TOKENS": "32"})
+    server = start_server(tmp_path, demo_model_dir, {"SEQGPT_MAX_WAIT_S": "0", "SEQGPT_EXTRACT_EXACT_TOKENS": "64"})
     try:
         first: list = []
         running = threading.Thread(target=send, args=(server, first))
         running.start()
-        time.sleep(0.5)
+        wait_until_queued(server, running)
         with pytest.raises(httpx.ReadTimeout):  # a long request queued behind the first, then its client goes
             httpx.post(f"{server.url}/api/extract", json=LONG, timeout=1.5)
         running.join(timeout=300)
