@@ -58,10 +58,13 @@ def test_a_request_over_the_wait_limit_gets_503_with_retry_after_at_once_without
     started = time.perf_counter()
     refused = httpx.post(f"{busy_server.url}/api/extract", json=LONG, timeout=60)
     seconds = time.perf_counter() - started
+    ahead_still_running = running.is_alive()
     running.join(timeout=300)
     assert first and first[0].status_code == 200
     assert refused.status_code == 503, refused.text
-    assert seconds < 2.0, "refused at once, not after waiting"
+    # Refused without waiting for the work ahead: answered while that work still ran (on a loaded machine
+    # reading and cutting the 15,000-character text alone can take seconds), or within two seconds.
+    assert ahead_still_running or seconds < 2.0, f"refused after {seconds:.1f} s, once the work ahead was done"
     assert int(refused.headers["Retry-After"]) >= 1
     body = refused.json()
     assert body["request_id"] and body["request_id"] in body["error"]
