@@ -94,6 +94,11 @@ def _spans_text(text: str, spans: set[tuple[str, int, int]]) -> str:
     return "; ".join(f"{f}: {text[a:b]} [{a}, {b})" for f, a, b in sorted(spans, key=lambda s: (s[1], s[2], s[0])))
 
 
+def rouge_table(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A summary report's ROUGE-1/2/L as rows of a scores table, each row counting every summary."""
+    return {name: {**report[name], "support": report["rows"]} for name in ROUGE_KEYS}
+
+
 def markdown_summary(report: dict[str, Any]) -> str:
     """A short Markdown report for the terminal and the UI."""
     lines = [f"### 评测结果 Evaluation: {report['task']}, {report['rows']} rows", ""]
@@ -101,7 +106,7 @@ def markdown_summary(report: dict[str, Any]) -> str:
         lines += [f"- accuracy **{report['accuracy']:.4f}**, macro-F1 **{report['macro_f1']:.4f}**"]
         table, key = report["per_label"], "label"
     elif report["task"] == "summarize":
-        table = {name: {**report[name], "support": report["rows"]} for name in ROUGE_KEYS}
+        table = rouge_table(report)
         key = "ROUGE (characters, mean over rows)"
     else:
         micro, loose = report["micro"], report["text_match"]["micro"]

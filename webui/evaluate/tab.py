@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 
 from evaluation import SUMMARY_CHARS
+from evaluation.report import rouge_table
 from evaluation.rouge import ROUGE_KEYS
 from model_loader.errors import InvalidInputError
 
@@ -137,7 +138,7 @@ def _headline(report: dict[str, Any]) -> str:
 
 def _scores_table(report: dict[str, Any]) -> dict[str, Any]:
     if report["task"] == "summarize":
-        table = {name: {**report[name], "support": report["rows"]} for name in ROUGE_KEYS}
+        table = rouge_table(report)
     else:
         table = report["per_label"] if report["task"] == "classify" else report["per_field"]
     first = {"classify": "标签 Label", "extract": "字段 Field", "summarize": "ROUGE"}[report["task"]]
