@@ -180,6 +180,10 @@ class Engine:
     def queue_depth(self) -> int:
         return self._batcher.waiting if self._batcher else 0
 
+    @property
+    def queued_seconds(self) -> float:
+        return self._batcher.queued_seconds() if self._batcher else 0.0
+
     def health_check(self) -> None:
         """A real one-token forward pass on the model's device; raises ModelNotReadyError.
 

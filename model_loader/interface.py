@@ -34,6 +34,11 @@ class EngineAPI(Protocol):
         """Requests waiting for the model in this process (the /metrics gauge)."""
         ...
 
+    @property
+    def queued_seconds(self) -> float:
+        """Estimated seconds of the work queued for the model in this process (the status bar's wait)."""
+        ...
+
     def load(self, device: str | None = None) -> None:
         """Load the model (blocking); failures are recorded in ``status`` and raised."""
         ...

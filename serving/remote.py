@@ -97,6 +97,11 @@ class RemoteEngine:
         """Requests wait in Ray Serve's queues, not here; Ray's own metrics count them."""
         return 0
 
+    @property
+    def queued_seconds(self) -> float:
+        """The replicas' queues are theirs; the status bar shows none here."""
+        return 0.0
+
     def available_devices(self) -> list[str]:
         """None to switch between: the deployment places each replica."""
         return []

@@ -125,6 +125,14 @@ class BatchWorker:
             jobs = [job for job in self._waiting if not job.dropped()]
         return wait_ahead(jobs, self.rate.seconds(kind, work), self.rate, now, left)
 
+    def queued_seconds(self) -> float:
+        """Estimated seconds of all the work queued and still running: how long the last job would wait."""
+        since = self._running_since
+        left = 0.0 if since is None else max(0.0, self._running_estimate - (time.monotonic() - since))
+        with self._waiting_lock:
+            jobs = [job for job in self._waiting if not job.dropped()]
+        return left + sum(estimate(job, self.rate) for job in jobs)
+
     def stop(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)

@@ -138,11 +138,14 @@ def test_a_request_whose_wait_would_pass_the_limit_is_refused_at_once_without_ru
         engine.extract(long_chinese_text, FIELDS)
     assert refused.value.retry_after_s > 2 and "SEQGPT_MAX_WAIT_S" in str(refused.value)
     assert engine.queue_depth == depth, "nothing of the refused request was queued"
+    # The status bar's wait: all the queued work, so at least what was ahead of the refused request.
+    assert engine.queued_seconds >= refused.value.retry_after_s - 1
     # A short request would run before the long pieces: its wait is short, so it is admitted.
     short = pool.submit(engine.classify, *SHORT)
     held["release"].set()
     assert short.result(timeout=120).label in SHORT[1]
     queued.result(timeout=300)
+    assert engine.queued_seconds == 0.0, "nothing queued, nothing running: no wait"
 
 
 def test_an_abandoned_request_is_answered_at_once_and_its_queued_work_never_runs(engine, held, long_chinese_text):

@@ -52,7 +52,8 @@ def build_blocks(ctx: UiContext, gpu: GpuMonitor, kb: tuple[KnowledgeBase, Summa
     def refresh() -> tuple[str, Any]:
         status = ctx.engine.status
         embedding = embedder.status if embedder is not None else None
-        activity = activity_html(ctx.runs, ctx.service.gate.running, ctx.service.gate.waiting)
+        activity = activity_html(ctx.runs, ctx.service.gate.running, ctx.service.gate.waiting,
+                                 ctx.engine.queued_seconds)
         return format_status(status, gpu.read(), embedding).html + activity, gr.update(visible=status.is_demo)
 
     with gr.Blocks(title="SeqGPT-560M", analytics_enabled=False, delete_cache=(3600, 86400)) as blocks:

@@ -40,11 +40,14 @@ class LongRuns:
         return " · ".join(f"{names.get(kind, kind)}: {done}/{total}" for kind, done, total in self._runs.values())
 
 
-def activity_html(runs: LongRuns, running: int, waiting: int) -> str:
-    """A line under the status bar while work is going on; empty when the server is idle."""
+def activity_html(runs: LongRuns, running: int, waiting: int, queued_s: float = 0.0) -> str:
+    """A line under the status bar while work is going on; empty when the server is idle. ``queued_s``: the
+    engine's estimate of the model's queued work, which is how long a request sent now would wait."""
     parts = [runs.text()] if runs.text() else []
     if running or waiting:
         parts.append(f"请求 Requests: {running} 运行 running, {waiting} 等待 waiting")
+    if queued_s >= 1:  # under a second is no wait worth telling
+        parts.append(f"排队约 {queued_s:.0f} 秒 · about {queued_s:.0f} s of work queued")
     if not parts:
         return ""
     return (f'<div class="seqgpt-activity" style="margin-top:4px;font-size:13px;color:#5f6368">⏳ '
