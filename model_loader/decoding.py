@@ -14,6 +14,7 @@ import torch
 
 from .batching.cache_groups import in_groups, split_by_sizes
 from .model.bloom import BloomRunner
+from .model.kv_cache import PromptCache, RowCache, SequenceCache
 
 
 def greedy_generate(
@@ -35,7 +36,8 @@ def _generate_group(
     runner: BloomRunner, prompts: list[list[int]], max_new_tokens: list[int], eos_id: int
 ) -> list[list[int]]:
     capacities = [len(p) + n for p, n in zip(prompts, max_new_tokens, strict=True)]
-    cache, last = runner.prefill_sequences(prompts, capacities)
+    cache = SequenceCache.empty(runner.layout, capacities)
+    last = runner.prefill(prompts, cache)
     outputs: list[list[int]] = [[] for _ in prompts]
     writing = [i for i, limit in enumerate(max_new_tokens) if limit > 0]  # sequences still writing
     last = last[writing]
@@ -161,8 +163,10 @@ def _decode_field_group(
     owners = [i for i, r in enumerate(requests) for _ in r.suffixes]
     suffixes = [s for r in requests for s in r.suffixes]
     suffix_width = -(-max(len(s) for s in suffixes) // SUFFIX_ALIGN) * SUFFIX_ALIGN
-    prompt_cache, _ = runner.prefill([r.prefix for r in requests])
-    rows = runner.new_rows(owners, suffix_width + steps)
+    prefixes = [r.prefix for r in requests]
+    prompt_cache = PromptCache.left_padded(runner.layout, prefixes)
+    runner.prefill(prefixes, prompt_cache)
+    rows = RowCache.empty(runner.layout, owners, suffix_width + steps)
     tokens = torch.zeros((len(suffixes), suffix_width), dtype=torch.long)
     is_token = torch.zeros((len(suffixes), suffix_width), dtype=torch.bool)
     for row, suffix in enumerate(suffixes):

@@ -12,6 +12,7 @@ from ..batching.cache_groups import split_by_sizes
 from ..decoding import decode_fields, greedy_generate, score_labels
 from ..errors import ModelNotReadyError
 from ..model.bloom import BloomRunner
+from ..model.kv_cache import PromptCache
 from ..results import Classification, Extraction, Generation
 from ..settings import Settings
 from ..tasks import classify, extract, generate
@@ -70,7 +71,8 @@ class FastBackend:
         return list(decode_fields(self.runner, requests, self.tokens.stop_ids, limit, exact))
 
     def check(self) -> None:
-        _, hidden = self.runner.prefill([[self.tokens.eos_id]])
+        probe = [[self.tokens.eos_id]]
+        hidden = self.runner.prefill(probe, PromptCache.left_padded(self.runner.layout, probe))
         # A few rows of the output projection: over the whole vocabulary, the first probe would
         # make the appliance hold the projection that only free prompts need (OutputProjection).
         some = torch.arange(min(256, self.runner.output_weight.shape[0]))

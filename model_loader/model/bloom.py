@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from .attention import ATTENTION_DTYPE, AttentionChoice, Kernel, causal_bias, choose_attention, eager, widened
 from .bloom_weights import Block, BloomWeights, Norm, OutputProjection
 from .int8_weights import Int8Linear
-from .kv_cache import PromptCache, RowCache, SequenceCache
+from .kv_cache import CacheLayout, PromptCache, PromptRoom, RowCache, SequenceCache
 
 
 def alibi_slopes(num_heads: int) -> torch.Tensor:
@@ -65,6 +65,7 @@ class BloomRunner:
         self.int8 = isinstance(first, Int8Linear)
         self.dtype = first.dtype if isinstance(first, Int8Linear) else first.weight.dtype
         self.slopes = alibi_slopes(self.num_heads).to(self.device)
+        self.layout = CacheLayout(self.layers, self.num_heads, self.head_dim, self.dtype, self.device)
         pack = not self.int8 and first.weight.is_mkldnn
         self.output = OutputProjection(weights, self.dtype, pack=pack, int8=self.int8)
         # The kernel for a sequence attending to itself, checked on this device (see attention).
@@ -73,11 +74,7 @@ class BloomRunner:
     def _norm(self, x: torch.Tensor, norm: Norm) -> torch.Tensor:
         return F.layer_norm(x, (self.hidden_size,), norm.weight, norm.bias, self.eps)
 
-    # ---- caches -----------------------------------------------------------------------
-
-    def new_rows(self, owners: list[int], capacity: int) -> RowCache:
-        """An empty cache for sequences continuing the prompts ``owners``, ``capacity`` tokens each."""
-        return RowCache.empty(owners, capacity, self.layers, self.num_heads, self.head_dim, self.dtype, self.device)
+    # ---- prompts ----------------------------------------------------------------------
 
     def run_tree(self, prompt: list[int], branches: list[list[int]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """One pass over a prompt and several continuations of it, each seeing the prompt and
@@ -102,46 +99,24 @@ class BloomRunner:
         bias = (self.slopes[:, None, None] * positions[None, None, :]).expand(-1, count, -1)
         bias = bias.masked_fill(~visible[None], torch.finfo(ATTENTION_DTYPE).min)[None]
         wanted = torch.tensor([length - 1, *range(length, count)], device=self.device)
-        rows = self.new_rows([0], count)
+        rows = RowCache.empty(self.layout, [0], count)
         ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
         hidden = self.forward(ids, torch.ones_like(ids, dtype=torch.bool), rows, tree_bias=bias, outputs=wanted)[0]
         return hidden[0], list(hidden[1:].split([len(b) for b in branches]))
 
-    def prefill(self, sequences: list[list[int]]) -> tuple[PromptCache, torch.Tensor]:
-        """Run whole prompts; returns them as one left-padded PromptCache and each one's last hidden state.
+    def prefill(self, prompts: list[list[int]], cache: PromptRoom) -> torch.Tensor:
+        """Run whole prompts into ``cache`` (a left-padded PromptCache that rows will continue, or a
+        SequenceCache whose sequences will grow); returns each prompt's last hidden state.
 
-        Each prompt runs on its own, writing straight into its row of the cache: a prompt
-        is long enough to keep the matrix units busy alone, and padding prompts of
-        different lengths to one width would only add work.
+        Each prompt runs on its own, writing straight into its place in the cache: a prompt is
+        long enough to keep the matrix units busy alone, and padding prompts of different
+        lengths to one width would only add work.
         """
-        width, count = max(len(s) for s in sequences), len(sequences)
-        shape = (count, self.num_heads, width, self.head_dim)
-        # Zeros, not empty: padded keys are masked, but garbage there could be NaN.
-        keys = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.layers)]
-        values = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.layers)]
-        mask = torch.zeros((count, width), dtype=torch.bool, device=self.device)
         last = []
-        for row, seq in enumerate(sequences):
-            start = width - len(seq)
-            mask[row, start:] = True
-            row_keys = [k[row : row + 1, :, start:] for k in keys]
-            row_values = [v[row : row + 1, :, start:] for v in values]
-            last.append(self._run_alone(seq, row_keys, row_values))
-        return PromptCache(keys, values, mask), torch.stack(last)
-
-    def prefill_sequences(self, prompts: list[list[int]], capacities: list[int]) -> tuple[SequenceCache, torch.Tensor]:
-        """Run whole prompts, each into its own stretch of a new SequenceCache with room for
-        ``capacities[i]`` positions (the prompt and what may be written after it); returns the
-        cache and each prompt's last hidden state. Nothing is padded."""
-        cache = SequenceCache.empty(
-            capacities, self.layers, self.num_heads, self.head_dim, self.dtype, self.device
-        )
-        last = []
-        for index, seq in enumerate(prompts):
-            stretches = [cache.stretch(layer, index, len(seq)) for layer in range(self.layers)]
-            last.append(self._run_alone(seq, [k for k, _ in stretches], [v for _, v in stretches]))
-            cache.lengths[index] = len(seq)
-        return cache, torch.stack(last)
+        for index, prompt in enumerate(prompts):
+            keys, values = cache.reserve(index, len(prompt))
+            last.append(self._run_alone(prompt, keys, values))
+        return torch.stack(last)
 
     def _run_alone(self, prompt: list[int], keys: list[torch.Tensor], values: list[torch.Tensor]) -> torch.Tensor:
         """Run one whole prompt, storing its keys and values in ``keys`` / ``values`` (per layer,

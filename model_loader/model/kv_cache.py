@@ -8,13 +8,44 @@ text's cache.
 A free prompt is one sequence with nothing to share, so generation keeps each prompt and its
 answer together in a ``SequenceCache``: one stretch per sequence, as long as that sequence may
 grow and no longer, instead of every prompt left-padded to the batch's longest.
+
+Whole prompts are run into either of the two through ``reserve`` (``BloomRunner.prefill``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
+
+Views = tuple[list[torch.Tensor], list[torch.Tensor]]  # per layer, keys and values of one sequence
+
+
+@dataclass(frozen=True)
+class CacheLayout:
+    """What every cache of one model shares: layers, heads, head size, dtype and device."""
+
+    layers: int
+    heads: int
+    head_dim: int
+    dtype: torch.dtype
+    device: torch.device
+
+    def tensors(self, rows: tuple[int, ...], columns: int) -> list[torch.Tensor]:
+        """One zeroed ``[*rows, heads, columns, head_dim]`` tensor per layer. Zeros, not empty: padded
+        keys are masked, but garbage there could be NaN, and NaN times a zero weight is still NaN."""
+        shape = (*rows, self.heads, columns, self.head_dim)
+        return [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.layers)]
+
+
+class PromptRoom(Protocol):
+    """A cache that whole prompts are run into (BloomRunner.prefill)."""
+
+    def reserve(self, index: int, length: int) -> Views:
+        """Views ``[1, heads, length, head_dim]`` per layer where prompt ``index`` of ``length`` tokens
+        is written, marked filled."""
+        ...
 
 
 @dataclass
@@ -25,9 +56,25 @@ class PromptCache:
     values: list[torch.Tensor]
     mask: torch.Tensor  # [prompts, width] bool; False on left padding
 
+    @classmethod
+    def left_padded(cls, layout: CacheLayout, prompts: list[list[int]]) -> PromptCache:
+        """Room for ``prompts``, each left-padded to the longest (rows continuing them see one width)."""
+        width = max(len(p) for p in prompts)
+        rows = (len(prompts),)
+        mask = torch.zeros((len(prompts), width), dtype=torch.bool, device=layout.device)
+        return cls(layout.tensors(rows, width), layout.tensors(rows, width), mask)
+
     @property
     def count(self) -> int:
         return self.mask.shape[0]
+
+    def reserve(self, index: int, length: int) -> Views:
+        start = self.mask.shape[1] - length
+        if start < 0:
+            raise ValueError(f"prompt cache too narrow: {length} > {self.mask.shape[1]}")
+        self.mask[index, start:] = True
+        place = (slice(index, index + 1), slice(None), slice(start, None))
+        return [k[place] for k in self.keys], [v[place] for v in self.values]
 
 
 @dataclass
@@ -52,18 +99,16 @@ class RowCache:
         self.in_order = torch.equal(self.slots.cpu(), torch.arange(len(self.slots)))
 
     @classmethod
-    def empty(
-        cls, owners: list[int], capacity: int, layers: int, heads: int, head_dim: int, dtype: torch.dtype, device
-    ) -> RowCache:
+    def empty(cls, layout: CacheLayout, owners: list[int], capacity: int) -> RowCache:
         """Room for ``capacity`` new tokens in each row, a row per entry of ``owners``."""
         count = len(owners)
-        owner_tensor = torch.tensor(owners, dtype=torch.long, device=device)
+        owner_tensor = torch.tensor(owners, dtype=torch.long, device=layout.device)
         slots, width = grid_slots(owner_tensor)
-        full = (count, heads, capacity, head_dim)
+        full = (count, layout.heads, capacity, layout.head_dim)
         return cls(
-            [torch.empty(full, dtype=dtype, device=device) for _ in range(layers)],
-            [torch.empty(full, dtype=dtype, device=device) for _ in range(layers)],
-            torch.zeros((count, capacity), dtype=torch.bool, device=device),
+            [torch.empty(full, dtype=layout.dtype, device=layout.device) for _ in range(layout.layers)],
+            [torch.empty(full, dtype=layout.dtype, device=layout.device) for _ in range(layout.layers)],
+            torch.zeros((count, capacity), dtype=torch.bool, device=layout.device),
             owner_tensor,
             slots,
             width,
@@ -117,15 +162,13 @@ class SequenceCache:
     lengths: list[int]
 
     @classmethod
-    def empty(
-        cls, capacities: list[int], layers: int, heads: int, head_dim: int, dtype: torch.dtype, device
-    ) -> SequenceCache:
+    def empty(cls, layout: CacheLayout, capacities: list[int]) -> SequenceCache:
         """Room for ``capacities[i]`` positions in sequence i (its prompt and its answer)."""
         starts = [sum(capacities[:i]) for i in range(len(capacities))]
-        full = (heads, sum(capacities), head_dim)
+        full = (layout.heads, sum(capacities), layout.head_dim)
         return cls(
-            [torch.empty(full, dtype=dtype, device=device) for _ in range(layers)],
-            [torch.empty(full, dtype=dtype, device=device) for _ in range(layers)],
+            [torch.empty(full, dtype=layout.dtype, device=layout.device) for _ in range(layout.layers)],
+            [torch.empty(full, dtype=layout.dtype, device=layout.device) for _ in range(layout.layers)],
             starts,
             list(capacities),
             [0] * len(capacities),
@@ -137,3 +180,8 @@ class SequenceCache:
         if end > self.capacities[sequence]:
             raise ValueError(f"sequence cache full: {end} > {self.capacities[sequence]}")
         return self.keys[layer][None, :, start : start + end], self.values[layer][None, :, start : start + end]
+
+    def reserve(self, index: int, length: int) -> Views:
+        stretches = [self.stretch(layer, index, length) for layer in range(len(self.keys))]
+        self.lengths[index] = length
+        return [k for k, _ in stretches], [v for _, v in stretches]

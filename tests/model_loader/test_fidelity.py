@@ -15,6 +15,7 @@ from model_loader.model.attention import QUERY_SLICE
 from model_loader.model.bloom import BloomRunner
 from model_loader.model.bloom_weights import BloomWeights, Linear
 from model_loader.model.cpu_dtype import onednn_half_dtypes, packing_problem, processor_flags
+from model_loader.model.kv_cache import PromptCache, RowCache, SequenceCache
 from model_loader.tasks import extract
 from model_loader.tasks.options import ExtractRequest
 from model_loader.text.prompts import CLASSIFY, build_prompt, complete_free_prompt
@@ -119,7 +120,7 @@ def test_the_held_output_projection_changes_no_logit_and_no_generated_token(
     converting = copy.copy(runner)
     converting.output = lambda hidden: F.linear(hidden, runner.output_weight.to(runner.dtype))
     for count in (1, len(prompt_ids)):
-        _, last = runner.prefill(prompt_ids[:count])
+        _, last = left_padded(runner, prompt_ids[:count])
         assert torch.equal(runner.scores(last), converting.scores(last))
     assert runner.output.resident
     lengths = [NEW_TOKENS] * len(prompt_ids)
@@ -135,13 +136,19 @@ def test_the_held_output_projection_changes_no_logit_and_no_generated_token(
 def test_packed_weights_give_bit_identical_logits_and_generations(engine, tokens, prompt_ids):
     packed = engine.model.runner
     plain = BloomRunner(_with_plain_linears(engine.model.loaded.weights))
-    _, packed_last = packed.prefill(prompt_ids)
-    _, plain_last = plain.prefill(prompt_ids)
+    _, packed_last = left_padded(packed, prompt_ids)
+    _, plain_last = left_padded(plain, prompt_ids)
     assert torch.equal(packed.scores(packed_last), plain.scores(plain_last))
     lengths = [NEW_TOKENS] * len(prompt_ids)
     assert greedy_generate(packed, prompt_ids, lengths, tokens.eos_id) == greedy_generate(
         plain, prompt_ids, lengths, tokens.eos_id
     )
+
+
+def left_padded(runner: BloomRunner, prompts: list[list[int]]) -> tuple[PromptCache, torch.Tensor]:
+    """Prompts run into a left-padded PromptCache, as extraction runs its texts; the cache and last states."""
+    cache = PromptCache.left_padded(runner.layout, prompts)
+    return cache, runner.prefill(prompts, cache)
 
 
 # ---- logits ----------------------------------------------------------------------------------
@@ -150,14 +157,14 @@ def test_packed_weights_give_bit_identical_logits_and_generations(engine, tokens
 def test_runner_prefill_logits_match_transformers_at_every_position(runner, hf_model, prompt_ids):
     ids = prompt_ids[1]
     # Every prefix of the prompt as one left-padded batch: row k ends at position k.
-    _, last = runner.prefill([ids[: k + 1] for k in range(len(ids))])
+    _, last = left_padded(runner, [ids[: k + 1] for k in range(len(ids))])
     ours = runner.scores(last)
     reference = hf_logits(hf_model, ids)
     torch.testing.assert_close(ours, reference, atol=1e-4, rtol=1e-4)
 
 
 def test_runner_left_padded_batch_logits_match_each_prompt_alone(runner, hf_model, prompt_ids):
-    _, last = runner.prefill(prompt_ids)
+    _, last = left_padded(runner, prompt_ids)
     ours = runner.scores(last)
     assert len({len(ids) for ids in prompt_ids}) > 1, "prompts of different lengths, so rows are padded"
     for row, ids in enumerate(prompt_ids):
@@ -170,14 +177,15 @@ def test_a_prompt_longer_than_several_query_slices_matches_transformers_at_every
     ids = tokens.encode(complete_free_prompt("。".join(PROMPTS) * 6))[: 2 * QUERY_SLICE + 41]
     assert len(ids) == 2 * QUERY_SLICE + 41, "the demo tokenizer made the prompt too short"
     tokens_in, is_token = torch.tensor([ids]), torch.ones((1, len(ids)), dtype=torch.bool)
-    hidden = runner.forward(tokens_in, is_token, runner.new_rows([0], len(ids)))
+    hidden = runner.forward(tokens_in, is_token, RowCache.empty(runner.layout, [0], len(ids)))
     torch.testing.assert_close(runner.scores(hidden[0]), hf_logits(hf_model, ids), atol=1e-4, rtol=1e-4)
 
 
 def test_sequences_cache_each_prompt_unpadded_with_the_keys_and_values_of_the_padded_cache(runner, prompt_ids):
     capacities = [len(ids) + 3 for ids in prompt_ids]
-    padded, padded_last = runner.prefill(prompt_ids)
-    unpadded, last = runner.prefill_sequences(prompt_ids, capacities)
+    padded, padded_last = left_padded(runner, prompt_ids)
+    unpadded = SequenceCache.empty(runner.layout, capacities)
+    last = runner.prefill(prompt_ids, unpadded)
     assert unpadded.keys[0].shape[1] == sum(capacities) < len(prompt_ids) * (max(map(len, prompt_ids)) + 3)
     assert unpadded.lengths == [len(ids) for ids in prompt_ids]
     torch.testing.assert_close(last, padded_last, atol=0, rtol=0)
@@ -190,7 +198,7 @@ def test_sequences_cache_each_prompt_unpadded_with_the_keys_and_values_of_the_pa
 
 
 def test_runner_scores_for_chosen_tokens_equal_the_full_scores_at_those_tokens(runner, prompt_ids):
-    _, last = runner.prefill(prompt_ids[:2])
+    _, last = left_padded(runner, prompt_ids[:2])
     vocab = runner.output_weight.shape[0]
     chosen = torch.tensor([5, 17, vocab // 2, 3, vocab - 1])
     torch.testing.assert_close(runner.scores(last, chosen), runner.scores(last)[:, chosen])

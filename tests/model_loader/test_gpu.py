@@ -12,6 +12,7 @@ from model_loader import Engine, Settings
 from model_loader.decoding import greedy_generate
 from model_loader.model.attention import KERNELS, AttentionChoice, check_kernel, choose_attention
 from model_loader.model.bloom import BloomRunner, alibi_slopes
+from model_loader.model.kv_cache import PromptCache
 from model_loader.text.prompts import complete_free_prompt
 
 pytestmark = [
@@ -68,7 +69,7 @@ def test_cuda_extract_returns_mentions_that_index_the_text(cuda_engine, entity_t
 def test_cuda_runner_logits_match_transformers_within_fp16_tolerance(cuda_engine, hf_cuda_fp16):
     runner, tokens = cuda_engine.model.runner, cuda_engine.model.tokens
     prompts = [tokens.encode(complete_free_prompt(p)) for p in PROMPTS]
-    _, last = runner.prefill(prompts)  # left-padded batch
+    last = runner.prefill(prompts, PromptCache.left_padded(runner.layout, prompts))  # left-padded batch
     ours = runner.scores(last)
     for row, ids in enumerate(prompts):
         with torch.inference_mode():
@@ -125,8 +126,8 @@ def test_each_kernel_gives_the_logits_and_tokens_of_eager_on_the_gpu(cuda_engine
     eager_runner = BloomRunner(weights, AttentionChoice("eager", KERNELS["eager"]))
     runner = BloomRunner(weights, AttentionChoice(name, KERNELS[name]))
     prompts = [tokens.encode(complete_free_prompt(p)) for p in PROMPTS]
-    _, expected = eager_runner.prefill(prompts)
-    _, got = runner.prefill(prompts)
+    expected = eager_runner.prefill(prompts, PromptCache.left_padded(eager_runner.layout, prompts))
+    got = runner.prefill(prompts, PromptCache.left_padded(runner.layout, prompts))
     expected, got = eager_runner.scores(expected), runner.scores(got)
     torch.testing.assert_close(got, expected, atol=2e-2 * expected.abs().max().item(), rtol=2e-2)
     assert (got.argmax(-1) == expected.argmax(-1)).all()
