@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .batching.cache_groups import in_groups, split_by_sizes
+from .batching.scheduling import between_steps
 from .model.bloom import BloomRunner
 from .model.kv_cache import PromptCache, RowCache, SequenceCache
 
@@ -52,6 +53,7 @@ def _generate_group(
             break
         # A finished sequence drops out: the others' answers do not depend on it.
         writing = [writing[row] for row in going_on]
+        between_steps()
         last = runner.extend(next_tokens[going_on], cache, writing)
     return outputs
 
@@ -208,5 +210,6 @@ def _decode_field_group(
             active = [active[i] for i in keep.tolist()]
             best, forbidden, last = best[keep], forbidden[keep], last[keep]
             everyone = everyone[: len(active)]
+        between_steps()
         last = runner.forward(weight_rows[best][:, None], everyone, rows, prompt_cache)[:, -1]
     return split_by_sizes(answers, [len(r.suffixes) for r in requests])

@@ -19,6 +19,8 @@ against a batch's seconds.
 
 What runs next is the scheduler's choice (scheduling.pick_batch): the least estimated work
 first, the oldest first once it has waited too long, one call at most a few seconds of work.
+Between two decode steps of a call, queued jobs short enough (scheduling.INTERLEAVE_WORK_S)
+run inside it, so a short request does not wait for a long answer to be written in full.
 A job whose request was abandoned (its ``abandoned`` event set, or its future cancelled) is
 dropped before it runs.
 """
@@ -33,8 +35,17 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import cast
 
-from .scheduling import WorkRate, estimate, pick_batch, wait_ahead
+from .scheduling import (
+    BETWEEN_STEPS,
+    INTERLEAVE_EVERY_S,
+    INTERLEAVE_WORK_S,
+    WorkRate,
+    estimate,
+    pick_batch,
+    wait_ahead,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +91,8 @@ class BatchWorker:
         self._waiting: list[_Job] = []
         self._waiting_lock = threading.Lock()
         self._running_estimate = 0.0
+        self._interleaved_s = 0.0  # seconds of short jobs run inside the call now running
+        self._next_interleave = 0.0
         self._stopping = False
         self.dropped = 0  # jobs never run because their requests were abandoned
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -204,15 +217,20 @@ class BatchWorker:
                 except Exception:  # housekeeping must never stop the worker
                     log.exception("after_batch failed")
 
-    def _run_group(self, kind: type, jobs: list[_Job]) -> None:
+    def _run_group(self, kind: type, jobs: list[_Job], inside: bool = False) -> None:
+        """Run ``jobs`` (all of ``kind``) in one call; ``inside``: between two steps of a running call."""
         abandoned = [job for job in jobs if job.dropped()]
         self._drop(abandoned)
         live = [job for job in jobs if not job.dropped() and job.future.set_running_or_notify_cancel()]
         if not live:
             return
         work = sum(job.work for job in live)
-        self._running_estimate = sum(estimate(job, self.rate) for job in live)
-        self._running_since = started = time.monotonic()
+        started = time.monotonic()
+        if not inside:
+            self._running_estimate = sum(estimate(job, self.rate) for job in live)
+            self._running_since, self._interleaved_s = started, 0.0
+            self._next_interleave = started + INTERLEAVE_EVERY_S
+        hook = BETWEEN_STEPS.set(None if inside else self._run_short_jobs)
         try:
             results = self._run_payloads([job.payload for job in live])
         except BaseException as exc:  # the callers get the error; the worker keeps serving
@@ -221,7 +239,27 @@ class BatchWorker:
                 job.future.set_exception(exc)
             return
         finally:
-            self._running_since = None
-        self.rate.observe(kind, work, time.monotonic() - started)
+            BETWEEN_STEPS.reset(hook)
+            if not inside:
+                self._running_since = None
+        # The call's own time: short jobs run between its steps are theirs to count.
+        own = time.monotonic() - started - (0.0 if inside else self._interleaved_s)
+        self.rate.observe(kind, work, own)
         for job, result in zip(live, results, strict=True):
             job.future.set_result(result)
+
+    def _run_short_jobs(self) -> None:
+        """Between two decode steps of the running call: run the queued jobs short enough to pass it
+        (scheduling.INTERLEAVE_WORK_S), so a short request waits for a step, not for the whole call."""
+        now = time.monotonic()
+        if now < self._next_interleave:
+            return
+        self._next_interleave = now + INTERLEAVE_EVERY_S
+        with self._waiting_lock:
+            short = [j for j in self._waiting if not j.dropped() and estimate(j, self.rate) <= INTERLEAVE_WORK_S]
+            batch = cast(list[_Job], pick_batch(short, now, self._max_batch, self.rate))
+            chosen = {id(job) for job in batch}
+            self._waiting = [job for job in self._waiting if id(job) not in chosen]
+        if batch:
+            self._run_group(type(batch[0].payload), batch, inside=True)
+            self._interleaved_s += time.monotonic() - now

@@ -10,13 +10,15 @@ waited (``AGEING_FACTOR``): a short request passes long ones, and a long one mov
 waits, so it is delayed, never starved. Jobs of
 the same kind and of similar size join it in one call (requests arriving together still share
 forward passes), up to ``SLICE_S`` of estimated work, so one call stays short and a short request
-waits for at most about that long.
+waits for at most about that long. Short jobs need not wait even that: between two decode
+steps of a running call, the worker runs queued jobs of at most ``INTERLEAVE_WORK_S`` (a token
+takes a step; a long answer takes hundreds).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import Protocol
 
@@ -34,6 +36,15 @@ AGEING_FACTOR = 4.0
 SLICE_S = 4.0
 # Jobs join a call only when they are at most this many times the work of the one it was built for.
 SIMILAR_WORK = 2.0
+
+# Between two decode steps of a running call, queued jobs estimated at this many seconds or less
+# run (looked for at most every INTERLEAVE_EVERY_S), so a short request waits for a step of a long
+# call, not for all of it. Answers do not depend on what runs beside them, so nothing changes but when.
+INTERLEAVE_WORK_S = 2.0
+INTERLEAVE_EVERY_S = 0.25
+
+# Set by the model worker while a call runs: what the decoding loops call between two steps.
+BETWEEN_STEPS: ContextVar[Callable[[], None] | None] = ContextVar("seqgpt_between_steps", default=None)
 
 # Set by the web layer for one request: when it is set, the request's client has gone and its
 # queued work is dropped. Context variables follow the call into the worker thread that waits.
@@ -117,3 +128,10 @@ def wait_ahead(jobs: Sequence[Queued], seconds: float, rate: WorkRate, now: floa
         if rank(job, rate, now) <= seconds:
             ahead += estimate(job, rate)
     return ahead
+
+
+def between_steps() -> None:
+    """Called by the decoding loops between two steps: the worker may run short queued work there."""
+    hook = BETWEEN_STEPS.get()
+    if hook is not None:
+        hook()

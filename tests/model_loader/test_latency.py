@@ -11,9 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from model_loader.backends.bench import BenchSwitches
 from model_loader.backends.fast import FastBackend
 from model_loader.batching.scheduling import ABANDONED, SLICE_S, WorkRate, order, pick_batch
 from model_loader.errors import AbandonedError, OverloadedError
+from model_loader.model.bloom import BloomRunner
 from model_loader.tasks.pieces import ClassifyPiece, ExtractPiece
 
 FIELDS = ["人名", "地址", "组织机构", "公司名称", "时间"]
@@ -168,3 +170,27 @@ def test_an_abandoned_request_is_answered_at_once_and_its_queued_work_never_runs
         assert time.monotonic() < deadline, "the abandoned pieces were not dropped"
         time.sleep(0.05)
     assert not any(kind == "ExtractPiece" for kind, _ in held["calls"]), "no piece of it ran"
+
+
+def test_a_short_request_is_answered_between_two_steps_of_a_long_answer(engine, monkeypatch):
+    """A free prompt writing 250 tokens is one call of the model worker; a classification sent while
+    it writes runs between two of its steps, and the long answer is the one it gives alone."""
+    monkeypatch.setattr(engine.model.backend, "bench", BenchSwitches(ignore_eos=True))  # all 250 tokens
+    prompt = "请写一段关于秋天的短文。"
+    alone = engine.generate(prompt, max_new_tokens=250)
+    assert alone.new_tokens == 250
+    # Demo weights write a token in about a millisecond: 20 ms more per step (5 s in all) make the answer take
+    # seconds on any machine, so the short request surely arrives while it is being written.
+    step = BloomRunner.extend
+    monkeypatch.setattr(BloomRunner, "extend", lambda *args: (time.sleep(0.02), step(*args))[1])
+    order: list[str] = []
+    with ThreadPoolExecutor(2) as pool:
+        long = pool.submit(lambda: (engine.generate(prompt, max_new_tokens=250), order.append("long"))[0])
+        deadline = time.monotonic() + 30
+        while engine._batcher.running_for() is None:  # the long answer is being written
+            assert time.monotonic() < deadline and not long.done(), "the long request never ran"
+            time.sleep(0.005)
+        short = pool.submit(lambda: (engine.classify(*SHORT), order.append("short"))[0])
+        assert short.result(timeout=60).label in SHORT[1]
+        assert long.result(timeout=120) == alone, "running short work beside it changed nothing of it"
+    assert order == ["short", "long"], order
