@@ -37,12 +37,12 @@ SLICE_S = 4.0
 # Jobs join a call only when they are at most this many times the work of the one it was built for.
 SIMILAR_WORK = 2.0
 
-# Between two decode steps of a running call, queued jobs of at most one call's work (SLICE_S) run
-# (looked for at most every INTERLEAVE_EVERY_S), so a short request waits for a step of a long call,
-# not for all of it. Answers do not depend on what runs beside them, so nothing changes but when.
-# (Jobs of at most 2 s let a 120-character extraction of sixteen-token fields, about 2.5 s, wait
-# behind long calls: on a 2-core EPYC under 8 clients its p95 was 49 s.)
-INTERLEAVE_WORK_S = SLICE_S
+# Between two decode steps of a running call, queued jobs estimated at this many seconds or less
+# run (looked for at most every INTERLEAVE_EVERY_S), so a short request waits for a step of a long
+# call, not for all of it. Answers do not depend on what runs beside them, so nothing changes but when.
+# Measured in 20-minute soaks (8 clients, 2-core EPYC): 2 s gave short requests p95 45 s; one
+# call's work (4 s) gave 58 s, since the jobs run inside a call then hold up every other one.
+INTERLEAVE_WORK_S = 2.0
 INTERLEAVE_EVERY_S = 0.25
 
 # Set by the model worker while a call runs: what the decoding loops call between two steps.
