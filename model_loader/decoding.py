@@ -85,6 +85,7 @@ def score_labels(runner: BloomRunner, requests: list[LabelSet], eos_id: int) -> 
     """
     results: list[list[float]] = []
     for request in requests:
+        between_steps()
         last, branches = runner.run_tree(request.prompt, request.labels)
         sequences = [label + [eos_id] for label in request.labels]
         children = _label_trie_children(sequences)

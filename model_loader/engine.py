@@ -265,4 +265,5 @@ class Engine:
         batcher = self._batcher
         if batcher is None or not self.status.ready:
             raise ModelNotReadyError(f"model not ready: the model is {self.status.state}")
-        return batcher.submit(plan, pieces.work_of(plan, self.settings))
+        work, shared = pieces.work_of(plan, self.settings), pieces.shared_work_of(plan, self.settings)
+        return batcher.submit(plan, work, shared=shared)

@@ -80,7 +80,8 @@ def enqueue(
         raise AbandonedError("the client went away before the request reached the model; nothing was run")
     works = [pieces.work_of(p, settings) for p in payloads]
     admit(batcher, settings, type(payloads[0]), min(works))
-    futures = [batcher.submit(p, w, abandoned) for p, w in zip(payloads, works, strict=True)]
+    futures = [batcher.submit(p, w, abandoned, pieces.shared_work_of(p, settings))
+               for p, w in zip(payloads, works, strict=True)]
     return Pending(futures, finish, abandoned)
 
 

@@ -42,6 +42,7 @@ from .scheduling import (
     INTERLEAVE_EVERY_S,
     INTERLEAVE_WORK_S,
     WorkRate,
+    call_work,
     estimate,
     pick_batch,
     wait_ahead,
@@ -60,6 +61,7 @@ _ARRIVAL_POLL_S = 0.002
 class _Job:
     payload: object
     work: float = 1.0  # estimated, in the scheduler's units
+    shared: float = 0.0  # the part of work shared with the jobs of the same call (decode steps)
     abandoned: threading.Event | None = None  # set when nobody waits for the answer any more
     queued_at: float = field(default_factory=time.monotonic)
     future: Future = field(default_factory=Future)
@@ -120,10 +122,13 @@ class BatchWorker:
             with self._arrivals_lock:
                 self._arriving -= 1
 
-    def submit(self, payload: object, work: float = 1.0, abandoned: threading.Event | None = None) -> Future:
-        """Queue ``payload`` (``work``: its estimate); ``run`` gets it in a list with payloads of its type.
-        Once ``abandoned`` is set, the job is dropped unless it is already running."""
-        job = _Job(payload, work, abandoned)
+    def submit(
+        self, payload: object, work: float = 1.0, abandoned: threading.Event | None = None, shared: float = 0.0
+    ) -> Future:
+        """Queue ``payload`` (``work``: its estimate, ``shared``: the part of it that other jobs in the same
+        call share); ``run`` gets it in a list with payloads of its type. Once ``abandoned`` is set, the
+        job is dropped unless it is already running."""
+        job = _Job(payload, work, shared, abandoned)
         with self._waiting_lock:
             self._waiting.append(job)
         self._queue.put(job)
@@ -224,10 +229,10 @@ class BatchWorker:
         live = [job for job in jobs if not job.dropped() and job.future.set_running_or_notify_cancel()]
         if not live:
             return
-        work = sum(job.work for job in live)
+        work = call_work(live)
         started = time.monotonic()
         if not inside:
-            self._running_estimate = sum(estimate(job, self.rate) for job in live)
+            self._running_estimate = self.rate.seconds(kind, work)
             self._running_since, self._interleaved_s = started, 0.0
             self._next_interleave = started + INTERLEAVE_EVERY_S
         hook = BETWEEN_STEPS.set(None if inside else self._run_short_jobs)

@@ -67,3 +67,13 @@ def work_of(payload: object, settings: Settings) -> float:
     if isinstance(payload, ClassifyPlan | ExtractPlan):
         return sum(work_of(p, settings) for p in split(payload))
     return 1.0
+
+
+def shared_work_of(payload: object, settings: Settings) -> float:
+    """The part of ``work_of`` that jobs run in one call share: their decode steps, since one step
+    adds a token to every row at the cost of reading the weights once."""
+    if isinstance(payload, ExtractPiece):
+        return DECODE_STEP_UNITS * settings.extract_max_new_tokens
+    if isinstance(payload, GeneratePlan):
+        return DECODE_STEP_UNITS * payload.max_new_tokens
+    return 0.0

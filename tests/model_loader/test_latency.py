@@ -13,7 +13,15 @@ import pytest
 
 from model_loader.backends.bench import BenchSwitches
 from model_loader.backends.fast import FastBackend
-from model_loader.batching.scheduling import ABANDONED, SLICE_S, WorkRate, order, pick_batch
+from model_loader.batching.scheduling import (
+    ABANDONED,
+    CALL_STRETCH,
+    SLICE_S,
+    WorkRate,
+    call_work,
+    order,
+    pick_batch,
+)
 from model_loader.errors import AbandonedError, OverloadedError
 from model_loader.model.bloom import BloomRunner
 from model_loader.tasks.pieces import ClassifyPiece, ExtractPiece
@@ -27,6 +35,7 @@ class Job:
     payload: object
     work: float
     queued_at: float
+    shared: float = 0.0
 
 
 # ---- the scheduler's choice, without a model -------------------------------------------------
@@ -47,9 +56,14 @@ def test_a_call_takes_jobs_of_its_kind_and_size_up_to_the_slice():
     big = Job("other", 150, now)  # another kind: never in the same call
     huge = Job(1, 1000, now)  # over twice the first's work
     assert pick_batch([*small, big, huge], now, max_batch=8, rate=rate) == small
-    per_job = SLICE_S / 2.5 / rate.seconds(int, 1)  # 2.5 jobs' work fills the slice
+    per_job = CALL_STRETCH * SLICE_S / 2.5 / rate.seconds(int, 1)  # 2.5 jobs' work fill a call
     many = [Job(1, per_job, now) for _ in range(5)]
     assert pick_batch(many, now, max_batch=8, rate=rate) == many[:2]
+    # Free prompts share their decode steps: a call of eight costs their prompts and one answer's steps.
+    prompts = [Job("gen", 900, now, shared=640) for _ in range(8)]  # 2.7 s each alone at 3 ms a unit
+    three_ms = WorkRate(0.003)
+    assert call_work(prompts) == 8 * 260 + 640
+    assert len(pick_batch(prompts, now, max_batch=8, rate=three_ms)) == 7  # 8.2 s: within twice 4 s
     assert pick_batch(small, now, max_batch=2, rate=rate) == small[:2]
 
 
