@@ -63,7 +63,9 @@ def test_a_call_takes_jobs_of_its_kind_and_size_up_to_the_slice():
     prompts = [Job("gen", 900, now, shared=640) for _ in range(8)]  # 2.7 s each alone at 3 ms a unit
     three_ms = WorkRate(0.003)
     assert call_work(prompts) == 8 * 260 + 640
-    assert len(pick_batch(prompts, now, max_batch=8, rate=three_ms)) == 7  # 8.2 s: within twice 4 s
+    assert pick_batch(prompts, now, max_batch=8, rate=three_ms) == prompts  # 8.2 s: within three times 4 s
+    more = [Job("gen", 900, now, shared=640) for _ in range(16)]
+    assert len(pick_batch(more, now, max_batch=16, rate=three_ms)) == 12  # the 13th would pass 12 s
     assert pick_batch(small, now, max_batch=2, rate=rate) == small[:2]
 
 
