@@ -10,7 +10,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from model_loader.errors import InvalidInputError, ModelLoadError, ModelNotReadyError, SeqGPTError, SettingsError
+from model_loader.errors import (
+    AbandonedError,
+    InvalidInputError,
+    ModelLoadError,
+    ModelNotReadyError,
+    OverloadedError,
+    SeqGPTError,
+    SettingsError,
+)
 from model_loader.results import Classification, EngineStatus, Extraction, Generation, Mention
 from model_loader.tasks.options import ClassifyRequest, ExtractRequest, GenerateRequest, TaskRequest
 
@@ -32,6 +40,8 @@ ERROR_TYPES: dict[str, type[SeqGPTError]] = {
     "ModelNotReadyError": ModelNotReadyError,
     "ModelLoadError": ModelLoadError,
     "SettingsError": SettingsError,
+    "OverloadedError": OverloadedError,
+    "AbandonedError": AbandonedError,
     "SeqGPTError": SeqGPTError,
 }
 
@@ -80,7 +90,9 @@ def decode_result(payload: dict[str, Any] | None) -> Any:
     return kind(**{key: value for key, value in data.items() if key in known})
 
 
-def encode_error(exc: BaseException) -> dict[str, str]:
+def encode_error(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, OverloadedError):  # a replica's refusal keeps its estimate: the 503's Retry-After
+        return {"type": "OverloadedError", "message": str(exc), "retry_after_s": exc.retry_after_s}
     for name, kind in ERROR_TYPES.items():  # most specific first
         if isinstance(exc, kind):
             return {"type": name, "message": str(exc)}
@@ -89,4 +101,7 @@ def encode_error(exc: BaseException) -> dict[str, str]:
 
 def decode_error(payload: dict[str, Any]) -> Exception:
     kind = ERROR_TYPES.get(payload.get("type", ""), ReplicaError)
-    return kind(payload.get("message", "the replica gave no reason"))
+    message = payload.get("message", "the replica gave no reason")
+    if kind is OverloadedError:
+        return OverloadedError(message, retry_after_s=int(payload.get("retry_after_s", 10)))
+    return kind(message)

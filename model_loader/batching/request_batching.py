@@ -43,6 +43,7 @@ from .scheduling import (
     INTERLEAVE_WORK_S,
     WorkRate,
     call_work,
+    calls_seconds,
     estimate,
     pick_batch,
     wait_ahead,
@@ -141,7 +142,7 @@ class BatchWorker:
         left = 0.0 if since is None else max(0.0, self._running_estimate - (now - since))
         with self._waiting_lock:
             jobs = [job for job in self._waiting if not job.dropped()]
-        return wait_ahead(jobs, self.rate.seconds(kind, work), self.rate, now, left)
+        return wait_ahead(jobs, self.rate.seconds(kind, work), self.rate, now, left, self._max_batch)
 
     def queued_seconds(self) -> float:
         """Estimated seconds of all the work queued and still running: how long the last job would wait."""
@@ -149,7 +150,7 @@ class BatchWorker:
         left = 0.0 if since is None else max(0.0, self._running_estimate - (time.monotonic() - since))
         with self._waiting_lock:
             jobs = [job for job in self._waiting if not job.dropped()]
-        return left + sum(estimate(job, self.rate) for job in jobs)
+        return left + calls_seconds(jobs, self.rate, self._max_batch)
 
     def stop(self) -> None:
         self._queue.put(None)

@@ -134,14 +134,26 @@ def pick_batch(jobs: Sequence[Queued], now: float, max_batch: int, rate: WorkRat
     return batch
 
 
-def wait_ahead(jobs: Sequence[Queued], seconds: float, rate: WorkRate, now: float, running_left_s: float) -> float:
-    """Estimated seconds before a new job of ``seconds`` estimated work starts: what is left of the
-    running call, and every queued job that ``order`` would now put before it."""
-    ahead = running_left_s
+def calls_seconds(jobs: Sequence[Queued], rate: WorkRate, max_batch: int) -> float:
+    """Estimated seconds to run ``jobs``: those of one kind in calls of up to ``max_batch``, each call
+    counting its decode steps once (``call_work``), as the worker will run them."""
+    by_kind: dict[type, list[Queued]] = {}
     for job in jobs:
-        if rank(job, rate, now) <= seconds:
-            ahead += estimate(job, rate)
-    return ahead
+        by_kind.setdefault(type(job.payload), []).append(job)
+    return sum(
+        rate.seconds(kind, call_work(queued[start : start + max_batch]))
+        for kind, queued in by_kind.items()
+        for start in range(0, len(queued), max(1, max_batch))
+    )
+
+
+def wait_ahead(
+    jobs: Sequence[Queued], seconds: float, rate: WorkRate, now: float, running_left_s: float, max_batch: int = 1
+) -> float:
+    """Estimated seconds before a new job of ``seconds`` estimated work starts: what is left of the
+    running call, and the calls of every queued job that ``order`` would now put before it."""
+    ahead = [job for job in jobs if rank(job, rate, now) <= seconds]
+    return running_left_s + calls_seconds(ahead, rate, max_batch)
 
 
 def between_steps() -> None:

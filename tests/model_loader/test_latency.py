@@ -21,6 +21,7 @@ from model_loader.batching.scheduling import (
     call_work,
     order,
     pick_batch,
+    wait_ahead,
 )
 from model_loader.errors import AbandonedError, OverloadedError
 from model_loader.model.bloom import BloomRunner
@@ -66,6 +67,9 @@ def test_a_call_takes_jobs_of_its_kind_and_size_up_to_the_slice():
     assert pick_batch(prompts, now, max_batch=8, rate=three_ms) == prompts  # 8.2 s: within three times 4 s
     more = [Job("gen", 900, now, shared=640) for _ in range(16)]
     assert len(pick_batch(more, now, max_batch=16, rate=three_ms)) == 12  # the 13th would pass 12 s
+    # Admission counts the wait ahead as those calls, not as each job alone: 8.2 s, not 8 x 2.7 s.
+    assert wait_ahead(prompts, 10.0, three_ms, now, 0.0, max_batch=8) == pytest.approx(8.16)
+    assert wait_ahead(prompts, 10.0, three_ms, now, 0.0, max_batch=4) == pytest.approx(2 * (4 * 260 + 640) * 0.003)
     assert pick_batch(small, now, max_batch=2, rate=rate) == small[:2]
 
 
@@ -116,8 +120,10 @@ def test_a_short_request_queued_behind_long_ones_finishes_first(engine, held, lo
     monkeypatch.setattr(engine, "settings", shorter)
     monkeypatch.setattr(engine.model.backend, "settings", shorter)
     # One rate for every kind, kept fixed: the held first call's time is the test's hold, not the model's,
-    # and rates learnt by earlier tests would make the order depend on which ran before.
-    fixed = WorkRate(0.001)
+    # and rates learnt by earlier tests would make the order depend on which ran before. At 10 ms a unit
+    # a long piece is seconds of work, so the seconds its request took to prepare on a loaded machine
+    # (ageing: a quarter of the wait) cannot rank it before the short request.
+    fixed = WorkRate(0.01)
     monkeypatch.setattr(fixed, "observe", lambda *_: None)
     monkeypatch.setattr(engine._batcher, "rate", fixed)
     pool, finished = held["pool"], []

@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from model_loader.errors import InvalidInputError, ModelLoadError, ModelNotReadyError
+from model_loader.errors import AbandonedError, InvalidInputError, ModelLoadError, ModelNotReadyError, OverloadedError
 from model_loader.results import Classification, EngineStatus, Extraction, Generation, Mention
 from model_loader.settings import Settings
 from model_loader.tasks.options import ExtractRequest, GenerateRequest, SummarizeRequest
 from serving.replicas import ClusterStatus, ReplicaInfo, devices_of
 from serving.wire import ReplicaError, decode_error, decode_result, encode_error, encode_request, encode_result
-from webui.outcomes import outcome_of
+from webui.outcomes import outcome_of, response_headers
 from webui.service.status import format_status
 
 
@@ -57,6 +57,15 @@ def test_engine_errors_keep_their_type_and_words() -> None:
     for error in (InvalidInputError("text is empty"), ModelNotReadyError("loading"), ModelLoadError("no model")):
         back = decode_error(through_json(encode_error(error)))
         assert type(back) is type(error) and str(back) == str(error)
+
+
+def test_a_replicas_refusal_stays_a_503_with_its_retry_after() -> None:
+    refusal = OverloadedError("busy: about 64 s of work is queued ahead of this request", retry_after_s=64)
+    back = decode_error(through_json(encode_error(refusal)))
+    assert type(back) is OverloadedError and back.retry_after_s == 64 and str(back) == str(refusal)
+    assert outcome_of(back).status == 503 and response_headers(back) == {"Retry-After": "64"}
+    gone = decode_error(through_json(encode_error(AbandonedError("the client went away"))))
+    assert type(gone) is AbandonedError
 
 
 def test_any_other_replica_failure_is_a_replica_error_that_names_it() -> None:
