@@ -138,19 +138,26 @@ class BatchWorker:
     def wait_ahead(self, kind: type, work: float) -> float:
         """Estimated seconds before a new job of ``kind`` and ``work`` would start."""
         now = time.monotonic()
-        since = self._running_since
-        left = 0.0 if since is None else max(0.0, self._running_estimate - (now - since))
-        with self._waiting_lock:
-            jobs = [job for job in self._waiting if not job.dropped()]
+        jobs, left = self._live_waiting(), self._running_left(now)
         return wait_ahead(jobs, self.rate.seconds(kind, work), self.rate, now, left, self._max_batch)
 
     def queued_seconds(self) -> float:
         """Estimated seconds of all the work queued and still running: how long the last job would wait."""
+        return self._running_left(time.monotonic()) + calls_seconds(self._live_waiting(), self.rate, self._max_batch)
+
+    def _running_left(self, now: float) -> float:
+        """Estimated seconds left of the call now running; 0 between calls."""
         since = self._running_since
-        left = 0.0 if since is None else max(0.0, self._running_estimate - (time.monotonic() - since))
+        return 0.0 if since is None else max(0.0, self._running_estimate - (now - since))
+
+    def _live_waiting(self) -> list[_Job]:
         with self._waiting_lock:
-            jobs = [job for job in self._waiting if not job.dropped()]
-        return left + calls_seconds(jobs, self.rate, self._max_batch)
+            return [job for job in self._waiting if not job.dropped()]
+
+    def _claim(self, batch: list[_Job]) -> None:
+        """Take ``batch`` out of the waiting jobs; the caller holds ``_waiting_lock``."""
+        chosen = {id(job) for job in batch}
+        self._waiting = [job for job in self._waiting if id(job) not in chosen]
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -169,13 +176,12 @@ class BatchWorker:
         with self._waiting_lock:
             dropped = [job for job in self._waiting if job.dropped()]
             self._waiting = [job for job in self._waiting if not job.dropped()]
-            batch = pick_batch(self._waiting, time.monotonic(), self._max_batch, self.rate)
-            chosen = {id(job) for job in batch}
-            self._waiting = [job for job in self._waiting if id(job) not in chosen]
+            batch = cast(list[_Job], pick_batch(self._waiting, time.monotonic(), self._max_batch, self.rate))
+            self._claim(batch)
         self._drop(dropped)
         if not batch and self._stopping:
             return None
-        return batch  # type: ignore[return-value]
+        return batch
 
     def _gather(self) -> None:
         """Wait for jobs on their way. Clients that send at the same moment arrive a few milliseconds
@@ -264,8 +270,7 @@ class BatchWorker:
         with self._waiting_lock:
             short = [j for j in self._waiting if not j.dropped() and estimate(j, self.rate) <= INTERLEAVE_WORK_S]
             batch = cast(list[_Job], pick_batch(short, now, self._max_batch, self.rate))
-            chosen = {id(job) for job in batch}
-            self._waiting = [job for job in self._waiting if id(job) not in chosen]
+            self._claim(batch)
         if batch:
             self._run_group(type(batch[0].payload), batch, inside=True)
             self._interleaved_s += time.monotonic() - now

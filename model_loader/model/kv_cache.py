@@ -32,11 +32,10 @@ class CacheLayout:
     dtype: torch.dtype
     device: torch.device
 
-    def tensors(self, rows: tuple[int, ...], columns: int) -> list[torch.Tensor]:
-        """One zeroed ``[*rows, heads, columns, head_dim]`` tensor per layer. Zeros, not empty: padded
-        keys are masked, but garbage there could be NaN, and NaN times a zero weight is still NaN."""
+    def per_layer(self, rows: tuple[int, ...], columns: int, make=torch.empty) -> list[torch.Tensor]:
+        """One new ``[*rows, heads, columns, head_dim]`` tensor per layer, made by ``make``."""
         shape = (*rows, self.heads, columns, self.head_dim)
-        return [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in range(self.layers)]
+        return [make(shape, dtype=self.dtype, device=self.device) for _ in range(self.layers)]
 
 
 class PromptRoom(Protocol):
@@ -62,7 +61,9 @@ class PromptCache:
         width = max(len(p) for p in prompts)
         rows = (len(prompts),)
         mask = torch.zeros((len(prompts), width), dtype=torch.bool, device=layout.device)
-        return cls(layout.tensors(rows, width), layout.tensors(rows, width), mask)
+        # Zeros, not empty: padded keys are masked, but garbage there could be NaN, and NaN times a
+        # zero weight is still NaN.
+        return cls(layout.per_layer(rows, width, torch.zeros), layout.per_layer(rows, width, torch.zeros), mask)
 
     @property
     def count(self) -> int:
@@ -104,10 +105,9 @@ class RowCache:
         count = len(owners)
         owner_tensor = torch.tensor(owners, dtype=torch.long, device=layout.device)
         slots, width = grid_slots(owner_tensor)
-        full = (count, layout.heads, capacity, layout.head_dim)
         return cls(
-            [torch.empty(full, dtype=layout.dtype, device=layout.device) for _ in range(layout.layers)],
-            [torch.empty(full, dtype=layout.dtype, device=layout.device) for _ in range(layout.layers)],
+            layout.per_layer((count,), capacity),
+            layout.per_layer((count,), capacity),
             torch.zeros((count, capacity), dtype=torch.bool, device=layout.device),
             owner_tensor,
             slots,
@@ -165,10 +165,9 @@ class SequenceCache:
     def empty(cls, layout: CacheLayout, capacities: list[int]) -> SequenceCache:
         """Room for ``capacities[i]`` positions in sequence i (its prompt and its answer)."""
         starts = [sum(capacities[:i]) for i in range(len(capacities))]
-        full = (layout.heads, sum(capacities), layout.head_dim)
         return cls(
-            [torch.empty(full, dtype=layout.dtype, device=layout.device) for _ in range(layout.layers)],
-            [torch.empty(full, dtype=layout.dtype, device=layout.device) for _ in range(layout.layers)],
+            layout.per_layer((), sum(capacities)),
+            layout.per_layer((), sum(capacities)),
             starts,
             list(capacities),
             [0] * len(capacities),

@@ -60,10 +60,9 @@ def work_of(payload: object, settings: Settings) -> float:
         return len(s.prompt) + sum(len(label) + 1 for label in s.labels)
     if isinstance(payload, ExtractPiece):
         r = payload.request
-        steps = settings.extract_max_new_tokens  # the most a field may write: an upper bound
-        return len(r.prefix) + sum(len(s) for s in r.suffixes) + DECODE_STEP_UNITS * steps
+        return len(r.prefix) + sum(len(s) for s in r.suffixes) + shared_work_of(payload, settings)
     if isinstance(payload, GeneratePlan):
-        return len(payload.tokens) + DECODE_STEP_UNITS * payload.max_new_tokens
+        return len(payload.tokens) + shared_work_of(payload, settings)
     if isinstance(payload, ClassifyPlan | ExtractPlan):
         return sum(work_of(p, settings) for p in split(payload))
     return 1.0
@@ -72,7 +71,7 @@ def work_of(payload: object, settings: Settings) -> float:
 def shared_work_of(payload: object, settings: Settings) -> float:
     """The part of ``work_of`` that jobs run in one call share: their decode steps, since one step
     adds a token to every row at the cost of reading the weights once."""
-    if isinstance(payload, ExtractPiece):
+    if isinstance(payload, ExtractPiece):  # the most a field may write: an upper bound
         return DECODE_STEP_UNITS * settings.extract_max_new_tokens
     if isinstance(payload, GeneratePlan):
         return DECODE_STEP_UNITS * payload.max_new_tokens
