@@ -38,7 +38,7 @@ def _generate_group(
 ) -> list[list[int]]:
     capacities = [len(p) + n for p, n in zip(prompts, max_new_tokens, strict=True)]
     cache = SequenceCache.empty(runner.layout, capacities)
-    last = runner.prefill(prompts, cache)
+    last = runner.prefill(prompts, cache, between=between_steps)
     outputs: list[list[int]] = [[] for _ in prompts]
     writing = [i for i, limit in enumerate(max_new_tokens) if limit > 0]  # sequences still writing
     last = last[writing]
@@ -168,7 +168,8 @@ def _decode_field_group(
     suffix_width = -(-max(len(s) for s in suffixes) // SUFFIX_ALIGN) * SUFFIX_ALIGN
     prefixes = [r.prefix for r in requests]
     prompt_cache = PromptCache.left_padded(runner.layout, prefixes)
-    runner.prefill(prefixes, prompt_cache)
+    runner.prefill(prefixes, prompt_cache, between=between_steps)
+    between_steps()
     rows = RowCache.empty(runner.layout, owners, suffix_width + steps)
     tokens = torch.zeros((len(suffixes), suffix_width), dtype=torch.long)
     is_token = torch.zeros((len(suffixes), suffix_width), dtype=torch.bool)

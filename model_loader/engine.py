@@ -18,7 +18,7 @@ from typing import TypeVar
 from .backends import Backend, build_backend, run_plans
 from .batching.admission import Pending, enqueue
 from .batching.request_batching import BatchWorker
-from .batching.scheduling import WorkRate, prior_for
+from .batching.scheduling import AnswerSteps, WorkRate, prior_for
 from .embedding import Embedder, EmbeddingSettings
 from .errors import InvalidInputError, ModelLoadError, ModelNotReadyError, SettingsError
 from .model import allocator
@@ -80,6 +80,7 @@ class Engine:
         )
         self._view: ModelView | None = None
         self._batcher: BatchWorker | None = None
+        self._field_steps = AnswerSteps()  # what extraction fields take, for the scheduler's estimates
         self._settings_error: SettingsError | None = None
 
     @classmethod
@@ -259,11 +260,12 @@ class Engine:
         batcher = self._batcher
         if batcher is None or not self.status.ready:
             raise ModelNotReadyError(f"model not ready: the model is {self.status.state}")
-        return enqueue(batcher, self.settings, view.tokens, plan, split=view.backend.name == "fast")
+        split = view.backend.name == "fast"
+        return enqueue(batcher, self.settings, view.tokens, plan, split, self._field_steps)
 
     def _submit(self, plan: object) -> Future:
         batcher = self._batcher
         if batcher is None or not self.status.ready:
             raise ModelNotReadyError(f"model not ready: the model is {self.status.state}")
-        work, shared = pieces.work_of(plan, self.settings), pieces.shared_work_of(plan, self.settings)
+        work, shared = pieces.estimate(plan, self.settings)
         return batcher.submit(plan, work, shared=shared)

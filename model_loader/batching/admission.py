@@ -22,7 +22,7 @@ from ..settings import Settings
 from ..tasks import ClassifyPlan, ExtractPlan, pieces
 from ..text.tokens import Tokens
 from .request_batching import BatchWorker
-from .scheduling import ABANDONED
+from .scheduling import ABANDONED, AnswerSteps
 
 # How often a waiting caller looks whether its request was abandoned.
 _WATCH_S = 0.2
@@ -61,13 +61,17 @@ class Pending:
 
 
 def enqueue(
-    batcher: BatchWorker, settings: Settings, tokens: Tokens, plan: object, split: bool
+    batcher: BatchWorker, settings: Settings, tokens: Tokens, plan: object, split: bool, steps: AnswerSteps
 ) -> Pending:
-    """Queue ``plan`` (one job per piece of its text when ``split``), or raise OverloadedError."""
+    """Queue ``plan`` (one job per piece of its text when ``split``), or raise OverloadedError. Its
+    extraction pieces are estimated with the decode steps ``steps`` expects, and teach it theirs."""
     if split and isinstance(plan, ClassifyPlan | ExtractPlan):
         payloads: list[object] = list(pieces.split(plan))
 
         def finish(answers: list[object]) -> object:
+            if isinstance(plan, ExtractPlan):
+                for piece_answers in answers:
+                    steps.observe(pieces.steps_taken(piece_answers, settings.extract_max_new_tokens))  # type: ignore[arg-type]
             return pieces.merge(tokens, plan, answers)
     else:
         payloads = [plan]
@@ -78,10 +82,12 @@ def enqueue(
     abandoned = ABANDONED.get()
     if abandoned is not None and abandoned.is_set():  # gone while it waited for a slot
         raise AbandonedError("the client went away before the request reached the model; nothing was run")
-    works = [pieces.work_of(p, settings) for p in payloads]
-    admit(batcher, settings, type(payloads[0]), min(works))
-    futures = [batcher.submit(p, w, abandoned, pieces.shared_work_of(p, settings))
-               for p, w in zip(payloads, works, strict=True)]
+    expected = steps.expected()
+    estimates = [pieces.estimate(p, settings, expected) for p in payloads]
+    # A request is answered once its last piece is: what counts is the wait before its longest piece starts.
+    admit(batcher, settings, type(payloads[0]), max(work for work, _ in estimates))
+    futures = [batcher.submit(p, work, abandoned, shared)
+               for p, (work, shared) in zip(payloads, estimates, strict=True)]
     return Pending(futures, finish, abandoned)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from ..model import allocator
 from ..model.attention import QUERY_SLICE
+from .scheduling import between_steps
 
 
 def split_by_sizes(items: list, sizes: list[int]) -> list[list]:
@@ -76,6 +77,7 @@ def in_groups(
             # The last group's caches are freed: hand them back before this group allocates
             # its own, of other shapes, so that a batch holds one group's memory, not the union.
             allocator.release_freed()
+            between_steps()  # short work queued meanwhile runs here, with one group's memory free
         for index, result in zip(group, run([items[i] for i in group]), strict=True):
             results[index] = result
     return results

@@ -12,8 +12,9 @@ call (requests arriving together still share forward passes) while the call stay
 times ``SLICE_S`` or its first job's estimate; their decode steps are shared (``call_work``: a step
 adds a token to every row for one read of the weights), so eight free prompts cost little more
 than one. Short jobs need not wait for a whole call: between two decode
-steps of a running call, the worker runs queued jobs of at most ``INTERLEAVE_WORK_S`` (a token
-takes a step; a long answer takes hundreds).
+steps of a running call (and between two prompts of its prefill), the worker runs queued jobs of at
+most ``INTERLEAVE_WORK_S`` (a token takes a step; a long answer takes hundreds). An extraction's decode
+steps are counted as many as fields really take (``AnswerSteps``), not as many as they may.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ DECODE_STEP_UNITS = 20
 PRIOR_SECONDS_PER_UNIT = {"cpu": 0.006, "cuda": 0.0003}
 # Weight of the newest measurement in the running average of a kind's rate.
 RATE_SMOOTHING = 0.3
+# Decode steps of an extraction field before any has been measured: a field answers with a name, a
+# date or an amount, a few tokens, though it may write up to SEQGPT_EXTRACT_MAX_NEW_TOKENS.
+PRIOR_FIELD_STEPS = 16.0
 # Every this many seconds a job waits count as one second less of work when it is ranked.
 AGEING_FACTOR = 4.0
 # Jobs join a call while its estimate stays within CALL_STRETCH times this many seconds, or times its
@@ -39,7 +43,8 @@ AGEING_FACTOR = 4.0
 # Short jobs run between the steps of a long call (INTERLEAVE_WORK_S), so a longer call holds them up little.
 SLICE_S = 4.0
 CALL_STRETCH = 3.0
-# Jobs join a call only when they are at most this many times the work of the one it was built for.
+# Jobs join a call only when their work is within this factor of the one it was built for, either way:
+# a short job in a long call would wait for all of it, since every job of a call is answered at its end.
 SIMILAR_WORK = 2.0
 
 # Between two decode steps of a running call, queued jobs estimated at this many seconds or less
@@ -87,6 +92,27 @@ class WorkRate:
             self._rates[kind] = measured if old is None else old + RATE_SMOOTHING * (measured - old)
 
 
+class AnswerSteps:
+    """Decode steps an extraction piece takes (its longest field's answer), learnt from finished runs;
+    safe from any thread.
+
+    A piece's estimate counted at the field limit (128 steps) would outweigh its prompt: a
+    40-character extraction would look as long as an 800-token piece of a long text, join its
+    call, and wait for it. Learnt, the steps are those the model really takes."""
+
+    def __init__(self, prior: float = PRIOR_FIELD_STEPS) -> None:
+        self._steps = prior
+        self._lock = threading.Lock()
+
+    def expected(self) -> float:
+        with self._lock:
+            return self._steps
+
+    def observe(self, steps: int) -> None:
+        with self._lock:
+            self._steps += RATE_SMOOTHING * (steps - self._steps)
+
+
 def prior_for(device: str) -> float:
     return PRIOR_SECONDS_PER_UNIT["cuda" if device.startswith("cuda") else "cpu"]
 
@@ -115,7 +141,8 @@ def order(jobs: Sequence[Queued], now: float, rate: WorkRate) -> list[Queued]:
 def pick_batch(jobs: Sequence[Queued], now: float, max_batch: int, rate: WorkRate) -> list[Queued]:
     """The jobs of the next call: the first in ``order``, and jobs of its kind and of similar size
     after it, up to ``max_batch`` and while the call's estimate (``call_work``: decode steps shared)
-    stays within CALL_STRETCH times the longer of ``SLICE_S`` and the first job's own estimate."""
+    stays within CALL_STRETCH times the longer of ``SLICE_S`` and the first job's own estimate.
+    A short job stays out of a long job's call (``similar``): it would be answered only at the call's end."""
     ranked = order(jobs, now, rate)
     if not ranked:
         return []
@@ -126,12 +153,17 @@ def pick_batch(jobs: Sequence[Queued], now: float, max_batch: int, rate: WorkRat
     for job in ranked[1:]:
         if len(batch) >= max_batch:
             break
-        if type(job.payload) is not kind or job.work > SIMILAR_WORK * max(head.work, 1.0):
+        if type(job.payload) is not kind or not similar(job.work, head.work):
             continue
         if rate.seconds(kind, call_work([*batch, job])) > limit:
             continue
         batch.append(job)
     return batch
+
+
+def similar(work: float, other: float) -> bool:
+    """Whether two jobs' work lies within SIMILAR_WORK of each other."""
+    return max(work, other) <= SIMILAR_WORK * max(min(work, other), 1.0)
 
 
 def calls_seconds(jobs: Sequence[Queued], rate: WorkRate, max_batch: int) -> float:

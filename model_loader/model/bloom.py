@@ -9,6 +9,7 @@ weights; tests hold it to token-identical greedy output.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -104,16 +105,21 @@ class BloomRunner:
         hidden = self.forward(ids, torch.ones_like(ids, dtype=torch.bool), rows, tree_bias=bias, outputs=wanted)[0]
         return hidden[0], list(hidden[1:].split([len(b) for b in branches]))
 
-    def prefill(self, prompts: list[list[int]], cache: PromptRoom) -> torch.Tensor:
+    def prefill(
+        self, prompts: list[list[int]], cache: PromptRoom, between: Callable[[], None] | None = None
+    ) -> torch.Tensor:
         """Run whole prompts into ``cache`` (a left-padded PromptCache that rows will continue, or a
         SequenceCache whose sequences will grow); returns each prompt's last hidden state.
 
         Each prompt runs on its own, writing straight into its place in the cache: a prompt is
         long enough to keep the matrix units busy alone, and padding prompts of different
-        lengths to one width would only add work.
+        lengths to one width would only add work. ``between`` is called between two prompts (a
+        caller's chance to run other work there: several long prompts take seconds).
         """
         last = []
         for index, prompt in enumerate(prompts):
+            if index and between is not None:
+                between()
             keys, values = cache.reserve(index, len(prompt))
             last.append(self._run_alone(prompt, keys, values))
         return torch.stack(last)

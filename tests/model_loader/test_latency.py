@@ -11,21 +11,25 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from model_loader import decoding
 from model_loader.backends.bench import BenchSwitches
 from model_loader.backends.fast import FastBackend
 from model_loader.batching.scheduling import (
     ABANDONED,
     CALL_STRETCH,
+    PRIOR_FIELD_STEPS,
     SLICE_S,
+    AnswerSteps,
     WorkRate,
     call_work,
     order,
     pick_batch,
     wait_ahead,
 )
+from model_loader.decoding import FieldAnswer
 from model_loader.errors import AbandonedError, OverloadedError
 from model_loader.model.bloom import BloomRunner
-from model_loader.tasks.pieces import ClassifyPiece, ExtractPiece
+from model_loader.tasks.pieces import ClassifyPiece, ExtractPiece, steps_taken
 
 FIELDS = ["人名", "地址", "组织机构", "公司名称", "时间"]
 SHORT = ("温格的球队终于又踢了一场经典的比赛。", ["体育", "财经"])
@@ -71,6 +75,21 @@ def test_a_call_takes_jobs_of_its_kind_and_size_up_to_the_slice():
     assert wait_ahead(prompts, 10.0, three_ms, now, 0.0, max_batch=8) == pytest.approx(8.16)
     assert wait_ahead(prompts, 10.0, three_ms, now, 0.0, max_batch=4) == pytest.approx(2 * (4 * 260 + 640) * 0.003)
     assert pick_batch(small, now, max_batch=2, rate=rate) == small[:2]
+    # A long job that waited long enough runs first; a short one stays out of its call, which would
+    # answer it only at its end: it keeps its own place, first in the next call.
+    aged_long = Job(1, 1000, now - 100)
+    assert pick_batch([aged_long, *small], now, max_batch=8, rate=rate) == [aged_long]
+
+
+def test_extraction_steps_are_learnt_from_the_fields_answers():
+    steps = AnswerSteps()
+    assert steps.expected() == PRIOR_FIELD_STEPS
+    answers = [FieldAnswer(tokens=[1, 2, 3]), FieldAnswer(tokens=[4]), FieldAnswer()]
+    assert steps_taken(answers, limit=128) == 4, "the longest answer and the step that ended it"
+    assert steps_taken([FieldAnswer(tokens=list(range(128)))], limit=128) == 128, "one that ran to the limit"
+    for _ in range(30):
+        steps.observe(4)
+    assert steps.expected() == pytest.approx(4, abs=0.01)
 
 
 def test_the_rate_is_learnt_per_kind_from_finished_runs():
@@ -115,8 +134,9 @@ def wait_until_queued(engine, count: int) -> None:
 
 
 def test_a_short_request_queued_behind_long_ones_finishes_first(engine, held, long_chinese_text, monkeypatch):
-    # Answers of at most 16 tokens keep the long requests to seconds on demo weights.
-    shorter = dataclasses.replace(engine.settings, extract_max_new_tokens=16)
+    # Answers of at most 16 tokens keep the long requests to seconds on demo weights; no wait limit, since
+    # the fixed rate below makes the queued long pieces minutes of work.
+    shorter = dataclasses.replace(engine.settings, extract_max_new_tokens=16, max_wait_s=0)
     monkeypatch.setattr(engine, "settings", shorter)
     monkeypatch.setattr(engine.model.backend, "settings", shorter)
     # One rate for every kind, kept fixed: the held first call's time is the test's hold, not the model's,
@@ -143,6 +163,37 @@ def test_a_short_request_queued_behind_long_ones_finishes_first(engine, held, lo
         assert future.result(timeout=300).pieces > 1
     assert finished[0] == "short", finished
     assert held["calls"][0] == ("ClassifyPiece", 1), "the short piece ran in the first call after the hold"
+
+
+def test_a_short_extraction_queued_behind_long_ones_runs_in_a_call_of_its_own_first(
+    engine, held, long_chinese_text, monkeypatch
+):
+    """Fields may write 128 tokens but answer in a few: counted at the limit, every extraction piece
+    looked alike, and a 20-character extraction joined the long texts' call and waited for all of it."""
+    monkeypatch.setattr(engine.model.backend, "bench", BenchSwitches(exact_field_tokens=8))  # seconds, not minutes
+    monkeypatch.setattr(engine, "_field_steps", AnswerSteps())  # what earlier tests taught it stays out
+    monkeypatch.setattr(engine, "settings", dataclasses.replace(engine.settings, max_wait_s=0))  # ordering only
+    fixed = WorkRate(0.01)  # as in the test above: the order must not depend on rates learnt earlier
+    monkeypatch.setattr(fixed, "observe", lambda *_: None)
+    monkeypatch.setattr(engine._batcher, "rate", fixed)
+    pool, finished = held["pool"], []
+
+    def timed(name: str, fn, *args):
+        result = fn(*args)
+        finished.append(name)
+        return result
+
+    longs = [pool.submit(timed, f"long {i}", engine.extract, long_chinese_text, FIELDS) for i in range(2)]
+    wait_until_queued(engine, 2 * 2)
+    short = pool.submit(timed, "short", engine.extract, SHORT[0], FIELDS)
+    wait_until_queued(engine, 2 * 2 + 1)
+    held["release"].set()
+    assert short.result(timeout=120).pieces == 1
+    for future in longs:
+        assert future.result(timeout=300).pieces > 1
+    assert held["calls"][0] == ("ExtractPiece", 1), held["calls"]
+    assert finished[0] == "short", finished
+    assert engine._field_steps.expected() < PRIOR_FIELD_STEPS, "the 8 steps each piece took were learnt"
 
 
 def test_a_request_whose_wait_would_pass_the_limit_is_refused_at_once_without_running(
@@ -216,3 +267,42 @@ def test_a_short_request_is_answered_between_two_steps_of_a_long_answer(engine, 
         assert short.result(timeout=60).label in SHORT[1]
         assert long.result(timeout=120) == alone, "running short work beside it changed nothing of it"
     assert order == ["short", "long"], order
+
+
+def test_a_short_request_is_answered_between_two_prompts_of_a_long_calls_prefill(
+    engine, long_chinese_text, monkeypatch
+):
+    """A long text's pieces are prefilled one prompt after another in one call, seconds of work before
+    its first decode step; a classification sent meanwhile runs between two of those prompts."""
+    monkeypatch.setattr(engine.model.backend, "bench", BenchSwitches(exact_field_tokens=4))
+    alone = engine.extract(long_chinese_text, FIELDS)
+    assert alone.pieces >= 3
+    # What the model worker does, in its order: a prompt prefilled, the short request's label tree,
+    # the fields of a group starting to decode. Demo weights run a prompt in milliseconds: half a
+    # second more each makes the prefill take seconds.
+    events: list[str] = []
+    run_alone, run_tree, rows = BloomRunner._run_alone, BloomRunner.run_tree, decoding.RowCache
+
+    def slow_prompt(*args):
+        time.sleep(0.5)
+        events.append("prompt")
+        return run_alone(*args)
+
+    class FieldRows:
+        @staticmethod
+        def empty(*args):
+            events.append("fields")
+            return rows.empty(*args)
+
+    monkeypatch.setattr(BloomRunner, "_run_alone", slow_prompt)
+    monkeypatch.setattr(BloomRunner, "run_tree", lambda *args: (events.append("short"), run_tree(*args))[1])
+    monkeypatch.setattr(decoding, "RowCache", FieldRows)
+    with ThreadPoolExecutor(2) as pool:
+        long = pool.submit(engine.extract, long_chinese_text, FIELDS)
+        deadline = time.monotonic() + 30
+        while not events:  # the first prompt of the long call is in
+            assert time.monotonic() < deadline and not long.done(), "the long request never ran"
+            time.sleep(0.005)
+        assert engine.classify(*SHORT).label in SHORT[1]
+        assert long.result(timeout=120) == alone, "running short work inside its prefill changed nothing of it"
+    assert "short" in events and events.index("short") < events.index("fields"), events
