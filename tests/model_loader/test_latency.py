@@ -133,26 +133,36 @@ def wait_until_queued(engine, count: int) -> None:
         time.sleep(0.01)
 
 
-def test_a_short_request_queued_behind_long_ones_finishes_first(engine, held, long_chinese_text, monkeypatch):
-    # Answers of at most 16 tokens keep the long requests to seconds on demo weights; no wait limit, since
-    # the fixed rate below makes the queued long pieces minutes of work.
-    shorter = dataclasses.replace(engine.settings, extract_max_new_tokens=16, max_wait_s=0)
-    monkeypatch.setattr(engine, "settings", shorter)
-    monkeypatch.setattr(engine.model.backend, "settings", shorter)
-    # One rate for every kind, kept fixed: the held first call's time is the test's hold, not the model's,
-    # and rates learnt by earlier tests would make the order depend on which ran before. At 10 ms a unit
-    # a long piece is seconds of work, so the seconds its request took to prepare on a loaded machine
-    # (ageing: a quarter of the wait) cannot rank it before the short request.
+def fix_the_rate(engine, monkeypatch) -> None:
+    """One rate for every kind, kept fixed: the held first call's time is the test's hold, not the model's,
+    and rates learnt by earlier tests would make the order depend on which ran before. At 10 ms a unit
+    a long piece is seconds of work, so the seconds its request took to prepare on a loaded machine
+    (ageing: a quarter of the wait) cannot rank it before the short request."""
     fixed = WorkRate(0.01)
     monkeypatch.setattr(fixed, "observe", lambda *_: None)
     monkeypatch.setattr(engine._batcher, "rate", fixed)
-    pool, finished = held["pool"], []
+
+
+def finishing_in(finished: list[str]):
+    """A runner of ``fn(*args)`` that notes ``name`` in ``finished`` once it returns."""
 
     def timed(name: str, fn, *args):
         result = fn(*args)
         finished.append(name)
         return result
 
+    return timed
+
+
+def test_a_short_request_queued_behind_long_ones_finishes_first(engine, held, long_chinese_text, monkeypatch):
+    # Answers of at most 16 tokens keep the long requests to seconds on demo weights; no wait limit, since
+    # the fixed rate below makes the queued long pieces minutes of work.
+    shorter = dataclasses.replace(engine.settings, extract_max_new_tokens=16, max_wait_s=0)
+    monkeypatch.setattr(engine, "settings", shorter)
+    monkeypatch.setattr(engine.model.backend, "settings", shorter)
+    fix_the_rate(engine, monkeypatch)
+    pool, finished = held["pool"], []
+    timed = finishing_in(finished)
     longs = [pool.submit(timed, f"long {i}", engine.extract, long_chinese_text, FIELDS) for i in range(3)]
     wait_until_queued(engine, 3 * 2)  # every long text is several pieces
     short = pool.submit(timed, "short", engine.classify, *SHORT)
@@ -173,16 +183,9 @@ def test_a_short_extraction_queued_behind_long_ones_runs_in_a_call_of_its_own_fi
     monkeypatch.setattr(engine.model.backend, "bench", BenchSwitches(exact_field_tokens=8))  # seconds, not minutes
     monkeypatch.setattr(engine, "_field_steps", AnswerSteps())  # what earlier tests taught it stays out
     monkeypatch.setattr(engine, "settings", dataclasses.replace(engine.settings, max_wait_s=0))  # ordering only
-    fixed = WorkRate(0.01)  # as in the test above: the order must not depend on rates learnt earlier
-    monkeypatch.setattr(fixed, "observe", lambda *_: None)
-    monkeypatch.setattr(engine._batcher, "rate", fixed)
+    fix_the_rate(engine, monkeypatch)
     pool, finished = held["pool"], []
-
-    def timed(name: str, fn, *args):
-        result = fn(*args)
-        finished.append(name)
-        return result
-
+    timed = finishing_in(finished)
     longs = [pool.submit(timed, f"long {i}", engine.extract, long_chinese_text, FIELDS) for i in range(2)]
     wait_until_queued(engine, 2 * 2)
     short = pool.submit(timed, "short", engine.extract, SHORT[0], FIELDS)
