@@ -267,5 +267,5 @@ class Engine:
         batcher = self._batcher
         if batcher is None or not self.status.ready:
             raise ModelNotReadyError(f"model not ready: the model is {self.status.state}")
-        work, shared = pieces.estimate(plan, self.settings)
+        work, shared = pieces.work_and_shared(plan, self.settings)
         return batcher.submit(plan, work, shared=shared)

@@ -87,7 +87,7 @@ def fidelity(model_dir: Path, samples: int | None = None, data: Path = DATA) -> 
 def print_fidelity(f: dict) -> None:
     print(f"int8 against 16-bit: label agreement {f['label_agreement']:.1%} on {f['classification_samples']} "
           f"classification samples, span F1 {f['span_f1_vs_16bit']:.3f} on {f['extraction_samples']} extraction "
-          f"samples ({f.get('spans_16bit', '?')} spans in 16-bit, {f.get('spans_int8', '?')} in int8); "
+          f"samples ({f['spans_16bit']} spans in 16-bit, {f['spans_int8']} in int8); "
           f"final logits relative error median {f['logits_relative_error_median']:.4f} "
           f"(max {f['logits_relative_error_max']:.4f}), same top token {f['logits_same_top_token']:.0%}")
 

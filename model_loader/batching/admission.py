@@ -83,7 +83,7 @@ def enqueue(
     if abandoned is not None and abandoned.is_set():  # gone while it waited for a slot
         raise AbandonedError("the client went away before the request reached the model; nothing was run")
     expected = steps.expected()
-    estimates = [pieces.estimate(p, settings, expected) for p in payloads]
+    estimates = [pieces.work_and_shared(p, settings, expected) for p in payloads]
     # A request is answered once its last piece is: what counts is the wait before its longest piece starts.
     admit(batcher, settings, type(payloads[0]), max(work for work, _ in estimates))
     futures = [batcher.submit(p, work, abandoned, shared)

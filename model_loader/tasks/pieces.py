@@ -82,7 +82,7 @@ def shared_work_of(payload: object, settings: Settings, field_steps: float | Non
     return 0.0
 
 
-def estimate(payload: object, settings: Settings, field_steps: float | None = None) -> tuple[float, float]:
+def work_and_shared(payload: object, settings: Settings, field_steps: float | None = None) -> tuple[float, float]:
     """A job's work and the part of it shared with the jobs of its call, as the worker queues them."""
     return work_of(payload, settings, field_steps), shared_work_of(payload, settings, field_steps)
 
