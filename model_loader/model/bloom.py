@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from .attention import ATTENTION_DTYPE, AttentionChoice, Kernel, causal_bias, choose_attention, eager, widened
 from .bloom_weights import Block, BloomWeights, Norm, OutputProjection
+from .half_kernel import half_kernel_problem, reference
 from .int8_weights import Int8Linear
 from .kv_cache import CacheLayout, PromptCache, PromptRoom, RowCache, SequenceCache
 
@@ -68,9 +69,19 @@ class BloomRunner:
         self.slopes = alibi_slopes(self.num_heads).to(self.device)
         self.layout = CacheLayout(self.layers, self.num_heads, self.head_dim, self.dtype, self.device)
         pack = not self.int8 and first.weight.is_mkldnn
-        self.output = OutputProjection(weights, self.dtype, pack=pack, int8=self.int8)
+        self.output = OutputProjection(weights, self.dtype, pack=pack, int8=self.int8, half=self._half_projection())
         # The kernel for a sequence attending to itself, checked on this device (see attention).
         self.attention = attention or choose_attention(self.slopes, self.head_dim, self.dtype)
+
+    def _half_projection(self) -> bool:
+        """Whether the output projection runs as fp16 through FBGEMM (see half_kernel): on a CPU
+        in 16-bit weights, where fp16 holds the matrix at least as exactly as the compute dtype
+        does (it is 16-bit, or the stored matrix is fp16 as SeqGPT's is) and the kernel is there."""
+        if self.int8 or self.device.type != "cpu":
+            return False
+        if self.dtype == torch.float32 and self.output_weight.dtype != torch.float16:
+            return False
+        return half_kernel_problem() is None
 
     def _norm(self, x: torch.Tensor, norm: Norm) -> torch.Tensor:
         return F.layer_norm(x, (self.hidden_size,), norm.weight, norm.bias, self.eps)
@@ -318,8 +329,11 @@ class BloomRunner:
         return self.logits(hidden, token_ids).float()
 
     def logits(self, hidden: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Output logits in the compute dtype (widening them to fp32 is exact, so an argmax
-        over these picks what one over ``scores`` would, without copying 250,880 columns)."""
+        """Output logits in the compute dtype, or fp32 where the projection runs as fp16 (widening
+        them to fp32 is exact, so an argmax over these picks what one over ``scores`` would,
+        without copying 250,880 columns). Chosen rows are scored in the same arithmetic as all."""
         if token_ids is not None:
+            if self.output.half:
+                return reference(hidden, self.output_weight[token_ids])
             return F.linear(hidden, self.output_weight[token_ids].to(self.dtype))
         return self.output(hidden)

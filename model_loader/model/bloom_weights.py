@@ -180,7 +180,8 @@ OUTPUT_SLICE_ROWS = 32768
 
 class OutputProjection:
     """Logits over the whole vocabulary, with the output projection held in the compute dtype,
-    packed like the blocks' matrices where they are packed.
+    packed like the blocks' matrices where they are packed; or, with ``half``, as fp16 for
+    FBGEMM's fp16 kernel, which reads it faster and gives fp32 logits (see half_kernel).
 
     A decode step then reads the projection once, as it is multiplied. The stored matrix is
     fp16 and, on a CPU, memory-mapped: multiplying it in another dtype would convert it at
@@ -189,9 +190,12 @@ class OutputProjection:
     score a few hundred rows, read straight from the map) never holds it.
     """
 
-    def __init__(self, weights: BloomWeights, dtype: torch.dtype, pack: bool, int8: bool = False) -> None:
+    def __init__(
+        self, weights: BloomWeights, dtype: torch.dtype, pack: bool, int8: bool = False, half: bool = False
+    ) -> None:
         self._weights, self._dtype, self._pack, self._int8 = weights, dtype, pack, int8
-        self._slices: list[Linear] | None = None
+        self.half = half
+        self._slices: list | None = None
 
     @property
     def resident(self) -> bool:
@@ -206,6 +210,8 @@ class OutputProjection:
     def _build(self) -> list:
         if self._int8:
             return self._build_int8()
+        if self.half:
+            return self._build_half()
         output = self._weights.output
         if output.dtype == self._dtype and (self._weights.read_output_rows is None or not self._pack):
             # Already what a product reads (and where it is resident and tied, the embedding's
@@ -231,8 +237,19 @@ class OutputProjection:
         log.info("output projection held as int8 with per-row scales")
         return slices
 
+    def _build_half(self) -> list:
+        """Slices packed for the fp16 kernel from fp32 reads of the stored rows."""
+        from .half_kernel import HalfLinear
+
+        vocab = self._weights.output.shape[0]
+        slices = []
+        for first in range(0, vocab, OUTPUT_SLICE_ROWS):
+            slices.append(HalfLinear(self._rows(first, min(first + OUTPUT_SLICE_ROWS, vocab), torch.float32)))
+        log.info("output projection held as fp16 for FBGEMM's fp16 kernel (fp32 logits)")
+        return slices
+
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Logits ``[..., vocab]`` in the compute dtype."""
+        """Logits ``[..., vocab]`` in the compute dtype (fp32 with ``half``)."""
         if self._slices is None:
             self._slices = self._build()
         if len(self._slices) == 1:

@@ -15,6 +15,7 @@ from model_loader.model.attention import QUERY_SLICE
 from model_loader.model.bloom import BloomRunner
 from model_loader.model.bloom_weights import BloomWeights, Linear
 from model_loader.model.cpu_dtype import onednn_half_dtypes, packing_problem, processor_flags
+from model_loader.model.half_kernel import half_kernel_problem
 from model_loader.model.kv_cache import PromptCache, RowCache, SequenceCache
 from model_loader.tasks import extract
 from model_loader.tasks.options import ExtractRequest
@@ -110,18 +111,31 @@ def test_a_packed_matrix_multiplies_exactly_like_the_plain_one_on_any_input_layo
     assert torch.equal(packed.plain_weight, plain.weight)
 
 
+def converting_the_stored_matrix(runner: BloomRunner):
+    """The projection as the runner's arithmetic defines it, from the stored matrix at every call:
+    in the compute dtype, or where the projection runs as fp16 the fp32 product of the
+    fp16-rounded matrix."""
+    if runner.output.half:
+        return lambda hidden: F.linear(hidden.float(), runner.output_weight.half().float())
+    return lambda hidden: F.linear(hidden, runner.output_weight.to(runner.dtype))
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 def test_the_held_output_projection_changes_no_logit_and_no_generated_token(
     engines_by_dtype, tokens, prompt_ids, dtype
 ):
     """Held in the compute dtype (packed where the blocks are), the projection gives what
-    converting the stored matrix at every call gave, bit for bit, in every dtype."""
+    converting the stored matrix at every call gave, bit for bit, in every dtype; held as fp16
+    for FBGEMM's kernel, the same up to the order of the fp32 sums, with the same tokens."""
     runner = engines_by_dtype[dtype].model.runner
     converting = copy.copy(runner)
-    converting.output = lambda hidden: F.linear(hidden, runner.output_weight.to(runner.dtype))
+    converting.output = converting_the_stored_matrix(runner)
     for count in (1, len(prompt_ids)):
         _, last = left_padded(runner, prompt_ids[:count])
-        assert torch.equal(runner.scores(last), converting.scores(last))
+        if runner.output.half:
+            torch.testing.assert_close(runner.scores(last), converting.scores(last), rtol=1e-5, atol=1e-5)
+        else:
+            assert torch.equal(runner.scores(last), converting.scores(last))
     assert runner.output.resident
     lengths = [NEW_TOKENS] * len(prompt_ids)
     for ids in prompt_ids:
@@ -131,6 +145,31 @@ def test_the_held_output_projection_changes_no_logit_and_no_generated_token(
     assert greedy_generate(runner, prompt_ids, lengths, tokens.eos_id) == greedy_generate(
         converting, prompt_ids, lengths, tokens.eos_id
     )
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_in_16_bits_the_projection_runs_as_fp16_giving_each_row_its_logits_whatever_rows_come_with_it(
+    engines_by_dtype, prompt_ids, dtype
+):
+    runner = engines_by_dtype[dtype].model.runner
+    problem = half_kernel_problem()
+    assert runner.output.half == (problem is None), problem
+    if problem is not None:
+        assert "FBGEMM" in problem  # a torch build without the kernel: the compute dtype's product runs
+        return
+    _, last = left_padded(runner, prompt_ids)
+    together = runner.logits(last)
+    assert together.dtype == torch.float32
+    for row in range(len(prompt_ids)):
+        assert torch.equal(runner.logits(last[row : row + 1])[0], together[row])
+    chosen = torch.tensor([5, 17, runner.output_weight.shape[0] - 1])
+    torch.testing.assert_close(runner.scores(last, chosen), together[:, chosen], rtol=1e-5, atol=1e-5)
+
+
+def test_fp32_weights_keep_an_fp32_projection_where_fp16_would_round_them(engine_fp32):
+    runner = engine_fp32.model.runner
+    assert runner.output_weight.dtype == torch.float32  # the demo weights are stored in fp32
+    assert not runner.output.half
 
 
 def test_packed_weights_give_bit_identical_logits_and_generations(engine, tokens, prompt_ids):
