@@ -15,9 +15,12 @@ would make a row's result depend on how many rows came with it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 
 import torch
+
+from . import allocator
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,15 @@ class Int8Linear:
     def plain_weight(self) -> torch.Tensor:
         return self.dequantized()
 
+    @classmethod
+    def stacked(cls, parts: list[Int8Linear]) -> Int8Linear:
+        """One layer of the rows of bias-free ``parts``, in order (each row keeps its own scale)."""
+        qweight = torch.cat([part.qweight for part in parts])
+        return cls(qweight, torch.cat([part.scales for part in parts]), None, parts[0].compute)
+
+    def with_bias(self, bias: torch.Tensor | None) -> Int8Linear:
+        return replace(self, bias=bias)
+
     def dequantized(self) -> torch.Tensor:
         """The weight as the compute dtype sees it (a new matrix)."""
         return (self.qweight.to(self.scales.dtype) * self.scales[:, None]).to(self.compute)
@@ -74,9 +86,28 @@ class Int8Linear:
         return out.view(*shape[:-1], out.shape[-1])
 
 
+def quantizing_as_read(compute: torch.dtype) -> Callable[[str, torch.Tensor], torch.Tensor | Int8Linear]:
+    """For weights.read_state_dict: each block's matrix (every 2-D tensor under ``h.``) quantized as
+    soon as it is read, its bias joining it in BloomWeights.from_state_dict. Loading then never
+    holds the blocks' 16-bit matrices all at once: quantized after loading, they raised the
+    load's peak RSS to about 1.3 GB, above what the int8 engine holds while it writes."""
+
+    def convert(name: str, tensor: torch.Tensor) -> torch.Tensor | Int8Linear:
+        if name.startswith("h.") and tensor.dim() == 2:
+            int8 = Int8Linear.quantize(tensor, None, compute)
+            # The 16-bit matrix and the quantizing's fp32 temporaries are free now, but left in
+            # malloc's arena they fragment it and the next matrices' pages pile up on top.
+            allocator.release_freed()
+            return int8
+        return tensor
+
+    return convert
+
+
 def quantize_blocks(weights, compute: torch.dtype) -> int:
-    """Replace every block's linear layers by int8 ones, in place and one matrix at a time, so the
-    16-bit matrix is dropped as soon as its int8 copy exists. Returns the bytes now held by them."""
+    """Replace every block's linear layers that are not int8 yet (all of them, from a pickled
+    checkpoint) by int8 ones, in place and one matrix at a time, so the 16-bit matrix is dropped
+    as soon as its int8 copy exists. Returns the bytes held by the blocks' int8 matrices."""
     # The block's 16-bit layers are those that can give their plain weight (bloom_weights.Linear);
     # asked by that method rather than by class, since bloom_weights imports this module.
     held = 0
@@ -84,9 +115,10 @@ def quantize_blocks(weights, compute: torch.dtype) -> int:
         for part in fields(block):
             linear = getattr(block, part.name)
             if hasattr(linear, "plain_weight") and not isinstance(linear, Int8Linear):
-                int8 = Int8Linear.quantize(linear.plain_weight, linear.bias, compute)
-                setattr(block, part.name, int8)
-                held += int8.qweight.numel() + int8.scales.numel() * int8.scales.element_size()
+                linear = Int8Linear.quantize(linear.plain_weight, linear.bias, compute)
+                setattr(block, part.name, linear)
+            if isinstance(linear, Int8Linear):
+                held += linear.qweight.numel() + linear.scales.numel() * linear.scales.element_size()
     log.info("blocks' matrices held as int8 with per-channel scales (%.0f MB)", held / 2**20)
     return held
 

@@ -12,7 +12,7 @@ from ..settings import Settings
 from .bloom_weights import EMBEDDING, BloomWeights
 from .cpu_dtype import auto_cpu_dtype
 from .demo import DEMO_MARKER
-from .int8_weights import gpu_refusal, quantize_blocks
+from .int8_weights import gpu_refusal, quantize_blocks, quantizing_as_read
 from .weights import RowReader, map_tensor, read_pickle_state_dict, read_state_dict, safetensors_files
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,9 @@ def check_model_dir(model_dir: Path) -> Path:
     return weights[0]
 
 
-def _read_weights(model_dir: Path, weight_file: Path, dtype, device: str) -> tuple[dict, BloomWeights]:
+def _read_weights(
+    model_dir: Path, weight_file: Path, dtype, device: str, int8: bool = False
+) -> tuple[dict, BloomWeights]:
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     if weight_file.suffix == ".bin":
         state = read_pickle_state_dict(weight_file, dtype)
@@ -91,7 +93,7 @@ def _read_weights(model_dir: Path, weight_file: Path, dtype, device: str) -> tup
         # On the CPU the embedding (half of all weights) stays memory-mapped in its stored
         # dtype and its rows are converted as they are used; see BloomRunner.
         files = safetensors_files(model_dir)
-        state = read_state_dict(files, dtype, skip=(EMBEDDING,))
+        state = read_state_dict(files, dtype, skip=(EMBEDDING,), convert=quantizing_as_read(dtype) if int8 else None)
         embedding = map_tensor(files, EMBEDDING)
         if embedding is None:
             raise ValueError(f"the weights have no tensor {EMBEDDING}")
@@ -135,7 +137,8 @@ def load_model(settings: Settings, device: str | None = None) -> LoadedModel:
             f"the tokenizer in {settings.model_dir} could not be read ({exc}): {HOW_TO_INSTALL}"
         ) from exc
     try:
-        config, weights = _read_weights(settings.model_dir, weight_file, getattr(torch, dtype), device)
+        int8 = device == "cpu" and settings.weights == "int8"
+        config, weights = _read_weights(settings.model_dir, weight_file, getattr(torch, dtype), device, int8)
     except Exception as exc:
         raise ModelLoadError(
             f"the weights in {weight_file} could not be read ({type(exc).__name__}: {exc}); the file may be "
@@ -145,7 +148,7 @@ def load_model(settings: Settings, device: str | None = None) -> LoadedModel:
         weights = weights.to(device)
     except torch.OutOfMemoryError as exc:
         raise ModelLoadError(f"CUDA out of memory while moving the model to the GPU: {exc}") from exc
-    if device == "cpu" and settings.weights == "int8":
+    if int8:
         quantize_blocks(weights, getattr(torch, dtype))
     elif device == "cpu" and dtype in ("bfloat16", "float16"):
         weights.pack_linears()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -75,10 +77,15 @@ def _read_into(f, target: torch.Tensor, source_dtype: torch.dtype, at: int, buff
         flat[first : first + count].copy_(torch.frombuffer(view, dtype=source_dtype, count=count))
 
 
-def read_state_dict(files: list[Path], dtype: torch.dtype, skip: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
-    """Every tensor of ``files`` but those named in ``skip``, converted to ``dtype``;
-    names lose a leading ``transformer.``."""
-    tensors: dict[str, torch.Tensor] = {}
+def read_state_dict(
+    files: list[Path],
+    dtype: torch.dtype,
+    skip: tuple[str, ...] = (),
+    convert: Callable[[str, torch.Tensor], Any] | None = None,
+) -> dict[str, Any]:
+    """Every tensor of ``files`` but those named in ``skip``, converted to ``dtype``; names lose a
+    leading ``transformer.``. ``convert`` (name, tensor) may replace each as soon as it is read."""
+    tensors: dict[str, Any] = {}
     buffer = bytearray(_BUFFER_BYTES)
     for path in files:
         header, data_start = read_header(path)
@@ -95,7 +102,8 @@ def read_state_dict(files: list[Path], dtype: torch.dtype, skip: tuple[str, ...]
                         f"{path}: tensor {name} has {end - begin} bytes for shape {entry['shape']}"
                     )
                 _read_into(f, target, source_dtype, data_start + begin, buffer, f"{path} while reading {name}")
-                tensors[name.removeprefix("transformer.")] = target
+                short = name.removeprefix("transformer.")
+                tensors[short] = target if convert is None else convert(short, target)
     return tensors
 
 

@@ -66,3 +66,34 @@ def test_the_status_bar_shows_int8_weights_and_not_the_default():
     ready = EngineStatus(state="ready", device="cpu", dtype="bfloat16", model_dir="/m")
     assert "权重 Weights: int8" in format_status(EngineStatus(**{**ready.__dict__, "weights": "int8"}), None).text
     assert "Weights" not in format_status(ready, None).text
+
+
+def test_blocks_quantized_as_they_are_read_equal_blocks_quantized_after_a_16bit_load(engine_int8, engine):
+    """Loading quantizes each matrix as soon as it is read (so the 16-bit blocks are never held
+    all at once); that must give exactly what quantizing the loaded 16-bit layers gives."""
+    compute = engine_int8.model.runner.dtype
+    assert engine.model.runner.dtype == compute
+    for read, loaded in zip(engine_int8.model.loaded.weights.blocks, engine.model.loaded.weights.blocks, strict=True):
+        for part in ("qkv", "dense", "up", "down"):
+            plain = getattr(loaded, part)
+            expected = Int8Linear.quantize(plain.plain_weight, plain.bias, compute)
+            got = getattr(read, part)
+            assert torch.equal(got.qweight, expected.qweight) and torch.equal(got.scales, expected.scales)
+            assert torch.equal(got.bias, expected.bias)
+
+
+def test_the_int8_projection_quantized_a_few_rows_at_a_time_equals_it_quantized_whole(engine_int8, monkeypatch):
+    from model_loader.model import bloom_weights
+
+    runner = engine_int8.model.runner
+    hidden = torch.randn(2, runner.hidden_size).to(runner.dtype)
+    vocab = runner.output_weight.shape[0]
+    monkeypatch.setattr(bloom_weights, "QUANTIZE_ROWS", vocab // 7)  # parts of all sizes, the last short
+    by_parts = bloom_weights.OutputProjection(runner.weights, runner.dtype, pack=False, int8=True)
+    by_parts_logits = by_parts(hidden)
+    monkeypatch.setattr(bloom_weights, "QUANTIZE_ROWS", bloom_weights.OUTPUT_SLICE_ROWS)
+    whole = bloom_weights.OutputProjection(runner.weights, runner.dtype, pack=False, int8=True)
+    assert torch.equal(by_parts_logits, whole(hidden))
+    assert len(by_parts._slices) == len(whole._slices)
+    for a, b in zip(by_parts._slices, whole._slices, strict=True):
+        assert torch.equal(a.qweight, b.qweight) and torch.equal(a.scales, b.scales)
