@@ -191,8 +191,9 @@ def _decode_field_group(
     union_ids = union.tolist()
     active = list(range(len(suffixes)))  # original row of each current cache row
     everyone = torch.ones((len(suffixes), 1), dtype=torch.bool, device=device)
+    score = runner.scorer(weight_rows)  # the same tokens at every step
     for step in range(steps):
-        logits = runner.scores(last, weight_rows).masked_fill(forbidden, float("-inf"))
+        logits = score(last).masked_fill(forbidden, float("-inf"))
         probabilities = torch.softmax(logits, dim=-1)
         best_prob, best = probabilities.max(-1)
         finished = torch.zeros_like(best, dtype=torch.bool) if exact else stops[best]

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .attention import ATTENTION_DTYPE, AttentionChoice, Kernel, causal_bias, choose_attention, eager, widened
 from .bloom_weights import Block, BloomWeights, Norm, OutputProjection
-from .half_kernel import half_kernel_problem, reference
+from .half_kernel import HalfLinear, half_kernel_problem
 from .int8_weights import Int8Linear
 from .kv_cache import CacheLayout, PromptCache, PromptRoom, RowCache, SequenceCache
 
@@ -326,14 +326,24 @@ class BloomRunner:
 
     def scores(self, hidden: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Output logits in fp32, for every vocabulary token or only for ``token_ids``."""
-        return self.logits(hidden, token_ids).float()
-
-    def logits(self, hidden: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Output logits in the compute dtype, or fp32 where the projection runs as fp16 (widening
-        them to fp32 is exact, so an argmax over these picks what one over ``scores`` would,
-        without copying 250,880 columns). Chosen rows are scored in the same arithmetic as all."""
         if token_ids is not None:
-            if self.output.half:
-                return reference(hidden, self.output_weight[token_ids])
-            return F.linear(hidden, self.output_weight[token_ids].to(self.dtype))
+            return self.scorer(token_ids)(hidden)
+        return self.logits(hidden).float()
+
+    def scorer(self, token_ids: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """fp32 logits for ``token_ids`` only, of hidden states given later: the rows are taken
+        once for all the steps that score the same tokens. They are scored in the projection's
+        arithmetic: where it runs as fp16, by the fp16 kernel (packed here), since an fp32 product
+        of the fp16 rows would give a row's logits a last bit that depends on how many rows came
+        with it (MKL picks its kernel by row count), and with it a near tie's winner."""
+        rows = self.output_weight[token_ids]
+        if self.output.half:
+            return HalfLinear(rows)
+        rows = rows.to(self.dtype)
+        return lambda hidden: F.linear(hidden, rows).float()
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Output logits over the whole vocabulary in the compute dtype, or fp32 where the
+        projection runs as fp16 (widening them to fp32 is exact, so an argmax over these picks
+        what one over ``scores`` would, without copying 250,880 columns)."""
         return self.output(hidden)

@@ -36,12 +36,6 @@ class HalfLinear:
         return out.view(*shape[:-1], self.out_features)
 
 
-def reference(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """What HalfLinear(weight)(x) computes, by plain fp32 arithmetic on the fp16-rounded weight
-    (the same up to the order of the sums): for scoring a few chosen rows of the same matrix."""
-    return F.linear(x.float(), weight.half().float())
-
-
 @cache  # the answer is the torch build's and the processor's
 def half_kernel_problem() -> str | None:
     """Why the fp16 kernel is not to be used here, or None: torch builds without FBGEMM (it needs
@@ -57,6 +51,6 @@ def half_kernel_problem() -> str | None:
         return f"this torch build has no FBGEMM fp16 product ({type(exc).__name__}: {exc})"
     if not torch.equal(together[:1], alone):
         return "FBGEMM's fp16 product gave a row another result among other rows"
-    if not torch.allclose(together, reference(rows, weight), rtol=1e-4, atol=1e-4):
+    if not torch.allclose(together, F.linear(rows, weight.half().float()), rtol=1e-4, atol=1e-4):
         return "FBGEMM's fp16 product differed from the fp32 product of the fp16 weights"
     return None

@@ -162,8 +162,11 @@ def test_in_16_bits_the_projection_runs_as_fp16_giving_each_row_its_logits_whate
     assert together.dtype == torch.float32
     for row in range(len(prompt_ids)):
         assert torch.equal(runner.logits(last[row : row + 1])[0], together[row])
-    chosen = torch.tensor([5, 17, runner.output_weight.shape[0] - 1])
-    torch.testing.assert_close(runner.scores(last, chosen), together[:, chosen], rtol=1e-5, atol=1e-5)
+    chosen = torch.tensor([5, 17, runner.output_weight.shape[0] - 1, 3, 40])
+    chosen_together = runner.scores(last, chosen)
+    torch.testing.assert_close(chosen_together, together[:, chosen], rtol=1e-5, atol=1e-5)
+    for row in range(len(prompt_ids)):  # label scoring and extraction score chosen rows: same rule
+        assert torch.equal(runner.scores(last[row : row + 1], chosen)[0], chosen_together[row])
 
 
 def test_fp32_weights_keep_an_fp32_projection_where_fp16_would_round_them(engine_fp32):
