@@ -107,7 +107,8 @@ def machine_floor(dtype: str, trials: int = 5) -> dict:
     src = torch.ones(64 * 1024 * 1024, dtype=torch.float32)  # 256 MB, far beyond any cache
     dst = torch.empty_like(src)
     # 256 MB of fp16 weights, packed from a transient fp32 matrix.
-    matrix = HalfLinear(torch.ones(128 * 1024, 1024)) if half_kernel_problem() is None else None
+    matrix_rows = 128 * 1024
+    matrix = HalfLinear(torch.ones(matrix_rows, 1024)) if half_kernel_problem() is None else None
     vector = torch.ones(1, 1024)
     a @ b
     dst.copy_(src)
@@ -130,7 +131,7 @@ def machine_floor(dtype: str, trials: int = 5) -> dict:
             started = time.perf_counter()
             for _ in range(4):
                 matrix(vector)
-            matvec_gbps = max(matvec_gbps, 128 * 1024 * 1024 * 2 * 4 / (time.perf_counter() - started) / 1e9)
+            matvec_gbps = max(matvec_gbps, matrix_rows * 1024 * 2 * 4 / (time.perf_counter() - started) / 1e9)
     return {
         "dtype": dtype,
         "matmul_gflops": gflops,

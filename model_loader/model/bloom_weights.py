@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from . import allocator
 from .cpu_dtype import onednn_half_dtypes, packing_problem, processor_flags
+from .half_kernel import HalfLinear
 from .int8_weights import Int8Linear
 
 log = logging.getLogger(__name__)
@@ -187,6 +188,11 @@ OUTPUT_SLICE_ROWS = 32768
 QUANTIZE_ROWS = 4096
 
 
+def _row_ranges(first: int, stop: int, size: int) -> list[tuple[int, int]]:
+    """Rows [first, stop) as consecutive ranges of at most ``size`` rows."""
+    return [(start, min(start + size, stop)) for start in range(first, stop, size)]
+
+
 class OutputProjection:
     """Logits over the whole vocabulary, with the output projection held in the compute dtype,
     packed like the blocks' matrices where they are packed; or, with ``half``, as fp16 for
@@ -226,10 +232,9 @@ class OutputProjection:
             # Already what a product reads (and where it is resident and tied, the embedding's
             # lookups read it too, so a packed copy would hold the matrix twice).
             return [Linear(output, None)]
-        vocab = output.shape[0]
         slices = []
-        for first in range(0, vocab, OUTPUT_SLICE_ROWS):
-            linear = Linear(self._rows(first, min(first + OUTPUT_SLICE_ROWS, vocab)), None)
+        for first, stop in _row_ranges(0, output.shape[0], OUTPUT_SLICE_ROWS):
+            linear = Linear(self._rows(first, stop), None)
             slices.append(linear.packed() if self._pack else linear)
         log.info("output projection held in %s%s", self._dtype, " (packed)" if self._pack else "")
         return slices
@@ -239,13 +244,11 @@ class OutputProjection:
         rows at a time: each row has its own scale, so the result is the same, while the fp32 rows
         and the quantizing's temporaries stay small (a whole slice at a time, they raised the int8
         engine's peak RSS by about 500 MB on the first free prompt)."""
-        vocab = self._weights.output.shape[0]
         slices = []
-        for first in range(0, vocab, OUTPUT_SLICE_ROWS):
-            stop = min(first + OUTPUT_SLICE_ROWS, vocab)
+        for first, stop in _row_ranges(0, self._weights.output.shape[0], OUTPUT_SLICE_ROWS):
             parts = []
-            for part in range(first, stop, QUANTIZE_ROWS):
-                rows = self._rows(part, min(part + QUANTIZE_ROWS, stop), torch.float32)
+            for start, end in _row_ranges(first, stop, QUANTIZE_ROWS):
+                rows = self._rows(start, end, torch.float32)
                 parts.append(Int8Linear.quantize(rows, None, self._dtype))
                 del rows
                 allocator.release_freed()  # see int8_weights.quantizing_as_read
@@ -255,12 +258,8 @@ class OutputProjection:
 
     def _build_half(self) -> list:
         """Slices packed for the fp16 kernel from fp32 reads of the stored rows."""
-        from .half_kernel import HalfLinear
-
-        vocab = self._weights.output.shape[0]
-        slices = []
-        for first in range(0, vocab, OUTPUT_SLICE_ROWS):
-            slices.append(HalfLinear(self._rows(first, min(first + OUTPUT_SLICE_ROWS, vocab), torch.float32)))
+        ranges = _row_ranges(0, self._weights.output.shape[0], OUTPUT_SLICE_ROWS)
+        slices = [HalfLinear(self._rows(first, stop, torch.float32)) for first, stop in ranges]
         log.info("output projection held as fp16 for FBGEMM's fp16 kernel (fp32 logits)")
         return slices
 

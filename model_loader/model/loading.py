@@ -136,8 +136,8 @@ def load_model(settings: Settings, device: str | None = None) -> LoadedModel:
         raise ModelLoadError(
             f"the tokenizer in {settings.model_dir} could not be read ({exc}): {HOW_TO_INSTALL}"
         ) from exc
+    int8 = device == "cpu" and settings.weights == "int8"
     try:
-        int8 = device == "cpu" and settings.weights == "int8"
         config, weights = _read_weights(settings.model_dir, weight_file, getattr(torch, dtype), device, int8)
     except Exception as exc:
         raise ModelLoadError(
