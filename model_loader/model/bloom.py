@@ -19,6 +19,7 @@ from .bloom_weights import Block, BloomWeights, Norm, OutputProjection
 from .half_kernel import HalfLinear, half_kernel_problem
 from .int8_weights import Int8Linear
 from .kv_cache import CacheLayout, PromptCache, PromptRoom, RowCache, SequenceCache
+from .row_products import linear_by_rows, matmul_by_rows
 
 
 def alibi_slopes(num_heads: int) -> torch.Tensor:
@@ -30,24 +31,6 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
         extra = 2 ** (-(2 ** -(math.log2(2 * closest) - 3)))
         slopes += [extra**power for power in range(1, 1 + 2 * min(closest, num_heads - closest), 2)]
     return torch.tensor(slopes, dtype=torch.float32)
-
-
-# fp32 products with fewer than this many rows take another kernel than those with more (measured
-# with torch 2.13 on an AMD EPYC), whose sums come out a last bit apart. A row's attention over its
-# prompt is one row of a product over all the rows sharing that prompt, so a field decoded alone
-# (1 row) and next to three others (4 rows) differed; rounded to bf16 that bit tipped a near tie.
-# From 4 rows on, each row's result was the same for every count and position (up to 200 rows).
-FEW_ROWS_KERNEL = 4
-
-
-def matmul_by_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b`` with each row of ``a`` computed as in a product of any number of rows: fewer than
-    FEW_ROWS_KERNEL rows are padded with zero rows, which costs nothing worth counting."""
-    rows = a.shape[-2]
-    if rows >= FEW_ROWS_KERNEL:
-        return torch.matmul(a, b)
-    padded = torch.cat([a, a.new_zeros((*a.shape[:-2], FEW_ROWS_KERNEL - rows, a.shape[-1]))], dim=-2)
-    return torch.matmul(padded, b)[..., :rows, :]
 
 
 class BloomRunner:
@@ -340,7 +323,7 @@ class BloomRunner:
         if self.output.half:
             return HalfLinear(rows)
         rows = rows.to(self.dtype)
-        return lambda hidden: F.linear(hidden, rows).float()
+        return lambda hidden: linear_by_rows(hidden, rows).float()
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Output logits over the whole vocabulary in the compute dtype, or fp32 where the

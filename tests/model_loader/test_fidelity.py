@@ -17,6 +17,7 @@ from model_loader.model.bloom_weights import BloomWeights, Linear
 from model_loader.model.cpu_dtype import onednn_half_dtypes, packing_problem, processor_flags
 from model_loader.model.half_kernel import half_kernel_problem
 from model_loader.model.kv_cache import PromptCache, RowCache, SequenceCache
+from model_loader.model.row_products import linear_by_rows
 from model_loader.tasks import extract
 from model_loader.tasks.options import ExtractRequest
 from model_loader.text.prompts import CLASSIFY, build_prompt, complete_free_prompt
@@ -113,11 +114,11 @@ def test_a_packed_matrix_multiplies_exactly_like_the_plain_one_on_any_input_layo
 
 def converting_the_stored_matrix(runner: BloomRunner):
     """The projection as the runner's arithmetic defines it, from the stored matrix at every call:
-    in the compute dtype, or where the projection runs as fp16 the fp32 product of the
-    fp16-rounded matrix."""
+    in the compute dtype (each row as in a product of any number of rows, see row_products), or
+    where the projection runs as fp16 the fp32 product of the fp16-rounded matrix."""
     if runner.output.half:
         return lambda hidden: F.linear(hidden.float(), runner.output_weight.half().float())
-    return lambda hidden: F.linear(hidden, runner.output_weight.to(runner.dtype))
+    return lambda hidden: linear_by_rows(hidden, runner.output_weight.to(runner.dtype))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
@@ -285,6 +286,34 @@ def test_greedy_generate_batch_with_different_lengths_matches_each_alone(runner,
     for ids, limit, output in zip(prompt_ids, limits, together, strict=True):
         assert len(output) <= limit
         assert output == greedy_generate(runner, [ids], [limit], tokens.eos_id)[0]
+
+
+def decode_steps(runner: BloomRunner, prompts: list[list[int]], steps: int) -> list[torch.Tensor]:
+    """The first sequence's final hidden state at each of ``steps`` decode steps, every sequence
+    fed the same token."""
+    cache = SequenceCache.empty(runner.layout, [len(p) + steps for p in prompts])
+    runner.prefill(prompts, cache)
+    fed = torch.full((len(prompts),), 7, dtype=torch.long)
+    return [runner.extend(fed, cache, list(range(len(prompts))))[0].clone() for _ in range(steps)]
+
+
+def test_a_decode_step_gives_a_sequence_the_same_hidden_state_alone_and_beside_others(runner, prompt_ids):
+    """Bit for bit, not just the same argmax: in fp32 the CPU's products of one to three rows take
+    another kernel than those of more, and a last bit apart tips a near tie (see row_products)."""
+    alone = decode_steps(runner, prompt_ids[:1], 3)
+    for others in (1, 2, 3, 4):
+        beside = decode_steps(runner, prompt_ids[: 1 + others], 3)
+        assert all(torch.equal(a, b) for a, b in zip(alone, beside, strict=True)), f"beside {others} others"
+
+
+def test_chosen_tokens_score_a_row_the_same_alone_and_among_others(runner):
+    generator = torch.Generator().manual_seed(3)
+    hidden = torch.randn(5, runner.hidden_size, generator=generator).to(runner.dtype)
+    score = runner.scorer(torch.tensor([3, 17, 40, 41]))
+    together = score(hidden)
+    for row in range(5):
+        assert torch.equal(score(hidden[row : row + 1])[0], together[row])
+    assert torch.equal(score(hidden[:2]), together[:2])
 
 
 def test_engine_generate_decodes_what_transformers_generates(engine_fp32, hf_model, tokens):
