@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import random
 import socket
 import subprocess
@@ -27,16 +26,7 @@ from pathlib import Path
 import httpx
 from _repo import ROOT  # first: puts the repository on sys.path
 from bench_inputs import CLASS_LABELS, FIELDS, MODEL_FOLDER, build_model, load_texts  # noqa: E402
-
-
-def processor() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from bench_machine import processor  # noqa: E402
 
 
 def free_port() -> int:

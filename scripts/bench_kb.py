@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import statistics
 import tempfile
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np  # noqa: E402
 from _repo import ROOT  # first: puts the repository on sys.path
+from bench_machine import processor  # noqa: E402  (beside this script)
 
 from model_loader import Engine, Settings  # noqa: E402
 from model_loader.embedding import Embedder, EmbeddingSettings, build_demo_embedding_model  # noqa: E402
@@ -45,13 +45,6 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def processor() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -1,0 +1,187 @@
+"""The matrix kernels torch offers here for the blocks' products, and how fast each reads and computes.
+
+    .venv/bin/python scripts/bench_kernels.py [--layers 24] [--trials 5] [--json PATH]
+
+A decode step multiplies one row (one free prompt) or a few (several decoded together) by the
+24 blocks' 96 matrices, reading every weight once; a prompt multiplies hundreds of rows. For
+each kernel torch has on this processor, on random matrices of the blocks' shapes (every layer
+its own, so that they come from memory as in a real step, not from a cache), this prints:
+
+- the read rate for 1 row and for 8: the bytes of weights the kernel holds over the time of one
+  pass through all the layers (best of ``--trials``);
+- the arithmetic rate for 256 rows (a prompt), over the first two layers;
+- whether a row's result is the same alone as among 8 rows: the engine gives a request the same
+  answer whichever others share its batch, so a kernel that fails this cannot serve both.
+
+It is the evidence behind which kernel the engine uses for what (docs/performance-int8.md):
+the figures to beat are the machine's read rate (``scripts/bench.py``) and a prompt's rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from _repo import ROOT  # noqa: F401  (first: puts the repository on sys.path)
+from bench_machine import processor  # noqa: E402  (beside this script)
+
+from model_loader.model.cpu_dtype import auto_cpu_dtype  # noqa: E402
+from model_loader.model.half_kernel import HalfLinear, half_kernel_problem  # noqa: E402
+from model_loader.model.int8_weights import Int8Linear  # noqa: E402
+
+HIDDEN = 1024
+# Each block's matrices as [out, in]: query-key-value, attention output, MLP up and down.
+SHAPES = ((3 * HIDDEN, HIDDEN), (HIDDEN, HIDDEN), (4 * HIDDEN, HIDDEN), (HIDDEN, 4 * HIDDEN))
+PROMPT_ROWS = 256
+PROMPT_LAYERS = 2  # a prompt's products are bound by arithmetic, not by reading: two layers tell
+
+
+@dataclass
+class Kernel:
+    name: str
+    prepare: Callable  # fp32 weight [out, in] -> what the kernel holds
+    multiply: Callable  # (held, rows) -> product
+    input_dtype: torch.dtype  # the dtype it takes rows in
+    bytes_per_weight: int  # as held (int8's per-row scales add 0.1%, left out)
+
+
+def kernels(dtype: torch.dtype) -> tuple[list[Kernel], list[str]]:
+    """The kernels this torch and processor can run for an engine computing in ``dtype``, and
+    one line for each that cannot run here, saying why."""
+
+    def without_onednn(weight, rows):
+        torch.backends.mkldnn.enabled = False
+        try:
+            return F.linear(rows, weight)
+        finally:
+            torch.backends.mkldnn.enabled = True
+
+    name, size = str(dtype).removeprefix("torch."), dtype.itemsize
+    found, missing = [], []
+    if dtype in (torch.bfloat16, torch.float16):
+        supported = (
+            torch.ops.mkldnn._is_mkldnn_bf16_supported()
+            if dtype == torch.bfloat16
+            else torch.ops.mkldnn._is_mkldnn_fp16_supported()
+        )
+        if supported:
+            found.append(
+                Kernel(
+                    f"oneDNN packed {name}",
+                    lambda w: torch.ops.mkldnn._reorder_linear_weight(w.to(dtype), 1),
+                    lambda held, rows: torch.ops.mkldnn._linear_pointwise(rows, held, None, "none", [], ""),
+                    dtype,
+                    size,
+                )
+            )
+        else:
+            missing.append(f"oneDNN packed {name}: oneDNN does not run {name} on this processor")
+        found.append(Kernel(f"torch native {name} (oneDNN off)", lambda w: w.to(dtype), without_onednn, dtype, size))
+    plain = Kernel(f"plain {name} F.linear", lambda w: w.to(dtype), lambda w, rows: F.linear(rows, w), dtype, size)
+    found.append(plain)
+    problem = half_kernel_problem()
+    if problem is None:
+        found.append(Kernel("FBGEMM fp16", HalfLinear, lambda held, rows: held(rows), torch.float32, 2))
+    else:
+        missing.append(f"FBGEMM fp16: {problem}")
+    found.append(
+        Kernel(
+            "int8 weight-only (torch)",
+            lambda w: Int8Linear.quantize(w, None, dtype),
+            lambda held, rows: held(rows),
+            dtype,
+            1,
+        )
+    )
+    return found, missing
+
+
+def measure(kernel: Kernel, layers: int, trials: int) -> dict:
+    """One kernel's figures on ``layers`` layers of random matrices (made one at a time, so that
+    only the kernel's own layout is held)."""
+    generator = torch.Generator().manual_seed(0)
+    held = [[kernel.prepare(torch.randn(shape, generator=generator) * 0.02) for shape in SHAPES] for _ in range(layers)]
+    weight_bytes = layers * sum(out * inner for out, inner in SHAPES) * kernel.bytes_per_weight
+
+    def rows_for(count: int) -> list:
+        return [torch.randn(count, shape[1], generator=generator).to(kernel.input_dtype) for shape in SHAPES]
+
+    def one_pass(rows: list, of_layers: list) -> float:
+        started = time.perf_counter()
+        for layer in of_layers:
+            for matrix, x in zip(layer, rows, strict=True):
+                kernel.multiply(matrix, x)
+        return time.perf_counter() - started
+
+    result: dict = {"kernel": kernel.name, "held_mb": weight_bytes / 1e6}
+    for count in (1, 8):
+        rows = rows_for(count)
+        one_pass(rows, held[:1])  # first use: kernels built, scratch taken
+        best = min(one_pass(rows, held) for _ in range(trials))
+        result[f"read_gbps_{count}_rows"] = weight_bytes / best / 1e9
+    prompt_layers = held[:PROMPT_LAYERS]
+    rows = rows_for(PROMPT_ROWS)
+    one_pass(rows, prompt_layers[:1])
+    best = min(one_pass(rows, prompt_layers) for _ in range(trials))
+    flops = 2 * PROMPT_ROWS * sum(out * inner for out, inner in SHAPES) * len(prompt_layers)
+    result["prompt_gflops"] = flops / best / 1e9
+    eight = rows_for(8)
+    result["row_alone_equals_row_among_8"] = all(
+        torch.equal(kernel.multiply(matrix, x)[:1], kernel.multiply(matrix, x[:1]))
+        for matrix, x in zip(held[0], eight, strict=True)
+    )
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--layers", type=int, default=24, help="layers of matrices (24 in SeqGPT-560M)")
+    parser.add_argument("--trials", type=int, default=5, help="timed passes; the best counts")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = getattr(torch, auto_cpu_dtype())
+    found, missing = kernels(dtype)
+    report = {
+        "processor": processor(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "engine_dtype": str(dtype).removeprefix("torch."),
+        "layers": args.layers,
+        "kernels": [],
+        "not_here": missing,
+    }
+    print(
+        f"processor: {report['processor']}; torch {report['torch']}, {report['threads']} threads; "
+        f"the engine computes in {report['engine_dtype']} here; {args.layers} layers of the blocks' matrices",
+        flush=True,
+    )
+    print(f"{'kernel':36} {'held MB':>8} {'GB/s 1 row':>11} {'GB/s 8 rows':>12} {'GFLOP/s 256 rows':>17}", end="")
+    print("  row alone = among 8")
+    for kernel in found:
+        figures = measure(kernel, args.layers, args.trials)
+        report["kernels"].append(figures)
+        print(
+            f"{figures['kernel']:36} {figures['held_mb']:8.0f} {figures['read_gbps_1_rows']:11.1f} "
+            f"{figures['read_gbps_8_rows']:12.1f} {figures['prompt_gflops']:17.0f}  "
+            f"{'yes' if figures['row_alone_equals_row_among_8'] else 'NO'}",
+            flush=True,
+        )
+    for line in missing:
+        print(f"not here: {line}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
