@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .attention import ATTENTION_DTYPE, AttentionChoice, Kernel, causal_bias, choose_attention, eager, widened
-from .bloom_weights import Block, BloomWeights, Norm, OutputProjection
+from .bloom_weights import Block, BloomWeights, Linear, Norm, OutputProjection
 from .half_kernel import HalfLinear, half_kernel_problem
 from .int8_weights import Int8Linear
 from .kv_cache import CacheLayout, PromptCache, PromptRoom, RowCache, SequenceCache
@@ -48,10 +48,10 @@ class BloomRunner:
         self.device = weights.embedding.device
         first = weights.blocks[0].qkv
         self.int8 = isinstance(first, Int8Linear)
-        self.dtype = first.dtype if isinstance(first, Int8Linear) else first.weight.dtype
+        self.dtype = first.dtype
         self.slopes = alibi_slopes(self.num_heads).to(self.device)
         self.layout = CacheLayout(self.layers, self.num_heads, self.head_dim, self.dtype, self.device)
-        pack = not self.int8 and first.weight.is_mkldnn
+        pack = isinstance(first, Linear) and first.weight.is_mkldnn
         self.output = OutputProjection(weights, self.dtype, pack=pack, int8=self.int8, half=self._half_projection())
         # The kernel for a sequence attending to itself, checked on this device (see attention).
         self.attention = attention or choose_attention(self.slopes, self.head_dim, self.dtype)

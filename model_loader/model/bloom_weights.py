@@ -32,6 +32,10 @@ class Linear:
         return F.linear(x, self.weight, self.bias)
 
     @property
+    def dtype(self) -> torch.dtype:
+        return self.weight.dtype
+
+    @property
     def plain_weight(self) -> torch.Tensor:
         """The weight as an ordinary strided tensor (a copy when it is packed)."""
         return self.weight.to_dense() if self.weight.is_mkldnn else self.weight
@@ -115,7 +119,8 @@ class BloomWeights:
 
         def pair(kind, name: str):
             weight, bias = take(f"{name}.weight"), take(f"{name}.bias")
-            if isinstance(weight, Int8Linear):  # quantized as it was read (int8_weights.quantizing_as_read)
+            # Held otherwise as it was read (int8_weights.quantizing_as_read, half_kernel.fp16_blocks_as_read).
+            if isinstance(weight, (Int8Linear, HalfLinear)):
                 return weight.with_bias(bias)
             return kind(weight, bias)
 
@@ -164,7 +169,8 @@ class BloomWeights:
             return t.to(device)
 
         def moved(part):
-            if isinstance(part, Int8Linear):  # int8 runs on the CPU only (int8_weights.gpu_refusal)
+            # Both are CPU layouts, made only where the weights are loaded for the CPU.
+            if isinstance(part, (Int8Linear, HalfLinear)):
                 return part
             return type(part)(move(part.weight), move(part.bias))
 

@@ -8,32 +8,78 @@ bf16 product, and 8 rows took the same time on both. It takes its input in fp32 
 state widens exactly) and gives fp32 logits, so they are also more exact than bf16 ones.
 
 Each row's result is the same for any number of rows (checked from 1 to 64 rows), so a sequence's
-answer does not depend on which others share its batch. Not for the blocks: with many rows (a
-prompt) it runs at about half oneDNN's bf16 rate, and holding both would double their memory.
+answer does not depend on which others share its batch. Not for the blocks of a 16-bit engine:
+with many rows (a prompt) it runs at about half oneDNN's bf16 rate, and holding both would double
+their memory. Where the engine computes in fp32, though, it beats MKL's fp32 products on reading
+and on prompts alike, so fp16-stored blocks run through it there (``fp16_blocks_as_read``).
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from functools import cache
 
 import torch
 import torch.nn.functional as F
 
+from . import allocator
+
 
 class HalfLinear:
-    """A bias-free linear layer whose weight ``[out, in]`` is held as fp16 in FBGEMM's packed layout."""
+    """A linear layer whose weight ``[out, in]`` is held as fp16 in FBGEMM's packed layout, with
+    an optional fp32 bias added after the product."""
 
-    def __init__(self, weight: torch.Tensor) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         # The kernel packs from fp32 and rounds to fp16 (to nearest, as .half() does).
         self.packed = torch.ops.quantized.linear_prepack_fp16(weight.float(), None)
         self.out_features = weight.shape[0]
+        self.bias = bias
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """What the layer returns: its products are fp32."""
+        return torch.float32
+
+    @property
+    def plain_weight(self) -> torch.Tensor:
+        """The fp16 weight, widened to fp32 (exactly): a new matrix."""
+        weight, _ = torch.ops.quantized.linear_unpack_fp16(self.packed)
+        return weight
+
+    def with_bias(self, bias: torch.Tensor | None) -> HalfLinear:
+        layer = copy.copy(self)
+        layer.bias = bias
+        return layer
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` in any float dtype; the product in fp32."""
         shape = x.shape
         rows = x.reshape(-1, shape[-1]).float().contiguous()
         out = torch.ops.quantized.linear_dynamic_fp16(rows, self.packed)
+        if self.bias is not None:
+            out = out + self.bias
         return out.view(*shape[:-1], self.out_features)
+
+
+def fp16_blocks_as_read(stored: dict[str, torch.dtype]) -> Callable[[str, torch.Tensor], torch.Tensor | HalfLinear]:
+    """For weights.read_state_dict where the engine computes in fp32: each block matrix that the
+    file holds in fp16 (``stored``: name -> stored dtype), as SeqGPT's files hold all of them, is
+    held as fp16 for this kernel as soon as it is read, its bias joining it in
+    BloomWeights.from_state_dict. Nothing is rounded (the values are fp16's), the arithmetic stays
+    fp32, and against fp32 matrices through MKL the blocks take half the memory (604 MB, not
+    1.2 GB), a one-row decode step reads half the bytes, and each row's result is the same for
+    any number of rows (see row_products for what MKL gives a few rows)."""
+
+    def convert(name: str, tensor: torch.Tensor) -> torch.Tensor | HalfLinear:
+        if name.startswith("h.") and tensor.dim() == 2 and stored.get(name) == torch.float16:
+            layer = HalfLinear(tensor)
+            del tensor
+            allocator.release_freed()  # as for int8: the fp32 matrix's pages go back at once
+            return layer
+        return tensor
+
+    return convert
 
 
 @cache  # the answer is the torch build's and the processor's

@@ -12,8 +12,9 @@ from ..settings import Settings
 from .bloom_weights import EMBEDDING, BloomWeights
 from .cpu_dtype import auto_cpu_dtype
 from .demo import DEMO_MARKER
+from .half_kernel import fp16_blocks_as_read, half_kernel_problem
 from .int8_weights import gpu_refusal, quantize_blocks, quantizing_as_read
-from .weights import RowReader, map_tensor, read_pickle_state_dict, read_state_dict, safetensors_files
+from .weights import RowReader, map_tensor, read_pickle_state_dict, read_state_dict, safetensors_files, stored_dtypes
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,20 @@ def check_model_dir(model_dir: Path) -> Path:
     return weights[0]
 
 
+def _converting_blocks(files: list[Path], dtype, int8: bool):
+    """How the blocks' matrices are held as they are read on a CPU: as int8 with SEQGPT_WEIGHTS=int8;
+    where the engine computes in fp32, as fp16 for FBGEMM's kernel if the files hold them in fp16
+    and the kernel is here (half_kernel); else as read, in the compute dtype."""
+    import torch
+
+    if int8:
+        return quantizing_as_read(dtype)
+    if dtype == torch.float32 and half_kernel_problem() is None:
+        log.info("blocks' matrices stored as fp16 held as fp16 for FBGEMM's fp16 kernel (fp32 arithmetic)")
+        return fp16_blocks_as_read(stored_dtypes(files))
+    return None
+
+
 def _read_weights(
     model_dir: Path, weight_file: Path, dtype, device: str, int8: bool = False
 ) -> tuple[dict, BloomWeights]:
@@ -93,7 +108,7 @@ def _read_weights(
         # On the CPU the embedding (half of all weights) stays memory-mapped in its stored
         # dtype and its rows are converted as they are used; see BloomRunner.
         files = safetensors_files(model_dir)
-        state = read_state_dict(files, dtype, skip=(EMBEDDING,), convert=quantizing_as_read(dtype) if int8 else None)
+        state = read_state_dict(files, dtype, skip=(EMBEDDING,), convert=_converting_blocks(files, dtype, int8))
         embedding = map_tensor(files, EMBEDDING)
         if embedding is None:
             raise ValueError(f"the weights have no tensor {EMBEDDING}")

@@ -56,6 +56,15 @@ def read_header(path: Path) -> tuple[dict, int]:
     return header, data_start
 
 
+def stored_dtypes(files: list[Path]) -> dict[str, torch.dtype]:
+    """Each tensor's dtype as the files hold it, by name without a leading ``transformer.``."""
+    return {
+        name.removeprefix("transformer."): _DTYPES[entry["dtype"]]
+        for path in files
+        for name, entry in read_header(path)[0].items()
+    }
+
+
 def safetensors_files(model_dir: Path) -> list[Path]:
     index = model_dir / "model.safetensors.index.json"
     if index.is_file():
