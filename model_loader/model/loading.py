@@ -92,10 +92,13 @@ def _converting_blocks(files: list[Path], dtype, int8: bool):
 
     if int8:
         return quantizing_as_read(dtype)
-    if dtype == torch.float32 and half_kernel_problem() is None:
-        log.info("blocks' matrices stored as fp16 held as fp16 for FBGEMM's fp16 kernel (fp32 arithmetic)")
-        return fp16_blocks_as_read(stored_dtypes(files))
-    return None
+    if dtype != torch.float32 or half_kernel_problem() is not None:
+        return None
+    stored = stored_dtypes(files)
+    if not any(name.startswith("h.") and kind == torch.float16 for name, kind in stored.items()):
+        return None
+    log.info("blocks' matrices stored as fp16 held as fp16 for FBGEMM's fp16 kernel (fp32 arithmetic)")
+    return fp16_blocks_as_read(stored)
 
 
 def _read_weights(
