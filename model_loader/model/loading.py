@@ -84,15 +84,17 @@ def check_model_dir(model_dir: Path) -> Path:
     return weights[0]
 
 
-def _converting_blocks(files: list[Path], dtype, int8: bool):
+def _converting_blocks(files: list[Path], dtype, int8: bool, official: bool):
     """How the blocks' matrices are held as they are read on a CPU: as int8 with SEQGPT_WEIGHTS=int8;
     where the engine computes in fp32, as fp16 for FBGEMM's kernel if the files hold them in fp16
-    and the kernel is here (half_kernel); else as read, in the compute dtype."""
+    and the kernel is here (half_kernel); else as read, in the compute dtype. Not with the
+    official settings (``official``): transformers' model would need fp32 copies of them all,
+    where it shares the fp32 matrices as read."""
     import torch
 
     if int8:
         return quantizing_as_read(dtype)
-    if dtype != torch.float32 or half_kernel_problem() is not None:
+    if dtype != torch.float32 or official or half_kernel_problem() is not None:
         return None
     stored = stored_dtypes(files)
     if not any(name.startswith("h.") and kind == torch.float16 for name, kind in stored.items()):
@@ -102,7 +104,7 @@ def _converting_blocks(files: list[Path], dtype, int8: bool):
 
 
 def _read_weights(
-    model_dir: Path, weight_file: Path, dtype, device: str, int8: bool = False
+    model_dir: Path, weight_file: Path, dtype, device: str, int8: bool = False, official: bool = False
 ) -> tuple[dict, BloomWeights]:
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     if weight_file.suffix == ".bin":
@@ -111,7 +113,8 @@ def _read_weights(
         # On the CPU the embedding (half of all weights) stays memory-mapped in its stored
         # dtype and its rows are converted as they are used; see BloomRunner.
         files = safetensors_files(model_dir)
-        state = read_state_dict(files, dtype, skip=(EMBEDDING,), convert=_converting_blocks(files, dtype, int8))
+        convert = _converting_blocks(files, dtype, int8, official)
+        state = read_state_dict(files, dtype, skip=(EMBEDDING,), convert=convert)
         embedding = map_tensor(files, EMBEDDING)
         if embedding is None:
             raise ValueError(f"the weights have no tensor {EMBEDDING}")
@@ -156,7 +159,8 @@ def load_model(settings: Settings, device: str | None = None) -> LoadedModel:
         ) from exc
     int8 = device == "cpu" and settings.weights == "int8"
     try:
-        config, weights = _read_weights(settings.model_dir, weight_file, getattr(torch, dtype), device, int8)
+        official = settings.decoding == "official"
+        config, weights = _read_weights(settings.model_dir, weight_file, getattr(torch, dtype), device, int8, official)
     except Exception as exc:
         raise ModelLoadError(
             f"the weights in {weight_file} could not be read ({type(exc).__name__}: {exc}); the file may be "

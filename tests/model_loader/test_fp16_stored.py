@@ -90,3 +90,18 @@ def test_a_sequence_decodes_bit_for_bit_alike_alone_and_beside_others(fp32_engin
     alone = first_sequence(1)
     for count in (2, 3):
         assert all(torch.equal(a, b) for a, b in zip(alone, first_sequence(count), strict=True))
+
+
+def test_with_the_official_settings_the_fp32_blocks_stay_shared_with_transformers(fp16_dir: Path):
+    """The official settings run transformers' model over the engine's own matrices: held as fp16
+    for FBGEMM they would need an fp32 copy each, so there they stay fp32 as read."""
+    eng = Engine(Settings(model_dir=fp16_dir, dtype="float32", decoding="official"))
+    eng.load()
+    try:
+        weights = eng.model.loaded.weights
+        assert all(isinstance(b.qkv, Linear) and b.qkv.weight.dtype == torch.float32 for b in weights.blocks)
+        rebuilt = build_reference_model(eng.model.loaded.config, weights)
+        shared = rebuilt.transformer.h[0].self_attention.query_key_value.weight
+        assert shared.data_ptr() == weights.blocks[0].qkv.weight.data_ptr()
+    finally:
+        eng.close()
