@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from decoding_checks import decode_steps, hf_greedy
 
 from model_loader.backends.official import build_reference_model
 from model_loader.decoding import LabelSet, decode_fields, greedy_generate, score_labels
@@ -46,20 +47,6 @@ def tokens(engine_fp32):
 @pytest.fixture(scope="module")
 def prompt_ids(tokens) -> list[list[int]]:
     return [tokens.encode(complete_free_prompt(p)) for p in PROMPTS]
-
-
-def hf_greedy(hf_model, ids: list[int], max_new_tokens: int, eos_id: int) -> list[int]:
-    with torch.inference_mode():
-        out = hf_model.generate(
-            input_ids=torch.tensor([ids]),
-            attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
-            do_sample=False,
-            num_beams=1,
-            max_new_tokens=max_new_tokens,
-            eos_token_id=eos_id,
-            pad_token_id=eos_id,
-        )
-    return out[0, len(ids) :].tolist()
 
 
 def hf_logits(hf_model, ids: list[int]) -> torch.Tensor:
@@ -286,15 +273,6 @@ def test_greedy_generate_batch_with_different_lengths_matches_each_alone(runner,
     for ids, limit, output in zip(prompt_ids, limits, together, strict=True):
         assert len(output) <= limit
         assert output == greedy_generate(runner, [ids], [limit], tokens.eos_id)[0]
-
-
-def decode_steps(runner: BloomRunner, prompts: list[list[int]], steps: int) -> list[torch.Tensor]:
-    """The first sequence's final hidden state at each of ``steps`` decode steps, every sequence
-    fed the same token."""
-    cache = SequenceCache.empty(runner.layout, [len(p) + steps for p in prompts])
-    runner.prefill(prompts, cache)
-    fed = torch.full((len(prompts),), 7, dtype=torch.long)
-    return [runner.extend(fed, cache, list(range(len(prompts))))[0].clone() for _ in range(steps)]
 
 
 def test_a_decode_step_gives_a_sequence_the_same_hidden_state_alone_and_beside_others(runner, prompt_ids):

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from decoding_checks import decode_steps, hf_greedy
 
 from model_loader import Engine, Settings
 from model_loader.backends.official import build_reference_model
 from model_loader.decoding import greedy_generate
 from model_loader.model.bloom_weights import Linear
 from model_loader.model.half_kernel import HalfLinear, half_kernel_problem
-from model_loader.model.kv_cache import SequenceCache
 from model_loader.text.prompts import complete_free_prompt
 
 PROMPTS = [
@@ -69,27 +69,16 @@ def test_the_fp32_engine_on_fp16_weights_decodes_what_transformers_decodes(fp32_
     tokens = fp32_engine.model.tokens
     for prompt in PROMPTS:
         ids = tokens.encode(complete_free_prompt(prompt))
-        with torch.inference_mode():
-            expected = reference.generate(
-                input_ids=torch.tensor([ids]), attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
-                do_sample=False, num_beams=1, max_new_tokens=16, eos_token_id=tokens.eos_id, pad_token_id=tokens.eos_id,
-            )[0, len(ids):].tolist()
+        expected = hf_greedy(reference, ids, 16, tokens.eos_id)
         assert greedy_generate(fp32_engine.model.runner, [ids], [16], tokens.eos_id) == [expected]
 
 
 def test_a_sequence_decodes_bit_for_bit_alike_alone_and_beside_others(fp32_engine):
     runner, tokens = fp32_engine.model.runner, fp32_engine.model.tokens
     prompts = [tokens.encode(complete_free_prompt(p)) for p in PROMPTS]
-
-    def first_sequence(count: int) -> list[torch.Tensor]:
-        cache = SequenceCache.empty(runner.layout, [len(p) + 3 for p in prompts[:count]])
-        runner.prefill(prompts[:count], cache)
-        fed = torch.full((count,), 7, dtype=torch.long)
-        return [runner.extend(fed, cache, list(range(count)))[0].clone() for _ in range(3)]
-
-    alone = first_sequence(1)
+    alone = decode_steps(runner, prompts[:1], 3)
     for count in (2, 3):
-        assert all(torch.equal(a, b) for a, b in zip(alone, first_sequence(count), strict=True))
+        assert all(torch.equal(a, b) for a, b in zip(alone, decode_steps(runner, prompts[:count], 3), strict=True))
 
 
 def test_with_the_official_settings_the_fp32_blocks_stay_shared_with_transformers(fp16_dir: Path):
