@@ -10,8 +10,10 @@ its own, so that they come from memory as in a real step, not from a cache), thi
 - the read rate for 1 row and for 8: the bytes of weights the kernel holds over the time of one
   pass through all the layers (best of ``--trials``);
 - the arithmetic rate for 256 rows (a prompt), over the first two layers;
-- whether a row's result is the same alone as among 8 rows: the engine gives a request the same
-  answer whichever others share its batch, so a kernel that fails this cannot serve both.
+- whether a row's result is the same alone as among 8 rows, and two rows' the same as among 8,
+  over 16 random batches: the engine gives a request the same answer whichever others share its
+  batch, so it gives a kernel that sums a lone row otherwise a second row (a zero row; four rows
+  for MKL's fp32, see model_loader/model/row_products.py), and cannot use one that fails both.
 
 It is the evidence behind which kernel the engine uses for what (docs/performance-int8.md):
 the figures to beat are the machine's read rate (``scripts/bench.py``) and a prompt's rate.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +43,7 @@ HIDDEN = 1024
 SHAPES = ((3 * HIDDEN, HIDDEN), (HIDDEN, HIDDEN), (4 * HIDDEN, HIDDEN), (HIDDEN, 4 * HIDDEN))
 PROMPT_ROWS = 256
 PROMPT_LAYERS = 2  # a prompt's products are bound by arithmetic, not by reading: two layers tell
+CHECK_BATCHES = 16  # random batches of 8 rows through the first layer's matrices
 
 
 @dataclass
@@ -99,6 +103,45 @@ def kernels(dtype: torch.dtype) -> tuple[list[Kernel], list[str]]:
             1,
         )
     )
+    more, more_missing = int8_activation_kernels()
+    return found + more, missing + more_missing
+
+
+def int8_activation_kernels() -> tuple[list[Kernel], list[str]]:
+    """Products of int8 weights by int8 activations, quantized at every call (their cost is timed).
+    Not what ``SEQGPT_WEIGHTS=int8`` does (it keeps activations in 16 bits), but the other way
+    int8 could go: is it faster here, and can a row's answer stay its own?"""
+
+    def per_channel(weight):
+        scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)
+        return torch.round(weight / scales[:, None]).to(torch.int8), scales
+
+    def by_row_scales(held, rows):
+        qweight, weight_scales = held
+        row_scales = (rows.abs().amax(dim=1, keepdim=True) / 127).clamp(min=1e-12)
+        qrows = torch.round(rows / row_scales).to(torch.int8)
+        return torch._int_mm(qrows, qweight.t()).float() * row_scales * weight_scales
+
+    def fbgemm_packed(weight):
+        _, scales = per_channel(weight)
+        zero = torch.zeros(weight.shape[0], dtype=torch.long)
+        with warnings.catch_warnings():  # quantized tensors are deprecated in torch 2.13, not gone
+            warnings.simplefilter("ignore", UserWarning)
+            quantized = torch.quantize_per_channel(weight, scales.double(), zero, 0, torch.qint8)
+        return torch.ops.quantized.linear_prepack(quantized, None)
+
+    # Each row quantized with its own scale: the integer sums are exact, so a row's result cannot
+    # depend on the others.
+    found = [Kernel("int8 x int8 _int_mm, row scales", per_channel, by_row_scales, torch.float32, 1)]
+    missing = []
+    try:
+        fbgemm_packed(torch.ones(8, 8))
+    except (AttributeError, RuntimeError, NotImplementedError) as exc:
+        missing.append(f"FBGEMM dynamic int8: this torch build has none ({type(exc).__name__}: {exc})")
+    else:
+        # FBGEMM quantizes all rows with one scale (7-bit, reduce_range, as x86 needs).
+        dynamic = lambda packed, rows: torch.ops.quantized.linear_dynamic(rows, packed, True)  # noqa: E731
+        found.append(Kernel("FBGEMM dynamic int8, one scale", fbgemm_packed, dynamic, torch.float32, 1))
     return found, missing
 
 
@@ -131,11 +174,16 @@ def measure(kernel: Kernel, layers: int, trials: int) -> dict:
     best = min(one_pass(rows, prompt_layers) for _ in range(trials))
     flops = 2 * PROMPT_ROWS * sum(out * inner for out, inner in SHAPES) * len(prompt_layers)
     result["prompt_gflops"] = flops / best / 1e9
-    eight = rows_for(8)
-    result["row_alone_equals_row_among_8"] = all(
-        torch.equal(kernel.multiply(matrix, x)[:1], kernel.multiply(matrix, x[:1]))
-        for matrix, x in zip(held[0], eight, strict=True)
-    )
+    # A kernel that sums a row otherwise alone may do so for a few values in a thousand, so the
+    # check takes many batches; the engine pads 16-bit products to two rows and fp32 ones to four
+    # (model_loader/model/row_products.py), so it also says whether two rows come out as in eight.
+    batches = [rows_for(8) for _ in range(CHECK_BATCHES)]
+    for first, key in ((1, "row_alone_equals_row_among_8"), (2, "two_rows_equal_rows_among_8")):
+        result[key] = all(
+            torch.equal(kernel.multiply(matrix, x)[:first], kernel.multiply(matrix, x[:first]))
+            for batch in batches
+            for matrix, x in zip(held[0], batch, strict=True)
+        )
     return result
 
 
@@ -166,14 +214,15 @@ def main() -> int:
         flush=True,
     )
     print(f"{'kernel':36} {'held MB':>8} {'GB/s 1 row':>11} {'GB/s 8 rows':>12} {'GFLOP/s 256 rows':>17}", end="")
-    print("  row alone = among 8")
+    print("  1 row = in 8  2 rows = in 8")
     for kernel in found:
         figures = measure(kernel, args.layers, args.trials)
         report["kernels"].append(figures)
         print(
             f"{figures['kernel']:36} {figures['held_mb']:8.0f} {figures['read_gbps_1_rows']:11.1f} "
             f"{figures['read_gbps_8_rows']:12.1f} {figures['prompt_gflops']:17.0f}  "
-            f"{'yes' if figures['row_alone_equals_row_among_8'] else 'NO'}",
+            f"{'yes' if figures['row_alone_equals_row_among_8'] else 'NO':>12}  "
+            f"{'yes' if figures['two_rows_equal_rows_among_8'] else 'NO':>13}",
             flush=True,
         )
     for line in missing:

@@ -13,7 +13,7 @@ from . import allocator
 from .cpu_dtype import onednn_half_dtypes, packing_problem, processor_flags
 from .half_kernel import HalfLinear
 from .int8_weights import Int8Linear
-from .row_products import linear_by_rows
+from .row_products import linear_by_rows, packed_linear_by_rows
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,8 @@ class Linear:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.weight.is_mkldnn:
-            # oneDNN reads its input as if it were contiguous, whatever its strides say.
-            return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.weight, self.bias, "none", [], "")
-        if self.weight.dtype == torch.float32 and self.weight.device.type == "cpu":
+            return packed_linear_by_rows(x, self.weight, self.bias)
+        if self.weight.device.type == "cpu":
             return linear_by_rows(x, self.weight, self.bias)
         return F.linear(x, self.weight, self.bias)
 
