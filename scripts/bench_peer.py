@@ -14,7 +14,7 @@ each, the floor of a decode step that reads every weight once at this machine's 
 
 Set-up, once, in ``.bench/peer/``: it downloads the llama-cpp-python source package from the
 Python package index (it carries llama.cpp's sources and converter), builds ``llama-bench`` and
-``llama-quantize`` for this processor (cmake and a C++ compiler; several minutes), and converts
+``llama-quantize`` for this processor (cmake and a C++ compiler; a few minutes), and converts
 the model that ``scripts/bench.py`` builds in ``.bench/``. Run it with nothing else busy.
 """
 
@@ -89,7 +89,7 @@ def built_tools(source: Path, jobs: int, log: Path) -> Path:
     binaries = build / "bin"
     if all((binaries / target).is_file() for target in TARGETS):
         return binaries
-    print(f"building llama-bench and llama-quantize (several minutes; output in {log}) ...", flush=True)
+    print(f"building llama-bench and llama-quantize (a few minutes; output in {log}) ...", flush=True)
     run(["cmake", "-S", str(source), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON",
          "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_SERVER=OFF"],
         "configuring llama.cpp", log)
