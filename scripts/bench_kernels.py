@@ -112,18 +112,18 @@ def int8_activation_kernels() -> tuple[list[Kernel], list[str]]:
     Not what ``SEQGPT_WEIGHTS=int8`` does (it keeps activations in 16 bits), but the other way
     int8 could go: is it faster here, and can a row's answer stay its own?"""
 
-    def per_channel(weight):
-        scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)
-        return torch.round(weight / scales[:, None]).to(torch.int8), scales
+    def by_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row of ``t`` as int8 steps of its own scale ``max|row| / 127``, and the scales [rows, 1]."""
+        scales = (t.abs().amax(dim=1, keepdim=True) / 127).clamp(min=1e-12)
+        return torch.round(t / scales).to(torch.int8), scales
 
     def by_row_scales(held, rows):
         qweight, weight_scales = held
-        row_scales = (rows.abs().amax(dim=1, keepdim=True) / 127).clamp(min=1e-12)
-        qrows = torch.round(rows / row_scales).to(torch.int8)
-        return torch._int_mm(qrows, qweight.t()).float() * row_scales * weight_scales
+        qrows, row_scales = by_rows(rows)
+        return torch._int_mm(qrows, qweight.t()).float() * row_scales * weight_scales.t()
 
     def fbgemm_packed(weight):
-        _, scales = per_channel(weight)
+        scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)  # FBGEMM quantizes by them itself
         zero = torch.zeros(weight.shape[0], dtype=torch.long)
         with warnings.catch_warnings():  # quantized tensors are deprecated in torch 2.13, not gone
             warnings.simplefilter("ignore", UserWarning)
@@ -132,7 +132,7 @@ def int8_activation_kernels() -> tuple[list[Kernel], list[str]]:
 
     # Each row quantized with its own scale: the integer sums are exact, so a row's result cannot
     # depend on the others.
-    found = [Kernel("int8 x int8 _int_mm, row scales", per_channel, by_row_scales, torch.float32, 1)]
+    found = [Kernel("int8 x int8 _int_mm, row scales", by_rows, by_row_scales, torch.float32, 1)]
     missing = []
     try:
         fbgemm_packed(torch.ones(8, 8))

@@ -39,6 +39,7 @@ PACKAGE = "llama-cpp-python"
 VERSION = "0.3.36"  # pinned: its llama.cpp sources, and the converter's layout this script drives
 PROMPT, DEPTH, DECODED = 256, 256, 32
 TARGETS = ("llama-bench", "llama-quantize")
+ENGINE_16BIT, ENGINE_INT8 = "engine 16-bit", "engine int8"
 
 # The converter identifies a tokenizer by hashing how it splits a test text and refuses one it has
 # not seen. The bench's tokenizer is trained locally, so it is declared BLOOM's: llama-bench feeds
@@ -129,12 +130,12 @@ def llama_bench(binaries: Path, model: Path, threads: int, repetitions: int) -> 
             "ms_per_token": mean_ns("-p", "0", "-n", str(DECODED), "-d", str(DEPTH)) / 1e6 / DECODED}
 
 
-def engine_timings(model: Path, prompt: str, repetitions: int) -> dict[str, dict[str, float]]:
+def engine_timings(model: Path, prompt: str, repetitions: int) -> dict[str, dict]:
     """The engine's 16-bit and int8 modes, each in its own process as scripts/bench.py runs them:
     the prompt with its first token, and a decode step ((time for DECODED - time for 1) /
     (DECODED - 1)), medians over ``repetitions``."""
     timings = {}
-    for side_name, name in (("engine", "engine 16-bit"), ("engine-int8", "engine int8")):
+    for side_name, name in (("engine", ENGINE_16BIT), ("engine-int8", ENGINE_INT8)):
         side = Side(side_name, model)
         side.ask(op="generate", prompts=[prompt], new_tokens=2)  # first use builds the output projection
         ones, fulls = [], []
@@ -143,9 +144,9 @@ def engine_timings(model: Path, prompt: str, repetitions: int) -> dict[str, dict
             fulls.append(side.ask(op="generate", prompts=[prompt], new_tokens=DECODED)["seconds"])
         side.close()
         one, full = statistics.median(ones), statistics.median(fulls)
-        timings[f"{name} ({side.hello['dtype']})" if side_name == "engine" else name] = {
-            "prompt_ms": 1000 * one, "ms_per_token": 1000 * (full - one) / (DECODED - 1),
-            "bytes_per_step": (NON_EMBEDDING + VOCAB * HIDDEN) * (1 if side_name == "engine-int8" else 2)}
+        timings[name] = {"prompt_ms": 1000 * one, "ms_per_token": 1000 * (full - one) / (DECODED - 1),
+                         "bytes_per_step": (NON_EMBEDDING + VOCAB * HIDDEN) * (1 if name == ENGINE_INT8 else 2),
+                         "dtype": side.hello["dtype"]}
     return timings
 
 
@@ -191,10 +192,10 @@ def main() -> int:
           f"decode steps after about {DEPTH} tokens")
     print(f"{'':26} {'ms/token':>9} {'floor ms':>9} {'x floor':>8} {'prompt ms':>10}")
     for name, figures in runs.items():
-        print(f"{name:26} {figures['ms_per_token']:9.1f} {figures['floor_ms']:9.1f} {figures['vs_floor']:8.2f} "
+        label = f"{name} ({figures['dtype']})" if name == ENGINE_16BIT else name  # the dtype it computes in
+        print(f"{label:26} {figures['ms_per_token']:9.1f} {figures['floor_ms']:9.1f} {figures['vs_floor']:8.2f} "
               f"{figures['prompt_ms']:10.0f}")
-    sixteen = next(figures for name, figures in runs.items() if name.startswith("engine 16-bit"))
-    report["engine_int8_speedup"] = sixteen["ms_per_token"] / runs["engine int8"]["ms_per_token"]
+    report["engine_int8_speedup"] = runs[ENGINE_16BIT]["ms_per_token"] / runs[ENGINE_INT8]["ms_per_token"]
     report["llama_cpp_q8_0_speedup_vs_bf16"] = (runs["llama.cpp BF16"]["ms_per_token"]
                                                 / runs["llama.cpp Q8_0"]["ms_per_token"])
     print(f"int8 against 16 bits per token: engine {report['engine_int8_speedup']:.2f}x, "

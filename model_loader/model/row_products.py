@@ -55,9 +55,9 @@ def _by_rows(product, x: torch.Tensor, fewest: int) -> torch.Tensor:
 
 
 def linear_by_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear`` with each row of ``x`` computed as in a product of any number of rows.
-    Padding one row to four costs a decode step dearly in fp32 (the blocks' products took 134 ms
-    instead of 71 on the EPYC above), but one alone must decode as it would beside others."""
+    """``F.linear`` with each row of ``x`` computed as in a product of any number of rows. In fp32,
+    padding one row to four costs a decode step dearly (the blocks' products took 134 ms instead
+    of 71 on the EPYC above), but one alone must decode as it would beside others."""
     return _by_rows(lambda rows: F.linear(rows, weight, bias), x, fewest_rows(weight.dtype))
 
 
