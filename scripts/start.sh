@@ -11,7 +11,9 @@
 # Settings (all optional): SEQGPT_WORKSPACE (default: the recorded one, else logs/ here),
 # SEQGPT_START_TIMEOUT (seconds to wait for /health, 900), PYTHON (interpreter that creates
 # .venv, python3), and every SEQGPT_* the app reads (SEQGPT_PORT, SEQGPT_MODEL_DIR ...): those
-# are written into $SEQGPT_WORKSPACE/seqgpt560m.env, where they stay for the next start.
+# are written into $SEQGPT_WORKSPACE/seqgpt560m.env, where they stay for the next start. The
+# benchmark switches (SEQGPT_EXTRACT_EXACT_TOKENS, SEQGPT_GENERATE_IGNORE_EOS) are not settings:
+# they hold until scripts/stop.sh, through supervisord's environment, and never enter the file.
 set -euo pipefail
 
 CALLER_DIR="$PWD"
@@ -23,6 +25,9 @@ DEFAULT_MODEL_DIR="/root/models/seqgpt-560m"
 START_TIMEOUT="${SEQGPT_START_TIMEOUT:-900}"
 # Read by start.sh itself; every other SEQGPT_* variable is a setting of the app.
 NOT_APP_SETTINGS=" SEQGPT_WORKSPACE SEQGPT_HOME SEQGPT_PYTHON SEQGPT_START_TIMEOUT "
+# model_loader/backends/bench.py's switches: for this run of supervisord only, so that a
+# benchmark's start does not pin answers on every later start of the workspace.
+BENCH_SWITCHES=" SEQGPT_EXTRACT_EXACT_TOKENS SEQGPT_GENERATE_IGNORE_EOS "
 
 ensure_venv() {
     if [[ ! -x "$VENV/bin/python" ]]; then
@@ -43,7 +48,7 @@ report_running() {
     local ws="$1" url
     url="$(url_in "$ws")"
     say "==> already running (supervisord pid $(ctl_in "$ws" pid), workspace $ws); not starting a second copy."
-    if [[ -n "${SEQGPT_WORKSPACE:-}" || -n "$(app_settings_given)" ]]; then
+    if [[ -n "${SEQGPT_WORKSPACE:-}" || -n "$(app_settings_given)$(bench_switches_given)" ]]; then
         say "    Settings given to this start.sh are not applied to a running copy: run scripts/stop.sh first,"
         say "    or edit $ws/$PROGRAM.env and run scripts/supervisorctl restart $PROGRAM."
     fi
@@ -55,7 +60,14 @@ report_running() {
 app_settings_given() {
     local name
     for name in $(compgen -e | grep '^SEQGPT_' || true); do
-        [[ "$NOT_APP_SETTINGS" == *" $name "* ]] || printf '%s=%s\n' "$name" "${!name}"
+        [[ "$NOT_APP_SETTINGS$BENCH_SWITCHES" == *" $name "* ]] || printf '%s=%s\n' "$name" "${!name}"
+    done
+}
+
+bench_switches_given() {
+    local name
+    for name in $BENCH_SWITCHES; do
+        [[ -z "${!name+set}" ]] || printf '%s=%s\n' "$name" "${!name}"
     done
 }
 
@@ -185,12 +197,13 @@ ensure_cluster_extra
 say "==> starting supervisord ($(from_root "$CONF"), workspace $WORKSPACE)"
 printf 'SEQGPT_WORKSPACE=%s\n' "$WORKSPACE" >"$INSTANCE_FILE"
 # supervisord passes its environment to the app, and the environment overrides the settings
-# file, so it starts without any SEQGPT_* of this shell: an edited file then takes effect on
-# `supervisorctl restart`. The config keeps supervisord in the foreground (it is PID 1 in the
+# file, so it starts without any SEQGPT_* of this shell (the benchmark switches aside): an edited
+# file then takes effect on `supervisorctl restart`. The config keeps supervisord in the foreground (it is PID 1 in the
 # image), so here it is detached instead: a new session, no stdin, output to a file.
 UNSET=()
 for name in $(compgen -e | grep '^SEQGPT_' || true); do UNSET+=(-u "$name"); done
-env "${UNSET[@]}" SEQGPT_WORKSPACE="$WORKSPACE" SEQGPT_HOME="$ROOT" SEQGPT_PYTHON="$VENV/bin/python" \
+mapfile -t SWITCHES < <(bench_switches_given)
+env "${UNSET[@]}" "${SWITCHES[@]}" SEQGPT_WORKSPACE="$WORKSPACE" SEQGPT_HOME="$ROOT" SEQGPT_PYTHON="$VENV/bin/python" \
     nohup setsid "$VENV/bin/supervisord" -c "$CONF" >"$WORKSPACE/supervisord.out" 2>&1 </dev/null &
 for _ in $(seq 1 30); do
     running_in "$WORKSPACE" && break

@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from model_loader.backends.bench import VARIABLES as BENCH_VARIABLES
+
 pytestmark = pytest.mark.service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,7 +89,8 @@ def started(tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path) -> I
     done = subprocess.run(
         ["scripts/start.sh"], cwd=checkout, capture_output=True, text=True, timeout=600,
         env=new_shell_env(SEQGPT_WORKSPACE=str(workspace), SEQGPT_PORT=str(port), SEQGPT_HOST="127.0.0.1",
-                          SEQGPT_MODEL_DIR=str(demo_model_dir), SEQGPT_DEVICE="cpu", SEQGPT_START_TIMEOUT="300"),
+                          SEQGPT_MODEL_DIR=str(demo_model_dir), SEQGPT_DEVICE="cpu", SEQGPT_START_TIMEOUT="300",
+                          SEQGPT_EXTRACT_EXACT_TOKENS="4"),
     )
     app = Started(checkout, workspace, port, done.stdout + done.stderr)
     try:
@@ -143,6 +146,22 @@ def test_an_edited_settings_file_applies_on_the_printed_restart_command(started:
         assert httpx.post(url, json={**labels, "labels": ["财经", "体育"]}, timeout=60).status_code == 200
     finally:
         settings_file.write_text(original, encoding="utf-8")
+
+
+def test_a_benchmark_switch_reaches_the_app_through_restarts_but_never_the_settings_file(started: Started) -> None:
+    # Runs after the restart test: supervisord, not the file, carries the switch to each new app.
+    done = started.run("scripts/supervisorctl pid seqgpt560m")
+    assert done.returncode == 0 and done.stdout.strip().isdigit(), done.stdout + done.stderr
+    environ = Path(f"/proc/{done.stdout.strip()}/environ").read_bytes().split(b"\0")
+    assert b"SEQGPT_EXTRACT_EXACT_TOKENS=4" in environ
+    assert "SEQGPT_EXTRACT_EXACT_TOKENS" not in (started.workspace / "seqgpt560m.env").read_text(encoding="utf-8")
+    assert "check the spelling" not in (started.workspace / "seqgpt560m.log").read_text(encoding="utf-8")
+
+
+def test_start_sh_knows_every_benchmark_switch_the_app_reads() -> None:
+    line = re.search(r'^BENCH_SWITCHES="([^"]*)"$', (ROOT / "scripts" / "start.sh").read_text(), re.MULTILINE)
+    assert line, "scripts/start.sh names the benchmark switches in BENCH_SWITCHES"
+    assert set(line.group(1).split()) == set(BENCH_VARIABLES)
 
 
 def test_the_printed_log_command_names_the_log_of_the_workspace(started: Started) -> None:
