@@ -161,7 +161,9 @@ def curl_calls() -> list[tuple[str, str, str]]:
     for page in PAGES:
         for line in text(page).splitlines():
             for path in CURL.findall(line):
-                method = "POST" if re.search(r"\s(-d|-F|--data)\s", line) else "GET"
+                sends = re.search(r"\s(-d|-F|--data)\s", line)
+                as_query = re.search(r"\s(-[a-zA-Z]*G[a-zA-Z]*|--get)\s", line)  # curl -G puts -d in the URL
+                method = "POST" if sends and not as_query else "GET"
                 calls.append((relative(page), method, path))
     return calls
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -19,8 +21,11 @@ from pathlib import Path
 import pytest
 
 from model_loader import Engine, Settings
+from model_loader.errors import InvalidInputError
+from webui.history.errors import HistoryOffError
 from webui.history.room import HistoryRoom
 from webui.history.store import HistoryStore, Record
+from webui.jobs.errors import StorageError
 from webui.service.gate import ModelGate
 from webui.service.metrics import Metrics
 from webui.service.request import RequestInfo, Service
@@ -129,3 +134,95 @@ def test_recording_costs_the_request_only_a_queue_put(engine: Engine, tmp_path: 
     room.recorder.flush()
     assert room.store.get(served.request_id).record.answer["label"] == served.result.label
     room.stop()
+
+
+def _old_and_new(path: Path) -> HistoryStore:
+    store = HistoryStore(path)
+    store.add([Record("old", 1000.0, "classify", "api", "旧文本", {"text": "旧文本"}, {"label": "x"}, 1.0, "m", "w"),
+               Record("new", time.time(), "classify", "api", "新文本", {"text": "新文本"}, {"label": "y"}, 1.0,
+                      "m", "w")])
+    return store
+
+
+@pytest.mark.parametrize("before", ["inf", "nan", "1e20", "-1e20"])
+def test_an_erase_before_a_number_that_is_no_time_deletes_nothing_and_says_why(engine: Engine, tmp_path: Path,
+                                                                                before: str):
+    store = _old_and_new(tmp_path / "seqgpt560m.db")
+    room = HistoryRoom(engine, ServerSettings(workspace=tmp_path, history=True))
+    with pytest.raises(InvalidInputError, match="epoch seconds"):
+        room.erase_before(before)
+    assert store.counts()["requests"] == 2
+
+
+class ImpatientStore(HistoryStore):
+    """Waits a tenth of a second for other connections instead of the app's 30 seconds."""
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = super()._conn()
+        conn.execute("PRAGMA busy_timeout=100")
+        return conn
+
+
+def test_an_erase_that_cannot_empty_the_log_because_another_program_reads_says_so(engine: Engine, tmp_path: Path):
+    path = tmp_path / "seqgpt560m.db"
+    _old_and_new(path)
+    room = HistoryRoom(engine, ServerSettings(workspace=tmp_path, history=True))
+    room.store = ImpatientStore(path)
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM requests").fetchone()  # a read transaction, as an open sqlite3 shell holds
+    try:
+        with pytest.raises(StorageError, match="close that program and erase again") as refused:
+            room.erase_before("2020-01-01")
+        assert "1 requests were erased" in str(refused.value)
+    finally:
+        reader.execute("COMMIT")
+        reader.close()
+    assert room.erase_before("2020-01-01") == 0, "with the reader gone the log is emptied"
+    assert room.store.get("old") is None and room.store.get("new") is not None
+
+
+def test_history_turned_off_still_ages_out_and_erases_what_it_stored(engine: Engine, tmp_path: Path):
+    store = _old_and_new(tmp_path / "seqgpt560m.db")
+    room = HistoryRoom(engine, ServerSettings(workspace=tmp_path, history=False, history_retention_days=30))
+    assert not room.on
+    with pytest.raises(HistoryOffError):
+        room.search(None, None, None, None, None)
+    room.start()  # the recorder's thread purges by age once it has nothing to write
+    try:
+        deadline = time.monotonic() + 30
+        while store.get("old") is not None:
+            assert time.monotonic() < deadline, "the request older than the retention stayed"
+            time.sleep(0.5)
+    finally:
+        room.stop()
+    assert store.get("new") is not None
+    assert room.erase_before(str(time.time() + 1)) == 1
+    assert store.counts()["requests"] == 0
+
+
+def test_history_off_with_nothing_stored_opens_no_database(engine: Engine, tmp_path: Path):
+    room = HistoryRoom(engine, ServerSettings(workspace=tmp_path, history=False))
+    assert room.store is None and not (tmp_path / "seqgpt560m.db").exists()
+    with pytest.raises(HistoryOffError, match="SEQGPT_HISTORY=on"):
+        room.erase_before("2020-01-01")
+
+
+def test_the_erase_script_finds_the_database_of_the_workspace_start_sh_recorded(tmp_path: Path):
+    checkout = tmp_path / "checkout"
+    (checkout / "scripts").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "scripts" / "erase_history.py", checkout / "scripts")
+    for package in ("webui", "model_loader"):
+        (checkout / package).symlink_to(REPO_ROOT / package)
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (checkout / ".seqgpt-instance").write_text(f"SEQGPT_WORKSPACE={workspace}\n", encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere.db"  # the settings file names the database, as SEQGPT_JOBS_DB may
+    (workspace / "seqgpt560m.env").write_text(f"SEQGPT_JOBS_DB={elsewhere}\n", encoding="utf-8")
+    store = _old_and_new(elsewhere)
+    env = {k: v for k, v in os.environ.items() if k not in ("SEQGPT_WORKSPACE", "SEQGPT_JOBS_DB")}
+    done = subprocess.run([sys.executable, str(checkout / "scripts" / "erase_history.py"), "--before", "2020-01-01"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert str(elsewhere) in done.stdout and "erased 1 stored requests" in done.stdout
+    assert store.get("old") is None and store.get("new") is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -26,7 +27,8 @@ OFF = ("请求历史未开启 · request history is off: set SEQGPT_HISTORY=on i
 
 
 class HistoryRoom:
-    """Built once per app. Off (the default) it stores nothing and its routes say how to turn it on."""
+    """Built once per app. Off (the default) it stores nothing and its routes say how to turn it on; what
+    was stored while it was on still ages out and can still be erased."""
 
     def __init__(self, engine: EngineAPI, settings: ServerSettings) -> None:
         self.engine = engine
@@ -34,20 +36,30 @@ class HistoryRoom:
         self.store: HistoryStore | None = None
         self.recorder: HistoryRecorder | None = None
         self.unavailable: str | None = None if settings.history else OFF
-        if not settings.history:
+        path = settings.jobs_db or default_path(settings.workspace)
+        if not settings.history and not path.is_file():
             return
         try:
-            self.store = HistoryStore(settings.jobs_db or default_path(settings.workspace))
-        except DatabaseError as exc:
-            self.unavailable = f"请求历史不可用 · request history is off: {exc}"
-            log.error("%s", self.unavailable)
+            self.store = HistoryStore(path)
+            if not settings.history and not self.store.counts()["requests"]:
+                self.store = None  # off, and nothing kept from when it was on
+                return
+        except (DatabaseError, sqlite3.Error) as exc:
+            self.store = None
+            if settings.history:
+                self.unavailable = f"请求历史不可用 · request history is off: {exc}"
+                log.error("%s", self.unavailable)
             return
+        if not settings.history:
+            log.info("request history is off; the %d requests stored while it was on age out after %d days",
+                     self.store.counts()["requests"], settings.history_retention_days)
+        # Off, the recorder is handed nothing (see app.py) but still purges by age and size.
         self.recorder = HistoryRecorder(self.store, settings.history_retention_days, settings.history_max_mb,
                                         settings.history_max_text_chars)
 
     @property
     def on(self) -> bool:
-        return self.store is not None
+        return self.settings.history and self.store is not None
 
     def start(self) -> None:
         if self.recorder is not None:
@@ -86,7 +98,7 @@ class HistoryRoom:
     # ---- reading and feedback ------------------------------------------------------------
 
     def need_store(self) -> HistoryStore:
-        if self.store is None:
+        if self.store is None or not self.on:
             raise HistoryOffError(self.unavailable or OFF)
         return self.store
 
@@ -144,7 +156,9 @@ class HistoryRoom:
         return export_lines(store.with_feedback(task))
 
     def erase_before(self, before: Any) -> int:
-        store = self.need_store()
+        store = self.store  # off, what was stored while it was on can still be erased
+        if store is None:
+            raise HistoryOffError(self.unavailable or OFF)
         if before in (None, ""):
             raise InvalidInputError(
                 "缺少 before · say up to when to erase: DELETE /api/requests?before=2026-01-31 (a date or an ISO time, "
@@ -152,28 +166,43 @@ class HistoryRoom:
             )
         cutoff = parse_time("before", before)
         count = store.delete_before(cutoff)
-        store.checkpoint()
         log.info("request history: %d requests stored before %s erased on request", count, iso(cutoff))
+        if not store.checkpoint():
+            raise StorageError(wal_kept(count))
         return count
+
+
+def wal_kept(count: int) -> str:
+    """Why an erase is not complete: the rows are gone from the database, their copies not yet from its log."""
+    return (f"删除未完成 · {count} requests were erased from the database, but another program reading it "
+            "(an sqlite3 shell, a backup) kept SQLite from emptying its write-ahead log (seqgpt560m.db-wal), which "
+            "may still hold copies of their texts: close that program and erase again (the same request, or "
+            "scripts/erase_history.py)")
 
 
 def parse_time(name: str, value: Any) -> float:
     """Epoch seconds from a number, a date (2026-01-31, midnight UTC) or an ISO time (UTC unless it says)."""
     text = str(value).strip()
+    problem = InvalidInputError(
+        f"{name} 不是时间 · `{name}` is {text!r}: give a date (2026-01-31), an ISO time (2026-01-31T12:00:00Z) "
+        "or epoch seconds (years 1 to 9999)"
+    )
     try:
-        return float(text)
+        stamp = float(text)
     except ValueError:
-        pass
+        try:
+            if len(text) == 10:
+                return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC).timestamp()
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        except ValueError:
+            raise problem from None
+    # Epoch seconds must name a time (not nan or inf), one that iso() can write in the log line.
     try:
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC).timestamp()
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-    except ValueError:
-        raise InvalidInputError(
-            f"{name} 不是时间 · `{name}` is {text!r}: give a date (2026-01-31), an ISO time (2026-01-31T12:00:00Z) "
-            "or epoch seconds"
-        ) from None
+        datetime.fromtimestamp(stamp, UTC)
+    except (ValueError, OverflowError, OSError):
+        raise problem from None
+    return stamp
 
 
 def _whole(name: str, value: Any, default: int) -> int:

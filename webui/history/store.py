@@ -85,9 +85,11 @@ class HistoryStore:
             self._local.conn = conn
         return self._local.conn
 
-    def checkpoint(self) -> None:
-        """Copy the write-ahead log into the file and empty it, so erased texts leave no copy there either."""
-        self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    def checkpoint(self) -> bool:
+        """Copy the write-ahead log into the file and empty it, so erased texts leave no copy there either.
+        False when another connection's open read kept SQLite from emptying it (after its busy timeout)."""
+        busy, _, _ = self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
 
     # ---- writing ---------------------------------------------------------------------
 
