@@ -137,6 +137,26 @@ def test_a_mention_not_in_the_text_and_an_unknown_id_are_refused_clearly(client:
     assert client.get("/api/feedback/export", params={"task": "generate"}).status_code == 422
 
 
+def test_a_correction_names_what_the_request_asked_and_differs_from_the_answer(client: httpx.Client):
+    def refused(rid: str, expected: dict) -> str:
+        response = client.post(f"/api/requests/{rid}/feedback", json={"verdict": "wrong", "expected": expected})
+        assert response.status_code == 422, response.text
+        return response.json()["error"]
+
+    answer = post(client, "/api/classify", {"text": "快递三天没到", "labels": LABELS})
+    assert "not among the request's labels (投诉，咨询)" in refused(answer["request_id"], {"label": "天气"})
+    assert "same label" in refused(answer["request_id"], {"label": answer["label"]})
+
+    answer = post(client, "/api/extract", {"text": CONTRACT, "fields": ["公司名称"]})
+    rid = answer["request_id"]
+    assert "not among the request's fields" in refused(rid, {"fields": {"金额": ["120万元"]}})
+    assert "given twice" in refused(rid, {"fields": {"公司名称": ["北京星河科技有限公司"], " 公司名称 ": []}})
+    own = {name: [{key: m[key] for key in ("text", "start", "end")} for m in mentions]
+           for name, mentions in answer["fields"].items()}
+    assert "same mentions" in refused(rid, {"fields": own})
+    assert stored(client, rid)["feedback"] is None, "nothing refused was stored"
+
+
 def test_export_then_evaluate_gives_the_hand_counted_accuracy(client: httpx.Client, server: RunningServer,
                                                                 demo_model_dir: Path, tmp_path: Path):
     client.delete("/api/requests", params={"before": str(time.time() + 1)})  # only this test's feedback

@@ -35,9 +35,19 @@ def check_feedback(body: Any, record: Record, max_label_chars: int) -> tuple[str
     if not isinstance(expected, dict):
         raise InvalidInputError(f"expected 应为 JSON 对象 · `expected` must be a JSON object: {USAGE}")
     if record.task == "classify":
-        return verdict, {"label": _label(expected, max_label_chars)}
+        label = _label(expected, max_label_chars)
+        _offered("label", [label], record.answer.get("scores") if isinstance(record.answer, dict) else None)
+        if isinstance(record.answer, dict) and label == record.answer.get("label"):
+            raise InvalidInputError(_SAME.format(what=f"label {label!r}"))
+        return verdict, {"label": label}
     if record.task == "extract":
-        return verdict, {"fields": _fields(expected, record, max_label_chars)}
+        fields = _fields(expected, record, max_label_chars)
+        answered = record.answer.get("fields") if isinstance(record.answer, dict) else None
+        _offered("field", list(fields), answered)
+        if isinstance(answered, dict) and all(_spans(mentions) == _spans(answered.get(name, []))
+                                              for name, mentions in fields.items()):
+            raise InvalidInputError(_SAME.format(what="mentions"))
+        return verdict, {"fields": fields}
     text = expected.get("text")
     if set(expected) != {"text"} or not isinstance(text, str):
         raise InvalidInputError(
@@ -45,6 +55,28 @@ def check_feedback(body: Any, record: Record, max_label_chars: int) -> tuple[str
             '{"text": "the right answer"}'
         )
     return verdict, {"text": text}
+
+
+_SAME = ("更正与模型的答案相同 · the right answer sent gives the same {what} as the model's own answer: change it "
+         "to the right one, or mark the answer {{\"verdict\": \"correct\"}}")
+
+
+def _offered(kind: str, names: list[str], asked: Any) -> None:
+    """Corrections name what the request asked about: a label it offered, a field it asked for. ``asked``
+    is the answer's dict by those names (an answer of another shape is not checked)."""
+    if not isinstance(asked, dict):
+        return
+    unknown = [name for name in names if name not in asked]
+    if unknown:
+        raise InvalidInputError(
+            f"不是这个请求的{'标签' if kind == 'label' else '字段'} · {kind} {unknown[0]!r} is not among the "
+            f"request's {kind}s ({'，'.join(asked)}): a correction picks from those; to try another {kind}, send "
+            "the text again with it"
+        )
+
+
+def _spans(mentions: Any) -> set[tuple[Any, Any, Any]]:
+    return {(m.get("text"), m.get("start"), m.get("end")) for m in mentions if isinstance(m, dict)}
 
 
 def _label(expected: dict[str, Any], max_chars: int) -> str:
@@ -74,6 +106,9 @@ def _fields(expected: dict[str, Any], record: Record, max_chars: int) -> dict[st
             raise InvalidInputError(f"字段名不对 · field name {name!r} must be 1 to {max_chars} characters")
         if not isinstance(mentions, list):
             raise InvalidInputError(f"字段 {name} 的提及应为列表 · `{name}` must be a list of mentions, [] for none")
+        if name.strip() in checked:
+            raise InvalidInputError(f"字段重复 · field {name.strip()!r} is given twice: give each field once, with "
+                                    "all its mentions in one list")
         checked[name.strip()] = [_mention(name, mention, text) for mention in mentions]
     return checked
 
