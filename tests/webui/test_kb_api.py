@@ -73,6 +73,18 @@ def test_re_adding_replaces_passages_and_deleting_removes_them(kb_server) -> Non
         assert missing.status_code == 404 and "no document" in missing.json()["error"]
 
 
+def test_documents_sent_without_ids_never_replace_one_another(kb_server) -> None:
+    server, _ = kb_server
+    with server.client() as client:
+        first = _add(client, [{"text": "第一份文件：报销需附发票原件。"}])["documents"][0]["doc_id"]
+        second = _add(client, [{"text": "第二份文件：请假需提前三天申请。"}])["documents"][0]["doc_id"]
+        again = _add(client, [{"text": "第一份文件：报销需附发票原件。"}])["documents"][0]["doc_id"]
+        listed = {d["doc_id"] for d in client.get("/api/kb/documents").json()["documents"]}
+        assert first != second and again == first and {first, second} <= listed
+        for doc_id in (first, second):
+            client.delete(f"/api/kb/documents/{doc_id}")
+
+
 def test_a_file_upload_adds_one_document_per_row(kb_server) -> None:
     server, _ = kb_server
     rows = ('{"id": "faq-1", "text": "如何重置密码？在登录页点击忘记密码。"}\n'
@@ -124,6 +136,10 @@ BAD = [
     ("post", "/api/kb/documents", {"json": {"documents": [{"id": "a", "text": " "}]}}, 422, "no text"),
     ("post", "/api/kb/documents", {"json": {"documents": [{"id": "a/../b", "text": "x"}]}}, 422, "not valid"),
     ("post", "/api/kb/documents", {"json": {"documents": [{"id": "a", "text": "x", "meta": 3}]}}, 422, "meta"),
+    ("post", "/api/kb/documents", {"json": {"documents": [{"id": "a", "text": "甲"}, {"id": "a", "text": "乙"}]}},
+     422, "both have id 'a'"),
+    ("post", "/api/kb/documents", {"files": {"file": ("a.csv", "id,text\nk1,甲\nk1,乙\n".encode(), "text/csv")}},
+     422, "both have id 'k1'"),
     ("post", "/api/kb/documents", {"files": {"file": ("a.pdf", b"%PDF", "application/pdf")}}, 422, ".txt"),
     ("post", "/api/kb/documents", {"files": {"file": ("a.txt", b"\xff\xfe\xfa", "text/plain")}}, 422, "UTF-8"),
     ("post", "/api/kb/documents", {"files": {"file": ("a.csv", b"title\nx\n", "text/csv")}}, 422, "text"),

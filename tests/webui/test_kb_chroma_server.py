@@ -65,7 +65,7 @@ def test_the_same_code_stores_and_searches_on_a_chroma_server(chroma_url: str, e
     passage = kb.search(text, 5)[0]
     first = kb.search(passage.text, 5)[0]
     assert (first.doc_id, first.chunk_id) == (passage.doc_id, passage.chunk_id) and first.score >= 0.99
-    assert kb.store().schema_version == 1
+    assert kb.store().schema_version == 2
     # A second app on the same server sees the same base.
     other = KnowledgeBase(embedder, KbSettings(path=tmp_path / "unused", url=chroma_url))
     assert [d.doc_id for d in other.documents()] == ["guide"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ def _text(value: object, where: str) -> str:
 
 
 def from_json(body: Any, max_documents: int) -> list[NewDocument]:
-    """``{"documents": [{"id", "text", "meta"}]}``; the id defaults to the document's place in the list."""
+    """``{"documents": [{"id", "text", "meta"}]}``; without an id, one is made from the text (``content_id``)."""
     usage = 'send {"documents": [{"id": "guide-1", "text": "...", "meta": {"source": "..."}}]}'
     if not isinstance(body, dict) or not isinstance(body.get("documents"), list) or not body["documents"]:
         raise InvalidInputError(f"缺少文档 · `documents` must be a non-empty list: {usage}")
@@ -62,14 +63,35 @@ def from_json(body: Any, max_documents: int) -> list[NewDocument]:
     for n, item in enumerate(body["documents"]):
         if not isinstance(item, dict):
             raise InvalidInputError(f"文档格式有误 · documents[{n}] is not an object: {usage}")
-        doc_id = check_id(item.get("id", f"doc-{n}") if item.get("id") is not None else f"doc-{n}")
+        text = _text(item.get("text"), f"documents[{n}]")
+        doc_id = check_id(item["id"]) if item.get("id") is not None else content_id(text)
         meta = item.get("meta") or {}
         if not isinstance(meta, dict):
             raise InvalidInputError(
                 f"元数据格式有误 · documents[{n}].meta must be an object, e.g. {{\"source\": \"wiki\"}}"
             )
         name = str(meta.get("name") or doc_id)
-        docs.append(NewDocument(doc_id, name, _text(item.get("text"), f"documents[{n}]"), meta))
+        docs.append(NewDocument(doc_id, name, text, meta))
+    return _each_id_once(docs, [f"documents[{n}]" for n in range(len(docs))])
+
+
+def content_id(text: str) -> str:
+    """The id of a document sent without one: its text's digest, so that sending the same text again
+    replaces it, and another text never takes its place (ids by position in the request did)."""
+    return "doc-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _each_id_once(docs: list[NewDocument], places: list[str]) -> list[NewDocument]:
+    """Re-adding an id replaces its document, so two documents of one request with one id would keep
+    only the last: refused instead."""
+    first: dict[str, str] = {}
+    for doc, place in zip(docs, places, strict=True):
+        if doc.doc_id in first:
+            raise InvalidInputError(
+                f"文档编号重复 · {first[doc.doc_id]} and {place} both have id {doc.doc_id!r}, and one would replace "
+                "the other: give each document its own id (or none, to have one made from its text)"
+            )
+        first[doc.doc_id] = place
     return docs
 
 
@@ -88,7 +110,7 @@ def from_file(filename: str, data: bytes, max_documents: int) -> list[NewDocumen
     if suffix in TEXT_FILES:
         return [NewDocument(id_from_name(name), name, _text(content, name), {"file": name})]
     rows = _csv_rows(content) if suffix == ".csv" else _jsonl_rows(content, name)
-    docs = []
+    docs, places = [], []
     for line, row in rows:
         text = next((row[c] for c in TEXT_COLUMNS if isinstance(row.get(c), str) and row[c].strip()), None)
         if text is None:
@@ -97,6 +119,8 @@ def from_file(filename: str, data: bytes, max_documents: int) -> list[NewDocumen
         meta = {k: v for k, v in row.items()
                 if k not in TEXT_COLUMNS and k != "id" and isinstance(v, str | int | float)}
         docs.append(NewDocument(doc_id, doc_id, _text(text, f"{name} line {line}"), {"file": name, **meta}))
+        places.append(f"{name} line {line}")
+    _each_id_once(docs, places)
     if not docs:
         raise InvalidInputError(f"文件为空 · {name} has no rows: {FILE_HINT}")
     if len(docs) > max_documents:

@@ -3,6 +3,11 @@
 Two collections per vector size (so demo and real GTE vectors never mix): passages (text, offsets,
 document id; cosine HNSW index) and documents (one record each: name, passages, characters, meta).
 The documents collection carries the store's schema version, migrated forward on open.
+
+Chroma has no transaction across the two collections, so a document's record is its commit mark: it
+is written first marked incomplete, then the passages, then marked complete. A document whose writing
+was cut short (the app killed or restarted) is found on the next open by that mark, and its passages
+are removed, so nothing half-written is searched and every passage belongs to a listed document.
 Telemetry is off, and no embedding function is given: vectors always come from GTE, so Chroma
 never fetches a model of its own.
 """
@@ -24,10 +29,33 @@ from .passages import Passage
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-# Version n → n+1, run in order on open; none yet beyond the first version.
-MIGRATIONS: dict[int, Callable[[object, object], None]] = {}
+SCHEMA_VERSION = 2
 ADD_BATCH = 4000  # below Chroma's largest batch (5,461 here)
+SWEEP_BATCH = 5000  # passages' metadata read at a time by the version 1 -> 2 migration
+
+
+def _drop_orphan_passages(passages, documents) -> None:
+    """1 -> 2: version 1 wrote a document's passages before its record, so a document cut short left
+    passages that search found but nothing listed or could delete. Those passages are removed."""
+    orphans: set[str] = set()
+    offset = 0
+    while True:
+        found = passages.get(include=["metadatas"], limit=SWEEP_BATCH, offset=offset)
+        if not found["ids"]:
+            break
+        named = {m["doc_id"] for m in found["metadatas"]}
+        kept = set(documents.get(ids=sorted(named))["ids"]) if named else set()
+        orphans |= named - kept
+        offset += len(found["ids"])
+    for doc_id in sorted(orphans):
+        passages.delete(where={"doc_id": doc_id})
+    if orphans:
+        log.warning("knowledge base: removed the passages of %d documents whose adding was cut short (%s); "
+                    "add them again", len(orphans), ", ".join(sorted(orphans)[:10]))
+
+
+# Version n → n+1, run in order on open.
+MIGRATIONS: dict[int, Callable[[object, object], None]] = {1: _drop_orphan_passages}
 
 
 @dataclass(frozen=True)
@@ -92,6 +120,17 @@ class PassageStore:
         if version != SCHEMA_VERSION:
             self.documents.modify(metadata={"schema_version": SCHEMA_VERSION})
             log.info("knowledge base migrated from schema version %d to %d", version, SCHEMA_VERSION)
+        self._finish_cut_short()
+
+    def _finish_cut_short(self) -> None:
+        """Remove what documents cut short while being written left behind (see the module's note)."""
+        cut = self.documents.get(where={"complete": False})["ids"]
+        for doc_id in cut:
+            self.passages.delete(where={"doc_id": doc_id})
+            self.documents.delete(ids=[doc_id])
+        if cut:
+            log.warning("knowledge base: %d documents were being added when the app stopped and were removed "
+                        "(%s); add them again", len(cut), ", ".join(cut[:10]))
 
     @property
     def schema_version(self) -> int:
@@ -101,7 +140,10 @@ class PassageStore:
                 passages: list[Passage], vectors: np.ndarray) -> Document:
         """Store a document's passages, replacing any it had before."""
         document = Document(doc_id, name, len(passages), text_chars, time.time(), meta)
+        record = {"name": name, "chunks": document.chunks, "chars": text_chars, "added_at": document.added_at,
+                  "meta": json.dumps(meta, ensure_ascii=False)}
         with self._lock:
+            self.documents.upsert(ids=[doc_id], embeddings=[[1.0]], metadatas=[{**record, "complete": False}])
             self.passages.delete(where={"doc_id": doc_id})
             for first in range(0, len(passages), ADD_BATCH):
                 part = passages[first : first + ADD_BATCH]
@@ -112,11 +154,7 @@ class PassageStore:
                     metadatas=[{"doc_id": doc_id, "chunk_id": p.chunk_id, "start": p.start, "end": p.end}
                                for p in part],
                 )
-            self.documents.upsert(
-                ids=[doc_id], embeddings=[[1.0]],
-                metadatas=[{"name": name, "chunks": document.chunks, "chars": text_chars,
-                            "added_at": document.added_at, "meta": json.dumps(meta, ensure_ascii=False)}],
-            )
+            self.documents.upsert(ids=[doc_id], embeddings=[[1.0]], metadatas=[{**record, "complete": True}])
         return document
 
     def delete(self, doc_id: str) -> bool:
@@ -124,6 +162,7 @@ class PassageStore:
         with self._lock:
             if not self.documents.get(ids=[doc_id])["ids"]:
                 return False
+            self.documents.upsert(ids=[doc_id], embeddings=[[1.0]], metadatas=[{"complete": False}])
             self.passages.delete(where={"doc_id": doc_id})
             self.documents.delete(ids=[doc_id])
         return True
@@ -134,6 +173,7 @@ class PassageStore:
             Document(doc_id, m["name"], int(m["chunks"]), int(m["chars"]), float(m["added_at"]),
                      json.loads(m.get("meta") or "{}"))
             for doc_id, m in zip(found["ids"], found["metadatas"], strict=True)
+            if m.get("complete", True)  # one being written now is not listed yet
         ]
         return sorted(docs, key=lambda d: (d.added_at, d.doc_id))
 
