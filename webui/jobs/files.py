@@ -21,6 +21,9 @@ from model_loader.text.files import json_lines
 from ..batch.files import FORMATS, TEXT_COLUMNS, BatchFileError, neutralise_formula
 
 READ_CHUNK = 1 << 20
+# csv's default refuses a whole file over one cell above 131,072 characters; a long text is one row's
+# problem (SEQGPT_MAX_TEXT_CHARS fails that row alone), and the upload's size bounds any cell.
+csv.field_size_limit(2**31 - 1)
 # Keys the results add to each row; a user's column of the same name is carried as input_<name>.
 RESULT_KEYS = ("row", "label", "scores", "score", "fields", "error")
 
@@ -100,6 +103,9 @@ class InputReader:
                 text = record[column].strip() if column < len(record) else ""
                 problem = "" if text else (f"此行没有文本 · row {n} has no text in column `{self.text_column}`: "
                                            "fill it in, or remove the row")
+                if len(record) > len(self.columns):  # the cells past the header would be lost
+                    problem = (f"此行的列数多于表头 · row {n} has {len(record)} cells but the header names "
+                               f"{len(self.columns)} columns: a text with commas goes in double quotes")
                 yield InputRow(source, text, problem)
         except csv.Error as exc:
             raise BatchFileError(
@@ -135,6 +141,11 @@ class InputReader:
                                        f'write one JSON object such as {{"{key}": "..."}} per line')
                 continue
             source = value if isinstance(value, dict) else {key: value}
+            if not _unicode(source):  # JSON's \ud800 escapes decode to what no UTF-8 store can hold
+                yield InputRow(_replaced(source), "", f"此行含有无效字符 · line {n} holds a lone surrogate "
+                                                      r"(an escape such as \ud800 without its pair), which is no "
+                                                      "text: fix or remove those escapes")
+                continue
             for name in source:
                 if name not in seen:
                     seen[name] = None
@@ -144,6 +155,21 @@ class InputReader:
                 yield InputRow(source, "", f'此行没有文本 · line {n} has no text: write {{"{key}": "..."}}')
             else:
                 yield InputRow(source, text.strip())
+
+
+def _unicode(value: Any) -> bool:
+    """Whether every string in ``value`` (keys included) can be written as UTF-8."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _replaced(value: Any) -> Any:
+    """``value`` with each lone surrogate of its strings replaced by U+FFFD."""
+    return json.loads(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+                      .decode("utf-8", "replace"))
 
 
 def carried(source: dict[str, Any], reserved: Iterable[str] = RESULT_KEYS) -> dict[str, Any]:
@@ -158,9 +184,11 @@ def jsonl_line(row: int, source: dict[str, Any], result: dict[str, Any] | None, 
 
 
 def csv_header(task: str, columns: list[str], names: list[str]) -> list[str]:
+    """Formula-safe like every cell: a header is a cell a spreadsheet runs too."""
     results = ["label", "score"] if task == "classify" else list(names)
     reserved = {*RESULT_KEYS, *results}
-    return [f"input_{name}" if name in reserved else name for name in columns] + ["row", *results, "error"]
+    header = [f"input_{name}" if name in reserved else name for name in columns] + ["row", *results, "error"]
+    return [neutralise_formula(cell) for cell in header]
 
 
 def csv_line(

@@ -22,7 +22,7 @@ from ..store.db import DatabaseError, default_path
 from .errors import JobLimitError, JobNotFoundError, StorageError
 from .files import InputReader, check_format
 from .runner import JobRunner
-from .store import Job, JobStore, storage_errors
+from .store import Job, JobStore, storage_errors, too_many_waiting
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +106,7 @@ class JobsRoom:
     def check_room(self) -> None:
         waiting = self.need_store().count_waiting()
         if waiting >= self.settings.jobs_max_queued:
-            raise JobLimitError(
-                f"等待的任务过多 · {waiting} jobs are already waiting, the limit is {self.settings.jobs_max_queued}: "
-                "try again when one has started, cancel one, or raise SEQGPT_JOBS_MAX_QUEUED"
-            )
+            raise JobLimitError(too_many_waiting(waiting, self.settings.jobs_max_queued))
 
     def submit(self, request: JobRequest, source: BinaryIO, filename: str) -> Job:
         """Copy the upload into the workspace, then read all its rows into the store in one transaction."""
@@ -125,7 +122,7 @@ class JobsRoom:
             # Saved under the job's id; the user's name is metadata only, cleaned of path parts and control characters.
             name = upload_name(filename, f"upload{suffix}")
             job = store.create(job_id, request.task, request.names, request.options, name, size,
-                               reader, self.settings.jobs_max_rows)
+                               reader, self.settings.jobs_max_rows, self.settings.jobs_max_queued)
             with storage_errors("the uploaded file"):
                 (self.files_dir / job_id).mkdir(exist_ok=True)
                 os.replace(part, self.files_dir / job_id / f"input{suffix}")

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..batch.files import BatchFileError
 from ..store.db import connect, open_database, transaction
-from .errors import StorageError
+from .errors import JobLimitError, StorageError
 from .files import InputReader
 
 log = logging.getLogger(__name__)
@@ -118,12 +118,16 @@ class JobStore:
     # ---- creating ----------------------------------------------------------------------
 
     def create(self, job_id: str, task: str, names: list[str], options: dict[str, Any], input_name: str,
-               input_bytes: int, reader: InputReader, max_rows: int) -> Job:
-        """The job and all its rows in one transaction: a crash half way leaves no job at all."""
+               input_bytes: int, reader: InputReader, max_rows: int, max_waiting: int | None = None) -> Job:
+        """The job and all its rows in one transaction: a crash half way leaves no job at all. With
+        ``max_waiting``, refused when that many jobs already wait, counted inside the transaction so
+        that submits at the same moment cannot all pass."""
         conn = self._conn()
         with storage_errors("the job's rows"), transaction(conn):
+            if max_waiting is not None and (waiting := self.count_waiting()) >= max_waiting:
+                raise JobLimitError(too_many_waiting(waiting, max_waiting))
             rows = iter(reader)
-            total = 0
+            total = runnable = 0
             while batch := list(islice(rows, INSERT_BATCH)):
                 if total + len(batch) > max_rows:
                     raise BatchFileError(
@@ -139,9 +143,15 @@ class JobStore:
                     ],
                 )
                 total += len(batch)
+                runnable += sum(not item.problem for item in batch)
             if total == 0:
                 raise BatchFileError(
                     "文件里没有文本 · the file has no texts: put one text per row (CSV column `text`, JSONL key `text`)"
+                )
+            if runnable == 0:  # every row would fail: a file to fix, not a job to run
+                raise BatchFileError(
+                    f"文件里没有可运行的文本 · none of the file's {total} rows has a text in `{reader.text_column}`: "
+                    "put one text per row (CSV column `text`, JSONL key `text`), or name the column with text_column"
                 )
             conn.execute(
                 f"INSERT INTO jobs ({_JOB_COLUMNS}) "
@@ -291,6 +301,11 @@ class JobStore:
 
     def count_waiting(self) -> int:
         return self._conn().execute("SELECT count(*) FROM jobs WHERE state = 'queued'").fetchone()[0]
+
+
+def too_many_waiting(waiting: int, limit: int) -> str:
+    return (f"等待的任务过多 · {waiting} jobs are already waiting, the limit is {limit}: "
+            "try again when one has started, cancel one, or raise SEQGPT_JOBS_MAX_QUEUED")
 
 
 class storage_errors:  # noqa: N801 - used as a statement: ``with storage_errors(...)``
