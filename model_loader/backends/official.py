@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from ..hf import transformers_names
 from ..model.bloom_weights import BLOCK_PARTS, EMBEDDING, EMBEDDING_NORM, FINAL_NORM, BloomWeights, Linear, Norm
 from ..model.loading import LoadedModel
 from ..results import Classification, Extraction, Generation
@@ -83,7 +84,7 @@ class OfficialBackend:
 def build_reference_model(config: dict, weights: BloomWeights):
     """A transformers BloomForCausalLM that shares the engine's weight tensors (no second copy,
     except of matrices the engine holds packed for oneDNN, which transformers cannot read)."""
-    from transformers import BloomConfig, BloomForCausalLM
+    BloomConfig, BloomForCausalLM = transformers_names("BloomConfig", "BloomForCausalLM")
 
     dtype = _plain_weight(weights.blocks[0].qkv).dtype
     embedding = weights.embedding.to(dtype)  # a real copy where the engine keeps it memory-mapped

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..hf import transformers_names
 from ..model.demo import _CORPUS as SEQGPT_CORPUS
 from ..model.demo import DEMO_MARKER
 
@@ -55,7 +56,10 @@ def _train_tokenizer(vocab_size: int):
 def build_demo_embedding_model(out_dir: Path, full_size: bool = False, seed: int = 0) -> Path:
     """Write a GTE-shaped BERT (random weights) and its tokenizer to ``out_dir`` in the sentence-transformers layout."""
     import torch
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    BertConfig, BertModel, PreTrainedTokenizerFast = transformers_names(
+        "BertConfig", "BertModel", "PreTrainedTokenizerFast"
+    )
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelLoadError
+from ..hf import transformers_names
 from ..model.cpu_dtype import auto_cpu_dtype
 from ..model.demo import DEMO_MARKER
 from .demo import build_demo_embedding_model
@@ -147,7 +148,8 @@ class Embedder:
 
     def _load(self, started: float) -> None:
         import torch
-        from transformers import AutoModel, AutoTokenizer
+
+        AutoModel, AutoTokenizer = transformers_names("AutoModel", "AutoTokenizer")
 
         model_dir, is_demo = self._model_dir()
         pooling = read_pooling(model_dir)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..hf import transformers_names
+
 DEMO_MARKER = "DEMO_WEIGHTS.md"
 
 # Text the tokenizer is trained on: SeqGPT's prompt vocabulary plus ordinary
@@ -45,7 +47,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path, max_le
 
     The demo weights and the benchmark's full-size random-weight model both use it."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    PreTrainedTokenizerFast, = transformers_names("PreTrainedTokenizerFast")
 
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -77,7 +79,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: Path, max_le
 def build_demo_model(out_dir: Path, vocab_size: int = 1200, seed: int = 0) -> Path:
     """Write a tiny SeqGPT-shaped model to ``out_dir`` in the Hugging Face layout."""
     import torch
-    from transformers import BloomConfig, BloomForCausalLM
+
+    BloomConfig, BloomForCausalLM = transformers_names("BloomConfig", "BloomForCausalLM")
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

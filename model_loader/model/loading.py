@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelLoadError, SettingsError
+from ..hf import transformers_names
 from ..settings import Settings
 from .bloom_weights import EMBEDDING, BloomWeights
 from .cpu_dtype import auto_cpu_dtype
@@ -135,7 +136,8 @@ def _read_weights(
 def load_model(settings: Settings, device: str | None = None) -> LoadedModel:
     """Load weights and tokenizer; every failure is a ModelLoadError that says how to fix it."""
     import torch
-    from transformers import AutoTokenizer
+
+    AutoTokenizer, = transformers_names("AutoTokenizer")
 
     weight_file = check_model_dir(settings.model_dir)
     device = resolve_device(device or settings.device)
