@@ -36,14 +36,14 @@ def check_feedback(body: Any, record: Record, max_label_chars: int) -> tuple[str
         raise InvalidInputError(f"expected 应为 JSON 对象 · `expected` must be a JSON object: {USAGE}")
     if record.task == "classify":
         label = _label(expected, max_label_chars)
-        _offered("label", [label], record.answer.get("scores") if isinstance(record.answer, dict) else None)
+        _offered("label", [label], _asked(record, "labels", "scores"))
         if isinstance(record.answer, dict) and label == record.answer.get("label"):
             raise InvalidInputError(_SAME.format(what=f"label {label!r}"))
         return verdict, {"label": label}
     if record.task == "extract":
         fields = _fields(expected, record, max_label_chars)
         answered = record.answer.get("fields") if isinstance(record.answer, dict) else None
-        _offered("field", list(fields), answered)
+        _offered("field", list(fields), _asked(record, "fields", "fields"))
         if isinstance(answered, dict) and all(_spans(mentions) == _spans(answered.get(name, []))
                                               for name, mentions in fields.items()):
             raise InvalidInputError(_SAME.format(what="mentions"))
@@ -73,6 +73,14 @@ def _offered(kind: str, names: list[str], asked: Any) -> None:
             f"request's {kind}s ({'，'.join(asked)}): a correction picks from those; to try another {kind}, send "
             "the text again with it"
         )
+
+
+def _asked(record: Record, input_key: str, answer_key: str) -> Any:
+    """What the request asked about: its input's list of labels or fields, else its answer's keys."""
+    asked = record.input.get(input_key)
+    if isinstance(asked, list) and all(isinstance(name, str) for name in asked):
+        return {name.strip(): None for name in asked}
+    return record.answer.get(answer_key) if isinstance(record.answer, dict) else None
 
 
 def _spans(mentions: Any) -> set[tuple[Any, Any, Any]]:
