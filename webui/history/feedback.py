@@ -63,7 +63,7 @@ _SAME = ("更正与模型的答案相同 · the right answer sent gives the same
 
 def _offered(kind: str, names: list[str], asked: Any) -> None:
     """Corrections name what the request asked about: a label it offered, a field it asked for. ``asked``
-    is the answer's dict by those names (an answer of another shape is not checked)."""
+    is a dict by those names (see ``_asked``); anything else is not checked."""
     if not isinstance(asked, dict):
         return
     unknown = [name for name in names if name not in asked]

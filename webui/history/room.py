@@ -41,7 +41,8 @@ class HistoryRoom:
             return
         try:
             self.store = HistoryStore(path)
-            if not settings.history and not self.store.counts()["requests"]:
+            kept = 0 if settings.history else self.store.counts()["requests"]
+            if not settings.history and not kept:
                 self.store = None  # off, and nothing kept from when it was on
                 return
         except (DatabaseError, sqlite3.Error) as exc:
@@ -52,7 +53,7 @@ class HistoryRoom:
             return
         if not settings.history:
             log.info("request history is off; the %d requests stored while it was on age out after %d days",
-                     self.store.counts()["requests"], settings.history_retention_days)
+                     kept, settings.history_retention_days)
         # Off, the recorder is handed nothing (see app.py) but still purges by age and size.
         self.recorder = HistoryRecorder(self.store, settings.history_retention_days, settings.history_max_mb,
                                         settings.history_max_text_chars)

@@ -4,12 +4,13 @@ Two collections per vector size (so demo and real GTE vectors never mix): passag
 document id; cosine HNSW index) and documents (one record each: name, passages, characters, meta).
 The documents collection carries the store's schema version, migrated forward on open.
 
+Telemetry is off, and no embedding function is given: vectors always come from GTE, so Chroma
+never fetches a model of its own.
+
 Chroma has no transaction across the two collections, so a document's record is its commit mark: it
 is written first marked incomplete, then the passages, then marked complete. A document whose writing
 was cut short (the app killed or restarted) is found on the next open by that mark, and its passages
 are removed, so nothing half-written is searched and every passage belongs to a listed document.
-Telemetry is off, and no embedding function is given: vectors always come from GTE, so Chroma
-never fetches a model of its own.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class PassageStore:
             f"documents-d{dimensions}", metadata={"schema_version": SCHEMA_VERSION}, embedding_function=None
         )
         self._migrate()
+        self._finish_cut_short()
 
     def _migrate(self) -> None:
         version = int((self.documents.metadata or {}).get("schema_version", 0))
@@ -120,7 +122,6 @@ class PassageStore:
         if version != SCHEMA_VERSION:
             self.documents.modify(metadata={"schema_version": SCHEMA_VERSION})
             log.info("knowledge base migrated from schema version %d to %d", version, SCHEMA_VERSION)
-        self._finish_cut_short()
 
     def _finish_cut_short(self) -> None:
         """Remove what documents cut short while being written left behind (see the module's note)."""
