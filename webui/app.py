@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 import gradio as gr
@@ -17,7 +18,8 @@ from serving.remote import RemoteEngine
 
 from .api.docs import render_docs
 from .api.middleware import BasicAuthMiddleware, RequestIdMiddleware
-from .api.routes import build_api_router, error_response, route_error
+from .api.route_table import RouteTable, route_table
+from .api.routes import build_api_router, error_response
 from .batch.tab import batch_dir
 from .evaluate.routes import build_evaluate_router
 from .history.metrics import watch_history
@@ -74,20 +76,25 @@ def build_app(engine: EngineAPI, settings: ServerSettings, clock: ShutdownClock 
     # Routes first: the Gradio mount at "/" catches every path not matched before it. The
     # evaluation route comes before the API router, whose last route answers any other /api/ path.
     ctx = UiContext(engine, service, settings, jobs, history)
-    app.include_router(build_evaluate_router(ctx))
     # The knowledge base uses the engine's GTE; behind replicas (no embedder in the engine) one of its own.
     embedder = getattr(engine, "embedder", None) or Embedder()
     kb = KnowledgeBase(embedder, KbSettings.from_env(workspace=settings.workspace))
     summaries = SummaryMetrics(metrics.registry)
-    app.include_router(build_kb_router(engine, service, kb, summaries))
-    app.include_router(build_history_router(history, service))
+    routers = (
+        build_evaluate_router(ctx),
+        build_kb_router(engine, service, kb, summaries),
+        build_history_router(history, service),
+        build_jobs_router(jobs, service),
+        build_api_router(engine, service, metrics.render),
+    )
+    for router in routers:
+        app.include_router(router)
+    app.state.route_table = RouteTable([*app.routes, *(route for router in routers for route in router.routes)])
     app.router.on_startup.append(history.start)
     app.router.on_shutdown.append(history.stop)
-    app.include_router(build_jobs_router(jobs, service))
     # The runner starts with the server (it waits for the model itself) and stops with it.
     app.router.on_startup.append(jobs.start)
     app.router.on_shutdown.append(jobs.stop)
-    app.include_router(build_api_router(engine, service, metrics.render))
 
     blocks = build_blocks(ctx, gpu, (kb, summaries))
     results = batch_dir(ctx)
@@ -106,9 +113,10 @@ def build_app(engine: EngineAPI, settings: ServerSettings, clock: ShutdownClock 
         css=CSS,
         head=page_script(),
     )
+    not_found = _route_not_found(app)
     for routed in (app, _mounted_ui(app)):
-        routed.add_exception_handler(404, _route_not_found)
-        routed.add_exception_handler(405, _route_not_found)
+        routed.add_exception_handler(404, not_found)
+        routed.add_exception_handler(405, not_found)
     # Added last, so they wrap everything; the request id outermost, so a refused login has one too.
     if settings.auth is not None:
         app.add_middleware(BasicAuthMiddleware, user=settings.auth[0], password=settings.auth[1])
@@ -121,13 +129,20 @@ def _mounted_ui(app: FastAPI) -> FastAPI:
     return cast(FastAPI, next(route.app for route in app.routes if isinstance(route, Mount)))
 
 
-async def _route_not_found(request: Request, exc: Exception) -> JSONResponse:
+def _route_not_found(app: FastAPI) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
     """404 and 405 anywhere, in the UI's routes too, answer in the API's shape: error and request id."""
-    status = exc.status_code if isinstance(exc, HTTPException) else 404
-    error = route_error(request.method, request.url.path, status)
-    detail = getattr(exc, "detail", None)
-    if status == 404 and detail not in (None, "Not Found"):
-        # A route that exists said what it did not find (a file, a session): keep its words.
-        error = RouteError(f"没有找到 · not found: {detail}", status=404)
-    log.info("%s %s answered %d", request.method, request.url.path, error.status)
-    return error_response(error)
+
+    async def route_not_found(request: Request, exc: Exception) -> JSONResponse:
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        error = route_table(app).error(request.method, request.url.path)
+        detail = getattr(exc, "detail", None)
+        if status == 404 and detail not in (None, "Not Found"):
+            # A route that exists said what it did not find (a file, a session): keep its words.
+            error = RouteError(f"没有找到 · not found: {detail}", status=404)
+        elif status == 405 and error.status == 404:
+            # A UI route (not in the table) that takes other methods.
+            error = RouteError(f"方法不允许 · {request.method} is not allowed on {request.url.path}", status=405)
+        log.info("%s %s answered %d", request.method, request.url.path, error.status)
+        return error_response(error)
+
+    return route_not_found

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from servers import RunningServer, start_server, stop_server
 
@@ -95,6 +98,27 @@ def test_a_file_upload_adds_one_document_per_row(kb_server) -> None:
         assert [d["doc_id"] for d in response.json()["documents"]] == ["faq-1", "faq.jsonl:2"]
 
 
+def test_uploading_an_edited_file_again_replaces_what_its_earlier_upload_added(kb_server) -> None:
+    server, _ = kb_server
+    first = "text\n退货须在七天内申请。\n运费由买家承担。\n发票随货寄出。\n"
+    edited = "text\n退货须在十五天内申请。\n发票随货寄出。\n"  # the second row deleted, the first changed
+    with server.client() as client:
+        _add(client, [{"id": "kept-by-id", "text": POLICY, "meta": {"file": "other.csv"}}])
+        added = client.post("/api/kb/documents", files={"file": ("policy.csv", first.encode(), "text/csv")})
+        assert added.status_code == 200 and added.json()["removed"] == []
+        again = client.post("/api/kb/documents", files={"file": ("policy.csv", edited.encode(), "text/csv")})
+        assert again.status_code == 200, again.text
+        assert again.json()["removed"] == ["policy.csv:4"]
+        listed = {d["doc_id"] for d in client.get("/api/kb/documents").json()["documents"]}
+        assert {"policy.csv:2", "policy.csv:3", "kept-by-id"} <= listed and "policy.csv:4" not in listed
+        texts = [h["text"] for h in client.post("/api/kb/search", json={"query": "运费由买家承担", "top_k": 20})
+                 .json()["hits"]]
+        assert not any("运费" in text for text in texts), "the deleted row is no longer found"
+        assert not any("七天" in text for text in texts), "nor the row's earlier text"
+        for doc_id in ("policy.csv:2", "policy.csv:3", "kept-by-id"):
+            client.delete(f"/api/kb/documents/{doc_id}")
+
+
 def test_summaries_carry_their_health_figures_and_feed_the_metrics(kb_server) -> None:
     server, _ = kb_server
     with server.client() as client:
@@ -144,7 +168,11 @@ BAD = [
     ("post", "/api/kb/documents", {"files": {"file": ("a.txt", b"\xff\xfe\xfa", "text/plain")}}, 422, "UTF-8"),
     ("post", "/api/kb/documents", {"files": {"file": ("a.csv", b"title\nx\n", "text/csv")}}, 422, "text"),
     ("post", "/api/kb/documents", {"files": {"file": ("a.txt", b"x" * (10 * 1024 * 1024 + 10), "text/plain")}},
-     413, "more than"),
+     413, "SEQGPT_KB_MAX_UPLOAD_BYTES"),
+    ("post", "/api/kb/documents", {"json": {"documents": [{"id": "a", "text": "x" * (10 * 1024 * 1024 + 10)}]}},
+     413, "SEQGPT_KB_MAX_UPLOAD_BYTES"),
+    ("post", "/api/kb/search", {"json": {"query": "长" * 30_000}}, 413, "shorter query"),
+    ("post", "/api/kb/ask", {"json": {"query": "长" * 30_000}}, 413, "shorter query"),
     ("delete", "/api/kb/documents/nope", {}, 404, "no document"),
     ("post", "/api/summarize", {"json": {"text": ""}}, 422, "text"),
     ("post", "/api/summarize", {"json": {"text": "abc", "max_chars": 0}}, 422, "max_chars"),
@@ -169,6 +197,44 @@ def test_bad_input_on_every_route_gets_a_bilingual_4xx_with_the_request_id(
         assert words in body["error"]
         assert any("\u4e00" <= ch <= "\u9fff" for ch in body["error"])  # the Chinese half
         assert client.get("/health").status_code == 200  # still serving
+
+
+def new_open_files(pid: int, before: set[str]) -> dict[str, int]:
+    """The regular files the process holds open that it did not hold in ``before``, with their sizes."""
+    found = {}
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target, info = os.readlink(fd), fd.stat()
+        except OSError:  # closed while we looked
+            continue
+        if stat.S_ISREG(info.st_mode) and target not in before:
+            found[target] = info.st_size
+    return found
+
+
+def test_a_chunked_upload_over_the_limit_is_refused_as_it_streams_not_spooled_whole(kb_server) -> None:
+    server, _ = kb_server
+    limit = 10 * 1024 * 1024  # SEQGPT_KB_MAX_UPLOAD_BYTES's default
+    pid = server.process.pid
+    before = set(new_open_files(pid, set()))
+    held: list[int] = []
+
+    def body():
+        yield b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="big.txt"\r\n\r\n'
+        for sent in range(0, 3 * limit, 1 << 16):
+            if sent in (2 * limit, 3 * limit - (1 << 20)):  # well past the limit: what is the server holding?
+                held.append(max(new_open_files(pid, before).values(), default=0))
+            yield b"x" * (1 << 16)
+        yield b"\r\n--b0undary--\r\n"
+
+    response = httpx.post(server.url + "/api/kb/documents", content=body(), timeout=120,
+                          headers={"Content-Type": "multipart/form-data; boundary=b0undary"})
+    assert response.request.headers.get("transfer-encoding") == "chunked"
+    assert response.status_code == 413, response.text
+    assert "SEQGPT_KB_MAX_UPLOAD_BYTES" in response.json()["error"] and response.json()["request_id"]
+    assert len(held) == 2 and max(held) <= limit + 128 * 1024, f"the server spooled {max(held):,} bytes"
+    with server.client() as client:
+        assert client.get("/health").status_code == 200
 
 
 def test_a_restart_keeps_the_knowledge_base(kb_server, demo_model_dir: Path) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from webui.jobs.errors import StorageError
 from webui.kb.passages import Passage
-from webui.kb.store import PassageStore, open_client
+from webui.kb.store import SCHEMA_VERSION, PassageStore, open_client
 
 DIMENSIONS = 8
 
@@ -57,3 +59,15 @@ def test_the_migration_from_version_1_removes_passages_no_document_owns(tmp_path
     assert reopened.schema_version == 2
     assert searched(reopened) == {"whole"} and reopened.count() == 3
     assert [d.doc_id for d in reopened.list_documents()] == ["whole"]
+
+
+def test_a_store_from_a_newer_app_is_refused_untouched_with_what_to_do(tmp_path: Path) -> None:
+    store = PassageStore(open_client(tmp_path), DIMENSIONS)
+    store.replace("whole", "whole", 20, {}, *passages("whole", 3))
+    store.documents.modify(metadata={"schema_version": SCHEMA_VERSION + 1})
+
+    with pytest.raises(StorageError, match="newer than this app") as refused:
+        PassageStore(open_client(tmp_path), DIMENSIONS)
+    assert "知识库" in str(refused.value) and "SEQGPT_KB_PATH" in str(refused.value)
+    assert store.documents.metadata["schema_version"] == SCHEMA_VERSION + 1
+    assert store.count() == 3

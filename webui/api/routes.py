@@ -20,8 +20,9 @@ from model_loader.tasks.options import ClassifyRequest, ExtractRequest, Generate
 from serving.replicas import ClusterStatus, replicas_json
 
 from ..logging_setup import REQUEST_ID
-from ..outcomes import INTERNAL, BodyTooLargeError, RouteError, outcome_of, response_headers, user_message
+from ..outcomes import INTERNAL, BodyTooLargeError, outcome_of, response_headers, user_message
 from ..service.request import RequestInfo, Service, not_ready_reason
+from .route_table import route_table
 from .schemas import (
     ClassifyBody,
     ExtractBody,
@@ -41,10 +42,6 @@ Call = tuple[RequestInfo, Callable[..., Any], tuple[Any, ...]]
 # still sending when the server answers and closes gets "connection reset" instead of the 413
 # (Python's urllib does). Beyond this bound the server answers at once and closes the connection.
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
-JSON_ROUTES = ("/api/classify", "/api/extract", "/api/generate")
-EVALUATE_ROUTE = "/api/evaluate"  # a multipart form, in evaluate_api.py
-POST_ROUTES = (*JSON_ROUTES, EVALUATE_ROUTE)
-GET_ROUTES = ("/health", "/metrics", "/api/docs", "/api/openapi.json")
 
 
 async def answer_in_thread(
@@ -89,7 +86,7 @@ def build_api_router(engine: EngineAPI, service: Service, render_metrics: Callab
         started = time.perf_counter()
         body: Any = None
         try:
-            body = await _json_body(request, max_body_bytes)
+            body = await read_json_body(request, max_body_bytes)
             checked = model.model_validate(body).checked(limits)
             info, fn, args = call(checked)
         except Exception as exc:  # every failure is answered; unexpected ones with a traceback
@@ -175,30 +172,11 @@ def build_api_router(engine: EngineAPI, service: Service, render_metrics: Callab
     )
     async def unknown(request: Request) -> JSONResponse:
         started = time.perf_counter()
-        error = route_error(request.method, request.url.path)
+        error = route_table(request.app).error(request.method, request.url.path)
         service.record(RequestInfo("route", "api", request.url.path), started, error)
         return error_response(error)
 
     return router
-
-
-def route_error(method: str, path: str, status: int = 404) -> RouteError:
-    """404 for a path the server does not have; 405 for a path called with a method it does not take."""
-    if path in POST_ROUTES and method != "POST":
-        body = "a multipart form (file, task)" if path == EVALUATE_ROUTE else "a JSON body"
-        return RouteError(
-            f"方法不允许 · {method} is not allowed on {path}: send POST with {body}; see /api/docs",
-            status=405, allow="POST",
-        )
-    if path in GET_ROUTES and method not in ("GET", "HEAD"):
-        return RouteError(f"方法不允许 · {method} is not allowed on {path}: send GET", status=405, allow="GET, HEAD")
-    if status == 405:
-        return RouteError(f"方法不允许 · {method} is not allowed on {path}", status=405)
-    return RouteError(
-        f"没有这个地址 · there is no {path}: the routes are {', '.join(POST_ROUTES)} (POST) and "
-        f"{', '.join(GET_ROUTES)} (GET); the API is described at /api/docs",
-        status=404,
-    )
 
 
 def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -206,11 +184,16 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
-async def _json_body(request: Request, max_bytes: int) -> Any:
-    """The parsed JSON body; a body over ``max_bytes`` is read to its end (up to a bound) and refused."""
+# How to get under the JSON routes' size limit; other routes name their own.
+TEXT_LIMIT_FIX = "send a shorter text (the limit follows SEQGPT_MAX_TEXT_CHARS and SEQGPT_MAX_PROMPT_CHARS)"
+
+
+async def read_json_body(request: Request, max_bytes: int, fix: str = TEXT_LIMIT_FIX) -> Any:
+    """The parsed JSON body; a body over ``max_bytes`` is read to its end (up to a bound) and refused with
+    a 413 whose message ends with ``fix``, what the sender can do about it."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > DRAIN_LIMIT_BYTES:
-        raise BodyTooLargeError(_too_large(int(declared), max_bytes), drained=False)
+        raise BodyTooLargeError(_too_large(int(declared), max_bytes, fix), drained=False)
     chunks: list[bytes] = []
     size = 0
     # Counted while it streams, so a chunked body (no Content-Length) is never held whole.
@@ -219,11 +202,11 @@ async def _json_body(request: Request, max_bytes: int) -> Any:
         if size <= max_bytes:
             chunks.append(chunk)
         elif size > DRAIN_LIMIT_BYTES:
-            raise BodyTooLargeError(_too_large(size, max_bytes, at_least=True), drained=False)
+            raise BodyTooLargeError(_too_large(size, max_bytes, fix, at_least=True), drained=False)
         else:
             chunks.clear()
     if size > max_bytes:
-        raise BodyTooLargeError(_too_large(size, max_bytes))
+        raise BodyTooLargeError(_too_large(size, max_bytes, fix))
     try:
         return json.loads(b"".join(chunks), parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
@@ -238,10 +221,10 @@ async def _json_body(request: Request, max_bytes: int) -> Any:
         ) from None
 
 
-def _too_large(size: int, max_bytes: int, at_least: bool = False) -> str:
+def _too_large(size: int, max_bytes: int, fix: str, at_least: bool = False) -> str:
     return (
         f"请求体过大 · the request body is {'more than ' if at_least else ''}{size:,} bytes, over the limit of "
-        f"{max_bytes:,}: send a shorter text (the limit follows SEQGPT_MAX_TEXT_CHARS and SEQGPT_MAX_PROMPT_CHARS)"
+        f"{max_bytes:,}: {fix}"
     )
 
 

@@ -6,10 +6,12 @@ import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.datastructures import FormData
 
 from evaluation import SUMMARY_CHARS
 from model_loader.errors import InvalidInputError
 
+from ..api.forms import read_form
 from ..api.routes import error_response
 from ..batch.tab import batch_dir
 from ..logging_setup import REQUEST_ID
@@ -42,8 +44,6 @@ FORM_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-dat
 
 def build_evaluate_router(ctx: UiContext) -> APIRouter:
     router = APIRouter()
-    # The form's other fields are small; the file is bounded by the batch limit.
-    max_body = ctx.settings.batch_max_bytes + 64 * 1024
 
     @router.post("/api/evaluate", openapi_extra=FORM_SCHEMA,
                  summary="评测 Evaluate: a labelled file in, accuracy / F1 and every prediction out")
@@ -51,7 +51,7 @@ def build_evaluate_router(ctx: UiContext) -> APIRouter:
         started = time.perf_counter()
         info = RequestInfo("evaluate", "api", "")
         try:
-            gold, max_chars = await _read_upload(request, ctx, max_body)
+            gold, max_chars = await _read_upload(request, ctx)
             records = await predict_all(ctx.service, gold, lambda _done: None, max_chars)
             report, _paths = write_outputs(gold, records, batch_dir(ctx) / REQUEST_ID.get())
         except Exception as exc:  # the outcome table says what each error means; a row's own errors stay in its record
@@ -63,17 +63,21 @@ def build_evaluate_router(ctx: UiContext) -> APIRouter:
     return router
 
 
-async def _read_upload(request: Request, ctx: UiContext, max_body: int):
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_body:
-        raise InvalidInputError(
-            f"文件过大 · the upload is {declared} bytes, more than {max_body}: evaluate a smaller sample")
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise InvalidInputError(USAGE)
+async def _read_upload(request: Request, ctx: UiContext):
+    limit = ctx.settings.batch_max_bytes
+
+    def too_large(size: int, at_least: bool) -> str:
+        return (f"文件过大 · the upload is {'more than ' if at_least else ''}{size:,} bytes, over the limit of "
+                f"{limit:,} (SEQGPT_BATCH_MAX_BYTES): evaluate a smaller sample")
+
+    form = await read_form(request, limit, too_large, USAGE, max_files=2, max_fields=5)
     try:
-        form = await request.form(max_files=2, max_fields=5)
-    except Exception as exc:  # Starlette raises its own error types for a malformed form
-        raise InvalidInputError(f"表单无法读取 · the form could not be read ({exc}): {USAGE}") from None
+        return await _read_fields(form, ctx)
+    finally:
+        await form.close()
+
+
+async def _read_fields(form: FormData, ctx: UiContext):
     upload, task, map_text = form.get("file"), form.get("task"), form.get("map") or ""
     if upload is None or isinstance(upload, str):
         raise InvalidInputError(f"缺少文件 · `file` is missing: {USAGE}")

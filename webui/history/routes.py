@@ -11,7 +11,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from ..api.routes import _json_body, answer_in_thread, error_response
+from ..api.routes import answer_in_thread, error_response, read_json_body
 from ..logging_setup import REQUEST_ID
 from ..service.request import RequestInfo, Service
 from .room import HistoryRoom, stored_json
@@ -62,7 +62,8 @@ def build_history_router(room: HistoryRoom, service: Service) -> APIRouter:
     async def feedback(request: Request, request_id: str) -> Any:
         started = time.perf_counter()
         try:
-            body = await _json_body(request, FEEDBACK_MAX_BYTES)
+            body = await read_json_body(request, FEEDBACK_MAX_BYTES,
+                                        f"send a shorter correction (at most {FEEDBACK_MAX_BYTES // 1024} KiB)")
         except Exception as exc:
             service.record(RequestInfo("feedback", "api", ""), started, exc)
             return error_response(exc)

@@ -8,21 +8,20 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 
 from model_loader.errors import InvalidInputError
 
+from ..api.forms import read_form
 from ..api.routes import answer_in_thread, error_response
 from ..logging_setup import REQUEST_ID
-from ..outcomes import BodyTooLargeError, RouteError
 from ..service.request import RequestInfo, Service
 from .files import csv_header, csv_line, csv_text, jsonl_line
 from .room import JobsRoom, too_large
 
 # Multipart framing and the form fields around the file.
-FORM_SLACK_BYTES = 64 * 1024
+FORM_USAGE = "send the file as multipart/form-data, e.g. curl -F file=@tickets.csv -F task=classify -F labels=投诉,咨询"
 _SUBMIT_FORM = {
     "requestBody": {
         "required": True,
@@ -54,16 +53,8 @@ def build_jobs_router(room: JobsRoom, service: Service) -> APIRouter:
         started = time.perf_counter()
         limit = room.settings.jobs_max_bytes
         try:
-            declared = request.headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > limit + FORM_SLACK_BYTES:
-                raise BodyTooLargeError(too_large(int(declared), limit), drained=False)
-            try:
-                form = await request.form(max_files=1, max_fields=16)
-            except HTTPException as exc:  # Starlette's words for a broken multipart body
-                raise InvalidInputError(
-                    f"请求不是有效的表单 · the request is not a valid multipart form ({exc.detail}): send the file "
-                    "as multipart/form-data, e.g. curl -F file=@tickets.csv -F task=classify -F labels=投诉,咨询"
-                ) from None
+            form = await read_form(request, limit, lambda size, at_least: too_large(size, limit, at_least),
+                                   FORM_USAGE, max_files=1, max_fields=16)
         except Exception as exc:
             service.record(RequestInfo("jobs", "api", ""), started, exc)
             return error_response(exc)
@@ -138,18 +129,5 @@ def build_jobs_router(room: JobsRoom, service: Service) -> APIRouter:
 
         return await answer(request, act, log_it=True)
 
-    # Before the API's catch-all, which would call these paths unknown rather than the method wrong.
-    for path, allow in (("/api/jobs", "GET, POST"), ("/api/jobs/{job_id}", "GET, DELETE"),
-                        ("/api/jobs/{job_id}/results", "GET")):
-        methods = [m for m in ("GET", "POST", "PUT", "PATCH", "DELETE") if m not in allow]
-        router.add_api_route(path, _wrong_method(allow), methods=methods, include_in_schema=False)
     return router
 
-
-def _wrong_method(allow: str) -> Any:
-    async def wrong_method(request: Request) -> JSONResponse:
-        error = RouteError(f"方法不允许 · {request.method} is not allowed on {request.url.path}: use {allow}",
-                           status=405, allow=allow)
-        return error_response(error)
-
-    return wrong_method

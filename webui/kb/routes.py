@@ -14,7 +14,8 @@ from model_loader.errors import InvalidInputError
 from model_loader.interface import EngineAPI
 from model_loader.tasks.options import SummarizeRequest
 
-from ..api.routes import _json_body, error_response
+from ..api.forms import read_form
+from ..api.routes import error_response, read_json_body
 from ..logging_setup import REQUEST_ID
 from ..outcomes import BodyTooLargeError, RouteError
 from ..service.request import RequestInfo, Service
@@ -23,6 +24,11 @@ from .schemas import SummaryMetrics, document_json, hit_json, json_object, summa
 from .service import KnowledgeBase
 
 USAGE_SEARCH = 'send {"query": "电脑蓝屏怎么办", "top_k": 5}'
+# A query is a question, not a document: its body is held to this.
+QUERY_MAX_BYTES = 64 * 1024
+QUERY_FIX = f"send a shorter query (a search or question body is at most {QUERY_MAX_BYTES // 1024} KiB)"
+UPLOAD_FIX = "split the documents over several uploads, or raise SEQGPT_KB_MAX_UPLOAD_BYTES"
+SUMMARY_FIX = "send a shorter text (the limit follows SEQGPT_MAX_TEXT_CHARS)"
 
 
 def build_kb_router(engine: EngineAPI, service: Service, kb: KnowledgeBase, summaries: SummaryMetrics) -> APIRouter:
@@ -44,9 +50,13 @@ def build_kb_router(engine: EngineAPI, service: Service, kb: KnowledgeBase, summ
     @router.post("/api/kb/documents")
     async def add_documents(request: Request) -> JSONResponse:
         async def work() -> dict[str, Any]:
-            docs = await _read_documents(request, kb)
-            stored = await anyio.to_thread.run_sync(kb.add, docs)
-            return {"documents": [{"doc_id": d.doc_id, "chunks": d.chunks} for d in stored]}
+            docs, file_name = await _read_documents(request, kb)
+            removed: list[str] = []
+            if file_name is None:
+                stored = await anyio.to_thread.run_sync(kb.add, docs)
+            else:
+                stored, removed = await anyio.to_thread.run_sync(kb.add_file, file_name, docs)
+            return {"documents": [{"doc_id": d.doc_id, "chunks": d.chunks} for d in stored], "removed": removed}
 
         return await answer("kb_add", "", work)
 
@@ -81,7 +91,7 @@ def build_kb_router(engine: EngineAPI, service: Service, kb: KnowledgeBase, summ
         body: dict[str, Any] = {}
 
         async def work() -> dict[str, Any]:
-            body.update(json_object(await _json_body(request, 64 * 1024), USAGE_SEARCH))
+            body.update(json_object(await read_json_body(request, QUERY_MAX_BYTES, QUERY_FIX), USAGE_SEARCH))
             query, top_k = kb.check_query(body.get("query"), body.get("top_k", 5))
             hits = await anyio.to_thread.run_sync(kb.search, query, top_k)
             return {"hits": [hit_json(h) for h in hits]}
@@ -92,7 +102,7 @@ def build_kb_router(engine: EngineAPI, service: Service, kb: KnowledgeBase, summ
     async def summarize(request: Request) -> JSONResponse:
         started = time.perf_counter()
         try:
-            body = await _json_body(request, 8 * engine.settings.max_text_chars + 4096)
+            body = await read_json_body(request, 8 * engine.settings.max_text_chars + 4096, SUMMARY_FIX)
             asked = summarize_request(body, engine.settings)
         except Exception as exc:  # refused before the model: logged here
             service.record(RequestInfo("summarize", "api", ""), started, exc)
@@ -111,7 +121,7 @@ def build_kb_router(engine: EngineAPI, service: Service, kb: KnowledgeBase, summ
     async def ask(request: Request) -> JSONResponse:
         started = time.perf_counter()
         try:
-            body = json_object(await _json_body(request, 64 * 1024), USAGE_SEARCH)
+            body = json_object(await read_json_body(request, QUERY_MAX_BYTES, QUERY_FIX), USAGE_SEARCH)
             query, top_k = kb.check_query(body.get("query"), body.get("top_k", 3))
             # The summary's length is checked now, with the query standing in for the texts found.
             max_chars = SummarizeRequest.checked(engine.settings, text=query, max_chars=body.get("max_chars")).max_chars
@@ -132,27 +142,27 @@ def build_kb_router(engine: EngineAPI, service: Service, kb: KnowledgeBase, summ
         return JSONResponse({"hits": [hit_json(h) for h in hits], "summary": summary,
                              "request_id": REQUEST_ID.get(), "latency_ms": latency})
 
-    async def _read_documents(request: Request, kb: KnowledgeBase) -> list[NewDocument]:
+    async def _read_documents(request: Request, kb: KnowledgeBase) -> tuple[list[NewDocument], str | None]:
+        """The documents sent, and the file's name when they came as an uploaded file."""
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
-            declared = request.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > limits.max_upload_bytes + 64 * 1024:
-                raise BodyTooLargeError(_too_large(int(declared)), drained=False)
+            form = await read_form(request, limits.max_upload_bytes, _too_large, FILE_HINT, max_files=1, max_fields=4)
             try:
-                form = await request.form(max_files=1, max_fields=4)
-            except Exception as exc:  # Starlette raises its own types for a malformed form
-                raise InvalidInputError(f"表单无法读取 · the form could not be read ({exc}): {FILE_HINT}") from None
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str):
-                raise InvalidInputError(f"缺少文件 · `file` is missing: {FILE_HINT}, e.g. curl -F file=@guide.txt")
-            data = await upload.read(limits.max_upload_bytes + 1)
+                upload = form.get("file")
+                if upload is None or isinstance(upload, str):
+                    raise InvalidInputError(f"缺少文件 · `file` is missing: {FILE_HINT}, e.g. curl -F file=@guide.txt")
+                data = await upload.read(limits.max_upload_bytes + 1)
+            finally:
+                await form.close()
             if len(data) > limits.max_upload_bytes:
                 raise BodyTooLargeError(_too_large(len(data)))
-            return from_file(upload.filename or "upload.txt", data, limits.max_documents)
-        return from_json(await _json_body(request, limits.max_upload_bytes), limits.max_documents)
+            name = upload.filename or "upload.txt"
+            return from_file(name, data, limits.max_documents), name
+        body = await read_json_body(request, limits.max_upload_bytes, UPLOAD_FIX)
+        return from_json(body, limits.max_documents), None
 
-    def _too_large(size: int) -> str:
-        return (f"文件过大 · the upload is {size:,} bytes, more than {limits.max_upload_bytes:,}: split it, "
-                "or raise SEQGPT_KB_MAX_UPLOAD_BYTES")
+    def _too_large(size: int, at_least: bool = False) -> str:
+        return (f"文件过大 · the upload is {'more than ' if at_least else ''}{size:,} bytes, over the limit of "
+                f"{limits.max_upload_bytes:,}: {UPLOAD_FIX}")
 
     return router

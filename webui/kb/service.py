@@ -17,6 +17,7 @@ from model_loader.embedding import Embedder
 from model_loader.errors import InvalidInputError
 from model_loader.text.prompts import check_unicode
 
+from ..jobs.errors import StorageError
 from .documents import NewDocument
 from .passages import split_passages
 from .settings import KbSettings
@@ -54,8 +55,16 @@ class KnowledgeBase:
         with self._store_lock:
             if self._store is None:
                 self.embedder.load()
-                client = open_client(self.settings.path, self.settings.url)
-                self._store = PassageStore(client, self.embedder.status.dimensions)
+                try:
+                    client = open_client(self.settings.path, self.settings.url)
+                    self._store = PassageStore(client, self.embedder.status.dimensions)
+                except StorageError:
+                    raise
+                except Exception as exc:  # chromadb's own errors: a folder it cannot use, a server down
+                    raise StorageError(
+                        f"知识库无法打开 · the knowledge base at {self.where} could not be opened ({exc}): check "
+                        "SEQGPT_KB_PATH (a writable folder) or SEQGPT_KB_URL (a running Chroma server)"
+                    ) from exc
                 log.info("knowledge base at %s: %d passages", self.where, self._store.count())
             return self._store
 
@@ -90,6 +99,21 @@ class KnowledgeBase:
         if on_progress is not None:
             on_progress(ingestion)
         return stored
+
+    def add_file(self, name: str, docs: list[NewDocument],
+                 on_progress: Callable[[Ingestion], None] | None = None) -> tuple[list[Document], list[str]]:
+        """Add a file's documents, then remove those an earlier upload of the same file name left and
+        this one lacks (rows since deleted; rows whose line-numbered id moved): an edited file replaces
+        its earlier self. Removed only once every new document is stored, so a failed upload loses nothing.
+        Returns the stored documents and the removed ids."""
+        stored = self.add(docs, on_progress)
+        kept = {doc.doc_id for doc in stored}
+        stale = [doc.doc_id for doc in self.documents() if doc.meta.get("file") == name and doc.doc_id not in kept]
+        for doc_id in stale:
+            self.store().delete(doc_id)
+        if stale:
+            log.info("knowledge base: %d documents of an earlier %s removed", len(stale), name)
+        return stored, stale
 
     def documents(self) -> list[Document]:
         return self.store().list_documents()

@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from ..jobs.errors import StorageError
 from .passages import Passage
 
 log = logging.getLogger(__name__)
@@ -113,9 +114,9 @@ class PassageStore:
     def _migrate(self) -> None:
         version = int((self.documents.metadata or {}).get("schema_version", 0))
         if version > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"the knowledge base is at schema version {version}, newer than this app's {SCHEMA_VERSION}: "
-                "upgrade the app, or point SEQGPT_KB_PATH at another folder"
+            raise StorageError(
+                f"知识库版本较新 · the knowledge base is at schema version {version}, newer than this app's "
+                f"{SCHEMA_VERSION}: upgrade the app, or point SEQGPT_KB_PATH at another folder"
             )
         for step in range(max(version, 1), SCHEMA_VERSION):
             MIGRATIONS[step](self.passages, self.documents)

@@ -119,22 +119,26 @@ def knowledge_tab(ctx: UiContext, kb: KnowledgeBase, summaries: SummaryMetrics) 
         start_ui_request()
         started = time.perf_counter()
         try:
-            if path:
-                docs = from_file(Path(path).name, Path(path).read_bytes(), kb.settings.max_documents)
-            else:
-                docs = from_json({"documents": [{"id": doc_id, "text": text}]}, kb.settings.max_documents)
             progress(0, desc="嵌入中 Embedding…")
 
             def report(ingestion: Any) -> None:
                 progress((ingestion.passages_done, max(1, ingestion.passages_total)), unit="passages")
 
-            stored = await anyio.to_thread.run_sync(kb.add, docs, report)
+            removed: list[str] = []
+            if path:
+                name = Path(path).name
+                docs = from_file(name, Path(path).read_bytes(), kb.settings.max_documents)
+                stored, removed = await anyio.to_thread.run_sync(kb.add_file, name, docs, report)
+            else:
+                docs = from_json({"documents": [{"id": doc_id, "text": text}]}, kb.settings.max_documents)
+                stored = await anyio.to_thread.run_sync(kb.add, docs, report)
         except Exception as exc:  # logged like every request, shown as a toast
             ctx.service.record(RequestInfo("kb_add", "ui", ""), started, exc)
             raise ui_error(exc) from None
         ctx.service.record(RequestInfo("kb_add", "ui", ""), started, None)
         lines = ", ".join(f"`{d.doc_id}` ({d.chunks} 段 passages)" for d in stored)
-        return f"已添加 Added: {lines}", await anyio.to_thread.run_sync(rows)
+        gone = f"\n\n已移除该文件旧版本中的 Removed, no longer in the file: {', '.join(removed)}" if removed else ""
+        return f"已添加 Added: {lines}{gone}", await anyio.to_thread.run_sync(rows)
 
     async def delete_document(doc_id: str) -> tuple[str, Any]:
         start_ui_request()
