@@ -102,13 +102,17 @@ class JobRunner:
     # ---- the loop ------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        # A job whose run an error cut short: still 'running' in the store, so take_next would never
+        # give it back; it is run again (from its last committed row) before any other.
+        interrupted: Job | None = None
         while not self._stop.is_set():
+            job = None
             try:
                 self._purge_expired()
                 if not self.engine.status.ready:
                     self._stop.wait(1.0)
                     continue
-                job = self.store.take_next()
+                job, interrupted = interrupted or self.store.take_next(), None
                 self.store.keep_reserve()
                 if job is None:
                     self._wake.wait(IDLE_WAIT_S)
@@ -116,7 +120,9 @@ class JobRunner:
                     continue
                 self._run(job)
             except Exception as exc:  # the runner must outlive anything a job or the disk throws at it
-                log.error("job runner: %s; trying again in %.0f s", exc, RETRY_WAIT_S,
+                interrupted = job
+                log.error("job runner: %s; trying again in %.0f s%s", exc, RETRY_WAIT_S,
+                          f", resuming job {job.id} after its last committed row" if job else "",
                           exc_info=not is_storage_problem(exc))
                 self._stop.wait(RETRY_WAIT_S)
             finally:

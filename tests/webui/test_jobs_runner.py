@@ -1,0 +1,72 @@
+"""The job runner on real SQLite and demo weights: an error in the middle of a job never leaves it stranded."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from model_loader import Engine, Settings
+from webui.jobs import runner as runner_module
+from webui.jobs.files import InputReader
+from webui.jobs.runner import JobRunner
+from webui.jobs.store import JobStore, RowOutcome
+from webui.service.gate import ModelGate
+from webui.store import db
+
+ROWS = ["快递三天没到", "能开发票吗", "质量太差了", "什么时候发货", "我要退款", "怎么开发票"]
+
+
+@pytest.fixture(scope="module")
+def engine(demo_model_dir: Path):
+    eng = Engine(Settings(model_dir=demo_model_dir, device="cpu"))
+    eng.load()
+    yield eng
+    eng.close()
+
+
+class LockedOnceStore(JobStore):
+    """A store whose first commit meets another program (a backup, the sqlite3 shell) holding the
+    database's write lock for longer than the busy timeout: SQLite answers "database is locked"."""
+
+    locked = False
+
+    def commit_chunk(self, job_id: str, first_row: int, outcomes: list[RowOutcome]) -> bool:
+        if self.locked:
+            return super().commit_chunk(job_id, first_row, outcomes)
+        self.locked = True
+        other = sqlite3.connect(self.path)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            return super().commit_chunk(job_id, first_row, outcomes)
+        finally:
+            other.rollback()
+            other.close()
+
+
+def test_a_job_whose_commit_met_a_locked_database_resumes_and_finishes_without_a_restart(
+    tmp_path: Path, engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_S", 0.2)  # how long a commit waits for the lock
+    monkeypatch.setattr(runner_module, "RETRY_WAIT_S", 0.2)
+    store = LockedOnceStore(tmp_path / "ws" / "seqgpt560m.db", tmp_path / "ws" / "jobs")
+    source = tmp_path / "rows.txt"
+    source.write_text("\n".join(ROWS) + "\n", encoding="utf-8")
+    store.create("j1", "classify", ["投诉", "咨询"], {}, source.name, source.stat().st_size,
+                 InputReader(source, source.name), 100)
+    runner = JobRunner(store, engine, ModelGate(1, 8), batch_rows=2, retention_days=7)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while (job := store.get("j1")).state in ("queued", "running"):
+            assert time.monotonic() < deadline, f"the job is stranded: {job}"
+            time.sleep(0.1)
+    finally:
+        runner.stop()
+    assert store.locked, "the first commit met the lock"
+    assert (job.state, job.rows_done, job.rows_failed) == ("done", len(ROWS), 0), job
+    results = list(store.results("j1"))
+    assert [row for row, _, _, _ in results] == list(range(1, len(ROWS) + 1)), "every row once, in order"
+    assert all(result["label"] in ("投诉", "咨询") for _, _, result, _ in results)
