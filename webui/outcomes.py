@@ -136,7 +136,7 @@ def user_message(exc: BaseException, request_id: str) -> str:
     outcome = outcome_of(exc)
     if outcome is INTERNAL:
         return (
-            "内部错误，详情见服务器日志 · Internal error while running the model; the server log has the "
+            "内部错误，详情见服务器日志 · Internal error; the server log has the "
             f"details under request id {request_id}"
         )
     if isinstance(exc, BusyError):

@@ -245,3 +245,15 @@ def test_with_history_off_nothing_is_stored_and_the_routes_say_how_to_turn_it_on
     assert {path.name: path.stat().st_size for path in db.parent.glob("seqgpt560m.db*")} == sizes
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM requests").fetchone()[0] == 0
+
+
+def test_every_recorded_task_can_be_filtered_and_a_misspelt_one_is_refused(client: httpx.Client):
+    summary = post(client, "/api/summarize", {"text": "独一无二的摘要文本：" + CONTRACT, "max_chars": 20})
+    assert stored(client, summary["request_id"])["task"] == "summarize"  # written, not just queued
+    found = client.get("/api/requests", params={"task": "summarize"}).json()["requests"]
+    assert summary["request_id"] in {item["request_id"] for item in found}
+    assert {item["task"] for item in found} == {"summarize"}
+
+    wrong = client.get("/api/requests", params={"task": "clasify"})
+    assert wrong.status_code == 422, wrong.text
+    assert "'clasify'" in wrong.json()["error"] and "classify, extract" in wrong.json()["error"]

@@ -22,6 +22,8 @@ from .store import FEEDBACK_FILTERS, HistoryStore, Stored
 log = logging.getLogger(__name__)
 
 MAX_LIMIT = 500
+# The tasks whose requests the service records (webui/service/request.py runs them on the model).
+RECORDED_TASKS = ("classify", "extract", "generate", "summarize", "kb_ask")
 OFF = ("请求历史未开启 · request history is off: set SEQGPT_HISTORY=on in seqgpt560m.env and restart "
        "(supervisorctl restart seqgpt560m); only requests answered after that are kept")
 
@@ -119,6 +121,11 @@ class HistoryRoom:
     def search(self, task: str | None, q: str | None, feedback: str | None, limit: Any,
                before: Any) -> list[Stored]:
         store = self.need_store()
+        if task and task not in RECORDED_TASKS and task not in store.tasks():
+            # A misspelt task would otherwise find nothing and look like an empty history.
+            raise InvalidInputError(
+                f"task 取值不对 · task is {task!r}: use one of {', '.join(RECORDED_TASKS)}, or leave it out"
+            )
         if feedback not in (None, "", *FEEDBACK_FILTERS):
             raise InvalidInputError(
                 f"feedback 取值不对 · feedback is {feedback!r}: use one of {', '.join(FEEDBACK_FILTERS)}, "

@@ -218,6 +218,10 @@ class HistoryStore:
             table.setdefault(task, dict.fromkeys(VERDICTS, 0))[verdict] = count
         return table
 
+    def tasks(self) -> set[str]:
+        """The tasks of the stored requests."""
+        return {row[0] for row in self._conn().execute("SELECT DISTINCT task FROM requests")}
+
     def total_bytes(self) -> int:
         return self._conn().execute("SELECT coalesce(sum(bytes), 0) FROM requests").fetchone()[0]
 
