@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from .attention import ATTENTION_DTYPE, AttentionChoice, Kernel, causal_bias, choose_attention, eager, widened
 from .bloom_weights import Block, BloomWeights, Linear, Norm, OutputProjection
+from .cpu_dtype import packed_bf16_projection, processor_flags
 from .half_kernel import HalfLinear, half_kernel_problem
 from .int8_weights import Int8Linear
 from .kv_cache import CacheLayout, PromptCache, PromptRoom, RowCache, SequenceCache
@@ -52,14 +53,19 @@ class BloomRunner:
         self.slopes = alibi_slopes(self.num_heads).to(self.device)
         self.layout = CacheLayout(self.layers, self.num_heads, self.head_dim, self.dtype, self.device)
         pack = isinstance(first, Linear) and first.weight.is_mkldnn
-        self.output = OutputProjection(weights, self.dtype, pack=pack, int8=self.int8, half=self._half_projection())
+        # Chosen rows (label scoring, extraction) through FBGEMM's fp16 kernel where it serves;
+        # the whole projection too, unless this processor's packed bf16 product is faster.
+        self.fp16_scores = self._fp16_kernel_serves()
+        dtype_name = str(self.dtype).removeprefix("torch.")
+        half = self.fp16_scores and not packed_bf16_projection(dtype_name, pack, processor_flags())
+        self.output = OutputProjection(weights, self.dtype, pack=pack, int8=self.int8, half=half)
         # The kernel for a sequence attending to itself, checked on this device (see attention).
         self.attention = attention or choose_attention(self.slopes, self.head_dim, self.dtype)
 
-    def _half_projection(self) -> bool:
-        """Whether the output projection runs as fp16 through FBGEMM (see half_kernel): on a CPU
-        in 16-bit weights, where fp16 holds the matrix at least as exactly as the compute dtype
-        does (it is 16-bit, or the stored matrix is fp16 as SeqGPT's is) and the kernel is there."""
+    def _fp16_kernel_serves(self) -> bool:
+        """Whether output rows may run as fp16 through FBGEMM (see half_kernel): on a CPU in 16-bit
+        weights, where fp16 holds the matrix at least as exactly as the compute dtype does (it is
+        16-bit, or the stored matrix is fp16 as SeqGPT's is) and the kernel is there."""
         if self.int8 or self.device.type != "cpu":
             return False
         if self.dtype == torch.float32 and self.output_weight.dtype != torch.float16:
@@ -315,12 +321,12 @@ class BloomRunner:
 
     def scorer(self, token_ids: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """fp32 logits for ``token_ids`` only, of hidden states given later: the rows are taken
-        once for all the steps that score the same tokens. They are scored in the projection's
-        arithmetic: where it runs as fp16, by the fp16 kernel (packed here), since an fp32 product
+        once for all the steps that score the same tokens. Where the fp16 kernel serves, they are
+        scored by it (packed here), since an fp32 product
         of the fp16 rows would give a row's logits a last bit that depends on how many rows came
         with it (MKL picks its kernel by row count), and with it a near tie's winner."""
         rows = self.output_weight[token_ids]
-        if self.output.half:
+        if self.fp16_scores:
             return HalfLinear(rows)
         rows = rows.to(self.dtype)
         return lambda hidden: linear_by_rows(hidden, rows).float()

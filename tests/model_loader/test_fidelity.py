@@ -15,7 +15,7 @@ from model_loader.decoding import LabelSet, decode_fields, greedy_generate, scor
 from model_loader.model.attention import QUERY_SLICE
 from model_loader.model.bloom import BloomRunner
 from model_loader.model.bloom_weights import BloomWeights, Linear
-from model_loader.model.cpu_dtype import onednn_half_dtypes, packing_problem, processor_flags
+from model_loader.model.cpu_dtype import onednn_half_dtypes, packed_bf16_projection, packing_problem, processor_flags
 from model_loader.model.half_kernel import half_kernel_problem
 from model_loader.model.kv_cache import PromptCache, RowCache, SequenceCache
 from model_loader.model.row_products import linear_by_rows
@@ -163,25 +163,41 @@ def test_the_held_output_projection_changes_no_logit_and_no_generated_token(
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
-def test_in_16_bits_the_projection_runs_as_fp16_giving_each_row_its_logits_whatever_rows_come_with_it(
+def test_in_16_bits_each_row_gets_its_logits_and_scores_whatever_rows_come_with_it(
     engines_by_dtype, prompt_ids, dtype
 ):
+    """Chosen rows are scored as fp16 through FBGEMM where torch has it; the whole projection
+    too, except where the processor's rule holds it in packed bf16 (AMX)."""
     runner = engines_by_dtype[dtype].model.runner
     problem = half_kernel_problem()
-    assert runner.output.half == (problem is None), problem
+    assert runner.fp16_scores == (problem is None), problem
+    packed = isinstance(runner.weights.blocks[0].qkv, Linear) and runner.weights.blocks[0].qkv.weight.is_mkldnn
+    bf16_rule = packed_bf16_projection(dtype, packed, processor_flags())
+    assert runner.output.half == (problem is None and not bf16_rule)
     if problem is not None:
         assert "FBGEMM" in problem  # a torch build without the kernel: the compute dtype's product runs
-        return
     _, last = left_padded(runner, prompt_ids)
     together = runner.logits(last)
-    assert together.dtype == torch.float32
+    assert together.dtype == (torch.float32 if runner.output.half else runner.dtype)
     for row in range(len(prompt_ids)):
         assert torch.equal(runner.logits(last[row : row + 1])[0], together[row])
     chosen = torch.tensor([5, 17, runner.output_weight.shape[0] - 1, 3, 40])
     chosen_together = runner.scores(last, chosen)
-    torch.testing.assert_close(chosen_together, together[:, chosen], rtol=1e-5, atol=1e-5)
+    if runner.output.half == runner.fp16_scores:  # the same arithmetic both ways
+        tolerance = 1e-5 if runner.output.half else 0.0
+        torch.testing.assert_close(chosen_together, together[:, chosen].float(), rtol=tolerance, atol=tolerance)
+    else:  # fp32 scores beside bf16 logits: within bf16's rounding
+        torch.testing.assert_close(chosen_together, together[:, chosen].float(), rtol=1e-2, atol=1e-2)
     for row in range(len(prompt_ids)):  # label scoring and extraction score chosen rows: same rule
         assert torch.equal(runner.scores(last[row : row + 1], chosen)[0], chosen_together[row])
+
+
+def test_the_projection_is_held_in_packed_bf16_only_where_amx_multiplies_bf16():
+    amx = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "amx_tile", "amx_bf16"}
+    assert packed_bf16_projection("bfloat16", True, amx)
+    assert not packed_bf16_projection("bfloat16", False, amx), "unpacked, oneDNN's product reads slower"
+    assert not packed_bf16_projection("float16", True, amx | {"avx512_fp16"})
+    assert not packed_bf16_projection("bfloat16", True, amx - {"amx_bf16"}), "Zen 4: FBGEMM's fp16 reads faster"
 
 
 def test_fp32_weights_keep_an_fp32_projection_where_fp16_would_round_them(engine_fp32):
@@ -193,8 +209,12 @@ def test_fp32_weights_keep_an_fp32_projection_where_fp16_would_round_them(engine
 def test_packed_weights_give_bit_identical_logits_and_generations(engine, tokens, prompt_ids):
     packed = engine.model.runner
     plain = BloomRunner(_with_plain_linears(engine.model.loaded.weights))
+    # The blocks' packing is what is compared: where AMX holds the packed engine's projection in
+    # packed bf16, the plain runner would hold it as fp16 for FBGEMM (cpu_dtype.packed_bf16_projection).
+    plain.output = packed.output
     _, packed_last = left_padded(packed, prompt_ids)
     _, plain_last = left_padded(plain, prompt_ids)
+    assert torch.equal(packed_last, plain_last)
     assert torch.equal(packed.scores(packed_last), plain.scores(plain_last))
     lengths = [NEW_TOKENS] * len(prompt_ids)
     assert greedy_generate(packed, prompt_ids, lengths, tokens.eos_id) == greedy_generate(
