@@ -21,7 +21,8 @@ from .files import csv_header, csv_line, csv_text, jsonl_line
 from .room import JobsRoom, too_large
 
 # Multipart framing and the form fields around the file.
-FORM_USAGE = "send the file as multipart/form-data, e.g. curl -F file=@tickets.csv -F task=classify -F labels=投诉,咨询"
+FORM_USAGE = ("send the file as the multipart/form-data field `file`, "
+              "e.g. curl -F file=@tickets.csv -F task=classify -F labels=投诉,咨询")
 _SUBMIT_FORM = {
     "requestBody": {
         "required": True,
