@@ -53,8 +53,11 @@ def test_a_database_from_a_newer_appliance_is_refused_untouched(tmp_path: Path):
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version={len(db.MIGRATIONS) + 5}")
     conn.close()
+    before = path.read_bytes()
     with pytest.raises(db.DatabaseError, match="newer than this appliance"):
         db.open_database(path)
+    assert path.read_bytes() == before, "not even switched to WAL"
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "delete"
 
 
 def test_csv_rows_keep_every_column_and_a_row_without_text_fails_on_its_own(tmp_path: Path):

@@ -112,6 +112,7 @@ def open_database(path: Path) -> sqlite3.Connection:
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         os.chmod(path, 0o600)
         conn = connect(path)
+        refuse_newer(conn, path)  # before anything below writes to a newer appliance's file
         conn.execute("PRAGMA journal_mode=WAL")
         migrate(conn, path)
     except (OSError, sqlite3.Error) as exc:
@@ -124,12 +125,7 @@ def open_database(path: Path) -> sqlite3.Connection:
 
 def migrate(conn: sqlite3.Connection, path: Path) -> int:
     """Bring the schema to the newest version; a database from a newer appliance is refused, not damaged."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > len(MIGRATIONS):
-        raise DatabaseError(
-            f"工作区数据库版本过新 · {path} has schema version {version}, newer than this appliance knows "
-            f"({len(MIGRATIONS)}): run the newer appliance, or move the file away to start afresh"
-        )
+    version = refuse_newer(conn, path)
     for number in range(version, len(MIGRATIONS)):
         with transaction(conn):
             for statement in _statements(MIGRATIONS[number]):
@@ -137,6 +133,17 @@ def migrate(conn: sqlite3.Connection, path: Path) -> int:
             conn.execute(f"PRAGMA user_version={number + 1}")
         log.info("workspace database %s migrated to schema version %d", path, number + 1)
     return len(MIGRATIONS)
+
+
+def refuse_newer(conn: sqlite3.Connection, path: Path) -> int:
+    """The database's schema version; a DatabaseError where a newer appliance wrote it."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise DatabaseError(
+            f"工作区数据库版本过新 · {path} has schema version {version}, newer than this appliance knows "
+            f"({len(MIGRATIONS)}): run the newer appliance, or move the file away to start afresh"
+        )
+    return version
 
 
 @contextlib.contextmanager
