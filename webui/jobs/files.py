@@ -93,7 +93,7 @@ class InputReader:
             header = next(reader, None)
             if header is None:
                 return
-            self.columns = [name.strip() for name in header]
+            self.columns = distinct_names([name.strip() for name in header])
             column = self._csv_text_column([name.lower() for name in self.columns])
             self.text_column = self.columns[column]
             for n, record in enumerate(reader, 1):
@@ -155,6 +155,26 @@ class InputReader:
                 yield InputRow(source, "", f'此行没有文本 · line {n} has no text: write {{"{key}": "..."}}')
             else:
                 yield InputRow(source, text.strip())
+
+
+def distinct_names(names: list[str]) -> list[str]:
+    """Header names made distinct, so that no column's cells are lost to another of the same name:
+    each name keeps its first column; a repeat or an empty name gets its position (``note_3``,
+    ``column_4``), never a name the file already uses."""
+    taken: set[str] = set()
+    kept: list[str | None] = []
+    for name in names:
+        kept.append(name if name and name not in taken else None)
+        taken.add(name)
+    distinct = []
+    for position, (name, keep) in enumerate(zip(names, kept, strict=True), 1):
+        if keep is None:
+            keep = f"{name or 'column'}_{position}"
+            while keep in taken:
+                keep += "_"
+            taken.add(keep)
+        distinct.append(keep)
+    return distinct
 
 
 def _unicode(value: Any) -> bool:
