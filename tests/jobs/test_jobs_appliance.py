@@ -140,6 +140,35 @@ def test_bad_files_tasks_and_options_are_refused_with_the_error_shape_and_no_job
     assert not list((appliance.workspace / "jobs").glob(".upload-*")), "refused uploads leave no file"
 
 
+def test_the_job_list_pages_through_every_job_newest_first(appliance: Appliance, tmp_path: Path):
+    source = write_csv(tmp_path / "small.csv", 2)
+    with appliance.client() as client:
+        ids = []
+        for _ in range(2):  # within SEQGPT_JOBS_MAX_QUEUED; the earlier tests' jobs are listed too
+            reply = submit(client, source)
+            assert reply.status_code == 202, reply.text
+            ids.append(reply.json()["job_id"])
+        everyone = client.get("/api/jobs", params={"limit": 1000}).json()
+        assert everyone["next_before"] is None
+        newest = [job["job_id"] for job in everyone["jobs"]]
+        assert newest[:2] == ids[::-1] and len(newest) >= 3
+        seen, before = [], None
+        while True:
+            page = client.get("/api/jobs", params={"limit": 1, **({"before": before} if before else {})}).json()
+            assert len(page["jobs"]) == 1
+            seen += [job["job_id"] for job in page["jobs"]]
+            before = page["next_before"]
+            if before is None:
+                break
+        assert seen == newest, "each job once, in order, across the pages"
+        for params, words in (({"limit": 0}, "1 to 1000"), ({"limit": "two"}, "1 to 1000"),
+                              ({"before": "no-such-job"}, "no job")):
+            wrong = client.get("/api/jobs", params=params)
+            assert wrong.status_code in (404, 422) and words in wrong.json()["error"], wrong.text
+        for job_id in ids:
+            wait_for(client, job_id, lambda job: job["state"] == "done")
+
+
 def test_cancel_keeps_the_rows_done_and_purge_deletes_the_job_and_its_files(appliance: Appliance, tmp_path: Path):
     source = write_csv(tmp_path / "long.csv", 15_000)
     with appliance.client() as client:

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 TASKS = ("classify", "extract")
 COPY_CHUNK = 1 << 20
 UPLOAD_PREFIX = ".upload-"
+# GET /api/jobs: jobs a page, by default and at most.
+DEFAULT_PAGE = 200
+MAX_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,17 @@ class JobsRoom:
                 f"没有这个任务 · there is no job {job_id!r}: GET /api/jobs lists the jobs (purged jobs are gone)"
             )
         return job
+
+    def page(self, limit: Any = None, before: Any = None) -> tuple[list[Job], str | None]:
+        """Up to ``limit`` jobs (default 200, at most 1000), newest first, older than the job
+        ``before`` names; and the id to pass as ``before`` for the next page (None: no more)."""
+        text = str(limit if limit not in (None, "") else DEFAULT_PAGE).strip()
+        if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+            raise InvalidInputError(f"limit 超出范围 · limit is {limit!r}: ask for 1 to {MAX_PAGE} jobs")
+        store, count = self.need_store(), int(text)
+        after = self.job(str(before)) if before not in (None, "") else None
+        jobs = store.list_jobs(count + 1, after)
+        return jobs[:count], jobs[count - 1].id if len(jobs) > count else None
 
     def check_request(self, task: str, labels: str, threshold: Any = None, exclusive: Any = None,
                       text_column: str | None = None) -> JobRequest:

@@ -85,7 +85,11 @@ def build_jobs_router(room: JobsRoom, service: Service) -> APIRouter:
 
     @router.get("/api/jobs")
     async def list_jobs(request: Request) -> Any:
-        return await answer(request, lambda: {"jobs": [room.to_json(job) for job in room.need_store().list_jobs()]})
+        def work() -> dict[str, Any]:
+            jobs, next_before = room.page(request.query_params.get("limit"), request.query_params.get("before"))
+            return {"jobs": [room.to_json(job) for job in jobs], "next_before": next_before}
+
+        return await answer(request, work)
 
     @router.get("/api/jobs/{job_id}")
     async def get_job(request: Request, job_id: str) -> Any:

@@ -169,9 +169,11 @@ class JobStore:
         row = self._conn().execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return Job.from_row(row) if row else None
 
-    def list_jobs(self, limit: int = 200) -> list[Job]:
+    def list_jobs(self, limit: int = 200, before: Job | None = None) -> list[Job]:
+        """Newest first; with ``before``, only the jobs listed after it."""
+        where, args = ("WHERE (created_at, id) < (?, ?)", [before.created_at, before.id]) if before else ("", [])
         rows = self._conn().execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, id DESC LIMIT ?", (limit,)
+            f"SELECT {_JOB_COLUMNS} FROM jobs {where} ORDER BY created_at DESC, id DESC LIMIT ?", (*args, limit)
         )
         return [Job.from_row(row) for row in rows]
 
