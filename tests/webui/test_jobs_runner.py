@@ -70,3 +70,41 @@ def test_a_job_whose_commit_met_a_locked_database_resumes_and_finishes_without_a
     results = list(store.results("j1"))
     assert [row for row, _, _, _ in results] == list(range(1, len(ROWS) + 1)), "every row once, in order"
     assert all(result["label"] in ("投诉", "咨询") for _, _, result, _ in results)
+
+
+class AlwaysLockedStore(JobStore):
+    """A store whose every commit meets a write lock held by another program."""
+
+    def commit_chunk(self, job_id: str, first_row: int, outcomes: list[RowOutcome]) -> bool:
+        other = sqlite3.connect(self.path)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            return super().commit_chunk(job_id, first_row, outcomes)
+        finally:
+            other.rollback()
+            other.close()
+
+
+def test_a_job_that_keeps_failing_is_failed_with_the_error_and_the_next_job_runs(
+    tmp_path: Path, engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(runner_module, "RETRY_WAIT_S", 0.05)
+    store = AlwaysLockedStore(tmp_path / "ws" / "seqgpt560m.db", tmp_path / "ws" / "jobs")
+    source = tmp_path / "rows.txt"
+    source.write_text("\n".join(ROWS) + "\n", encoding="utf-8")
+    for job_id in ("j1", "j2"):
+        store.create(job_id, "classify", ["投诉", "咨询"], {}, source.name, source.stat().st_size,
+                     InputReader(source, source.name), 100)
+    runner = JobRunner(store, engine, ModelGate(1, 8), batch_rows=2, retention_days=7)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while {store.get(job_id).state for job_id in ("j1", "j2")} != {"failed"}:
+            assert time.monotonic() < deadline, [store.get(job_id) for job_id in ("j1", "j2")]
+            time.sleep(0.1)
+    finally:
+        runner.stop()
+    for job_id in ("j1", "j2"):
+        job = store.get(job_id)
+        assert job.rows_done == 0 and "database is locked" in job.error and "任务运行出错" in job.error

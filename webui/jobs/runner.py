@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 # Outcomes that say "not now" about the engine, not "no" about the row: the slice is run again later.
 RETRY_LATER = ("busy", "not_ready", "stopping", "unavailable")
 RETRY_WAIT_S = 2.0
+# Runs of one job that an error may cut short in a row before the job is failed with it.
+RUN_ATTEMPTS = 5
 # How long a slice waits for interactive requests to finish before it goes anyway, smaller.
 YIELD_MAX_S = 2.0
 YIELD_POLL_S = 0.02
@@ -103,8 +105,10 @@ class JobRunner:
 
     def _loop(self) -> None:
         # A job whose run an error cut short: still 'running' in the store, so take_next would never
-        # give it back; it is run again (from its last committed row) before any other.
+        # give it back; it is run again (from its last committed row) before any other, up to
+        # RUN_ATTEMPTS times in a row, then failed with the error so that the queue moves on.
         interrupted: Job | None = None
+        attempts = 0
         while not self._stop.is_set():
             job = None
             try:
@@ -119,7 +123,14 @@ class JobRunner:
                     self._wake.clear()
                     continue
                 self._run(job)
+                attempts = 0
             except Exception as exc:  # the runner must outlive anything a job or the disk throws at it
+                attempts = attempts + 1 if job is not None else 0
+                if job is not None and attempts >= RUN_ATTEMPTS:
+                    attempts = 0
+                    self._fail(job, f"任务运行出错 · the job stopped on an error {RUN_ATTEMPTS} times in a row "
+                                    f"({type(exc).__name__}: {exc}); the server log has the details: submit it again")
+                    continue
                 interrupted = job
                 log.error("job runner: %s; trying again in %.0f s%s", exc, RETRY_WAIT_S,
                           f", resuming job {job.id} after its last committed row" if job else "",
