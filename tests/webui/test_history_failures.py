@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from model_loader import Engine, Settings
+from model_loader import Engine
 from model_loader.errors import InvalidInputError
 from webui.history.errors import HistoryOffError
 from webui.history.room import HistoryRoom
@@ -35,14 +35,6 @@ from webui.settings import ServerSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LONG = "合同金额为一百二十万元。" * 100
-
-
-@pytest.fixture(scope="module")
-def engine(demo_model_dir: Path):
-    eng = Engine(Settings(model_dir=demo_model_dir, device="cpu"))
-    eng.load()
-    yield eng
-    eng.close()
 
 
 class FullStore(HistoryStore):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from model_loader import Engine, Settings
 from webui.jobs import runner as runner_module
 from webui.jobs.files import InputReader
 from webui.jobs.runner import JobRunner
@@ -19,17 +20,21 @@ from webui.store import db
 ROWS = ["快递三天没到", "能开发票吗", "质量太差了", "什么时候发货", "我要退款", "怎么开发票"]
 
 
-@pytest.fixture(scope="module")
-def engine(demo_model_dir: Path):
-    eng = Engine(Settings(model_dir=demo_model_dir, device="cpu"))
-    eng.load()
-    yield eng
-    eng.close()
+@contextlib.contextmanager
+def write_lock_held(path: Path) -> Iterator[None]:
+    """Another program (a backup, the sqlite3 shell) holding the database's write lock meanwhile:
+    a commit that waits longer than the busy timeout gets "database is locked"."""
+    other = sqlite3.connect(path)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.rollback()
+        other.close()
 
 
 class LockedOnceStore(JobStore):
-    """A store whose first commit meets another program (a backup, the sqlite3 shell) holding the
-    database's write lock for longer than the busy timeout: SQLite answers "database is locked"."""
+    """A store whose first commit meets a held write lock."""
 
     locked = False
 
@@ -37,13 +42,8 @@ class LockedOnceStore(JobStore):
         if self.locked:
             return super().commit_chunk(job_id, first_row, outcomes)
         self.locked = True
-        other = sqlite3.connect(self.path)
-        other.execute("BEGIN IMMEDIATE")
-        try:
+        with write_lock_held(self.path):
             return super().commit_chunk(job_id, first_row, outcomes)
-        finally:
-            other.rollback()
-            other.close()
 
 
 def test_a_job_whose_commit_met_a_locked_database_resumes_and_finishes_without_a_restart(
@@ -73,16 +73,11 @@ def test_a_job_whose_commit_met_a_locked_database_resumes_and_finishes_without_a
 
 
 class AlwaysLockedStore(JobStore):
-    """A store whose every commit meets a write lock held by another program."""
+    """A store whose every commit meets a held write lock."""
 
     def commit_chunk(self, job_id: str, first_row: int, outcomes: list[RowOutcome]) -> bool:
-        other = sqlite3.connect(self.path)
-        other.execute("BEGIN IMMEDIATE")
-        try:
+        with write_lock_held(self.path):
             return super().commit_chunk(job_id, first_row, outcomes)
-        finally:
-            other.rollback()
-            other.close()
 
 
 def test_a_job_that_keeps_failing_is_failed_with_the_error_and_the_next_job_runs(
