@@ -96,7 +96,14 @@ def packed_bf16_projection(dtype: str, packed: bool, flags: set[str]) -> bool:
     88.6 ms a step for 8 sequences against 108.0 and 104.9 (FBGEMM's product runs at about half
     oneDNN's rate with 8 rows). On the Zen 4 class EPYC (AVX512-BF16, no AMX) FBGEMM read one
     row's product faster (15.2 ms against 19.9), so it keeps the projection there."""
-    return dtype == "bfloat16" and packed and "amx_bf16" in flags
+    return dtype == "bfloat16" and packed and "amx_bf16" in flags and onednn_runs_amx()
+
+
+def onednn_runs_amx(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``ONEDNN_MAX_CPU_ISA`` leaves oneDNN its AMX kernels (unset, ALL and DEFAULT do, and
+    every cap whose name has AMX in it, such as AVX512_CORE_AMX; AVX512_CORE_BF16 does not)."""
+    cap = (os.environ if environ is None else environ).get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    return cap in ("", "ALL", "DEFAULT") or "AMX" in cap
 
 
 def packing_problem(dtype: str, flags: set[str], onednn: set[str] | frozenset[str]) -> str | None:

@@ -12,11 +12,12 @@ from decoding_checks import decode_steps, hf_greedy
 
 from model_loader.backends.official import build_reference_model
 from model_loader.decoding import LabelSet, decode_fields, greedy_generate, score_labels
+from model_loader.model import bloom as bloom_module
 from model_loader.model.attention import QUERY_SLICE
 from model_loader.model.bloom import BloomRunner
 from model_loader.model.bloom_weights import BloomWeights, Linear
 from model_loader.model.cpu_dtype import onednn_half_dtypes, packed_bf16_projection, packing_problem, processor_flags
-from model_loader.model.half_kernel import half_kernel_problem
+from model_loader.model.half_kernel import HalfLinear, half_kernel_problem
 from model_loader.model.kv_cache import PromptCache, RowCache, SequenceCache
 from model_loader.model.row_products import linear_by_rows
 from model_loader.tasks import extract
@@ -192,12 +193,46 @@ def test_in_16_bits_each_row_gets_its_logits_and_scores_whatever_rows_come_with_
         assert torch.equal(runner.scores(last[row : row + 1], chosen)[0], chosen_together[row])
 
 
-def test_the_projection_is_held_in_packed_bf16_only_where_amx_multiplies_bf16():
-    amx = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "amx_tile", "amx_bf16"}
-    assert packed_bf16_projection("bfloat16", True, amx)
-    assert not packed_bf16_projection("bfloat16", False, amx), "unpacked, oneDNN's product reads slower"
-    assert not packed_bf16_projection("float16", True, amx | {"avx512_fp16"})
-    assert not packed_bf16_projection("bfloat16", True, amx - {"amx_bf16"}), "Zen 4: FBGEMM's fp16 reads faster"
+AMX = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "amx_tile", "amx_bf16"})
+
+
+def test_the_projection_is_held_in_packed_bf16_only_where_amx_multiplies_bf16(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert packed_bf16_projection("bfloat16", True, set(AMX))
+    assert not packed_bf16_projection("bfloat16", False, set(AMX)), "unpacked, oneDNN's product reads slower"
+    assert not packed_bf16_projection("float16", True, AMX | {"avx512_fp16"})
+    assert not packed_bf16_projection("bfloat16", True, AMX - {"amx_bf16"}), "Zen 4: FBGEMM's fp16 reads faster"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")  # oneDNN held below AMX
+    assert not packed_bf16_projection("bfloat16", True, set(AMX))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_amx")
+    assert packed_bf16_projection("bfloat16", True, set(AMX))
+
+
+@pytest.mark.parametrize("amx", [True, False], ids=["amx", "no-amx"])
+def test_the_runner_holds_the_projection_by_the_rule_and_always_scores_through_fp16(
+    engines_by_dtype, prompt_ids, monkeypatch: pytest.MonkeyPatch, amx: bool
+):
+    """The runner applies the rule to the processor's flags (here made to say AMX or not) while label
+    scoring keeps FBGEMM's fp16 either way: fp32 scores, each row's the same in any batch."""
+    weights = engines_by_dtype["bfloat16"].model.runner.weights
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(bloom_module, "processor_flags", lambda: set(AMX) if amx else AMX - {"amx_bf16"})
+    runner = BloomRunner(weights)
+    packed = isinstance(weights.blocks[0].qkv, Linear) and weights.blocks[0].qkv.weight.is_mkldnn
+    fp16 = half_kernel_problem() is None
+    assert runner.fp16_scores == fp16
+    assert runner.output.half == (fp16 and not (amx and packed))
+    _, last = left_padded(runner, prompt_ids)
+    chosen = torch.tensor([5, 17, runner.output_weight.shape[0] - 1])
+    together = runner.scores(last, chosen)
+    assert together.dtype == torch.float32
+    if fp16:  # through FBGEMM's fp16 kernel whatever holds the whole projection
+        assert torch.equal(together, HalfLinear(runner.output_weight[chosen])(last))
+    for row in range(len(prompt_ids)):
+        assert torch.equal(runner.scores(last[row : row + 1], chosen)[0], together[row])
+    logits = runner.logits(last)
+    assert logits.dtype == (torch.float32 if runner.output.half else torch.bfloat16)
+    assert torch.equal(runner.logits(last[:1])[0], logits[0])
 
 
 def test_fp32_weights_keep_an_fp32_projection_where_fp16_would_round_them(engine_fp32):

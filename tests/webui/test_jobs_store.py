@@ -213,3 +213,10 @@ def test_repeated_or_empty_header_names_keep_every_column(tmp_path: Path):
     [row] = list(reader)
     assert reader.columns == ["text", "note", "note_3_", "column_4", "note_3"]  # the file's own note_3 kept
     assert row.source == {"text": "快递没到", "note": "甲", "note_3_": "乙", "column_4": "丙", "note_3": "丁"}
+
+
+def test_a_column_renamed_for_a_result_key_never_takes_another_columns_name():
+    source = {"row": "7", "input_row": "甲", "text": "快递没到"}
+    line = json.loads(jsonl_line(1, source, {"label": "投诉"}, None))
+    assert (line["input_row"], line["input_row_2"], line["row"]) == ("7", "甲", 1)
+    assert csv_header("classify", list(source), [])[:3] == ["input_row", "input_row_2", "text"]

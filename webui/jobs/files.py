@@ -192,10 +192,16 @@ def _replaced(value: Any) -> Any:
                       .decode("utf-8", "replace"))
 
 
-def carried(source: dict[str, Any], reserved: Iterable[str] = RESULT_KEYS) -> dict[str, Any]:
-    """The user's columns, renamed to input_<name> where a result key would overwrite them."""
+def output_names(columns: list[str], reserved: Iterable[str]) -> list[str]:
+    """The user's column names as the results carry them: input_<name> where a result key would
+    overwrite the column, and each name once (a file with both `row` and `input_row` keeps both)."""
     taken = set(reserved)
-    return {(f"input_{name}" if name in taken else name): value for name, value in source.items()}
+    return distinct_names([f"input_{name}" if name in taken else name for name in columns])
+
+
+def carried(source: dict[str, Any], reserved: Iterable[str] = RESULT_KEYS) -> dict[str, Any]:
+    """The user's columns, renamed where a result key would overwrite them (output_names)."""
+    return dict(zip(output_names(list(source), reserved), source.values(), strict=True))
 
 
 def jsonl_line(row: int, source: dict[str, Any], result: dict[str, Any] | None, error: str | None) -> str:
@@ -207,7 +213,7 @@ def csv_header(task: str, columns: list[str], names: list[str]) -> list[str]:
     """Formula-safe like every cell: a header is a cell a spreadsheet runs too."""
     results = ["label", "score"] if task == "classify" else list(names)
     reserved = {*RESULT_KEYS, *results}
-    header = [f"input_{name}" if name in reserved else name for name in columns] + ["row", *results, "error"]
+    header = [*output_names(columns, reserved), "row", *results, "error"]
     return [neutralise_formula(cell) for cell in header]
 
 

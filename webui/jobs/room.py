@@ -96,7 +96,7 @@ class JobsRoom:
         """Up to ``limit`` jobs (default 200, at most 1000), newest first, older than the job
         ``before`` names; and the id to pass as ``before`` for the next page (None: no more)."""
         text = str(limit if limit not in (None, "") else DEFAULT_PAGE).strip()
-        if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PAGE:
             raise InvalidInputError(f"limit 超出范围 · limit is {limit!r}: ask for 1 to {MAX_PAGE} jobs")
         store, count = self.need_store(), int(text)
         after = self.job(str(before)) if before not in (None, "") else None

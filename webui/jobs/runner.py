@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 # Outcomes that say "not now" about the engine, not "no" about the row: the slice is run again later.
 RETRY_LATER = ("busy", "not_ready", "stopping", "unavailable")
 RETRY_WAIT_S = 2.0
-# Runs of one job that an error may cut short in a row before the job is failed with it.
+# Runs of one job that an error may cut short in a row, with no row committed between them, before
+# the job is failed with it.
 RUN_ATTEMPTS = 5
 # How long a slice waits for interactive requests to finish before it goes anyway, smaller.
 YIELD_MAX_S = 2.0
@@ -125,15 +126,20 @@ class JobRunner:
                 self._run(job)
                 attempts = 0
             except Exception as exc:  # the runner must outlive anything a job or the disk throws at it
-                attempts = attempts + 1 if job is not None else 0
-                if job is not None and attempts >= RUN_ATTEMPTS:
-                    attempts = 0
-                    self._fail(job, f"任务运行出错 · the job stopped on an error {RUN_ATTEMPTS} times in a row "
-                                    f"({type(exc).__name__}: {exc}); the server log has the details: submit it again")
-                    continue
-                interrupted = job
+                if job is not None:
+                    # Rows committed since the last error: the job is moving, the count starts again.
+                    progressed = self._progress is not None and self._progress.rows > 0
+                    attempts = 1 if progressed else attempts + 1
+                    if attempts >= RUN_ATTEMPTS:
+                        attempts = 0
+                        self._fail(job, f"任务运行出错 · the job stopped on an error {RUN_ATTEMPTS} times in a row "
+                                        f"without progress ({type(exc).__name__}: {exc}); the server log has the "
+                                        "details: submit it again")
+                        continue
+                # An error before any job was taken (purging, the reserve) keeps the one cut short.
+                interrupted = job or interrupted
                 log.error("job runner: %s; trying again in %.0f s%s", exc, RETRY_WAIT_S,
-                          f", resuming job {job.id} after its last committed row" if job else "",
+                          f", resuming job {interrupted.id} after its last committed row" if interrupted else "",
                           exc_info=not is_storage_problem(exc))
                 self._stop.wait(RETRY_WAIT_S)
             finally:
@@ -188,7 +194,7 @@ class JobRunner:
         """Record the failure; when even that cannot be written, say so and try again until it can."""
         while not self._stop.is_set():
             try:
-                self.store.finish(job.id, "failed", reason)
+                recorded = self.store.finish(job.id, "failed", reason)
             except Exception as exc:
                 if self.store.release_reserve():
                     log.warning("job %s: the disk is full; the space set aside is freed to record the failure",
@@ -198,7 +204,10 @@ class JobRunner:
                           job.id, reason, exc, RETRY_WAIT_S)
                 self._stop.wait(RETRY_WAIT_S)
                 continue
-            log.error("job %s failed: %s", job.id, reason)
+            if recorded:
+                log.error("job %s failed: %s", job.id, reason)
+            else:  # cancelled or purged meanwhile: its state stays what the user made it
+                log.info("job %s was no longer running when it failed (%s)", job.id, reason)
             return
 
     def _slice_size(self, task: str) -> int:

@@ -43,7 +43,7 @@ class KnowledgeBase:
         self.settings = settings
         self._store: PassageStore | None = None
         self._store_lock = threading.Lock()
-        self._files_lock = threading.Lock()
+        self._file_locks: dict[str, threading.Lock] = {}
         self._ids = itertools.count(1)
         self.ingestions: dict[int, Ingestion] = {}
 
@@ -107,7 +107,7 @@ class KnowledgeBase:
         this one lacks (rows since deleted; rows whose line-numbered id moved): an edited file replaces
         its earlier self. Removed only once every new document is stored, so a failed upload loses nothing.
         Returns the stored documents and the removed ids."""
-        with self._files_lock:  # two uploads of one file at once: the later one's rows, not a mix
+        with self._file_lock(name):  # two uploads of one file at once: one's rows, then the other's, not a mix
             stored = self.add(docs, on_progress)
             kept = {doc.doc_id for doc in stored}
             stale = [doc.doc_id for doc in self.documents() if doc.meta.get("file") == name and doc.doc_id not in kept]
@@ -116,6 +116,10 @@ class KnowledgeBase:
         if stale:
             log.info("knowledge base: %d documents of an earlier %s removed", len(stale), name)
         return stored, stale
+
+    def _file_lock(self, name: str) -> threading.Lock:
+        with self._store_lock:
+            return self._file_locks.setdefault(name, threading.Lock())
 
     def documents(self) -> list[Document]:
         return self.store().list_documents()
