@@ -119,6 +119,36 @@ def test_uploading_an_edited_file_again_replaces_what_its_earlier_upload_added(k
             client.delete(f"/api/kb/documents/{doc_id}")
 
 
+def test_a_row_column_named_file_does_not_make_its_document_part_of_another_upload(kb_server) -> None:
+    server, _ = kb_server
+    rows = "id,text,file\nsheet-1,退货须在七天内申请。,other.csv\n"
+    with server.client() as client:
+        added = client.post("/api/kb/documents", files={"file": ("sheet.csv", rows.encode(), "text/csv")})
+        assert added.status_code == 200, added.text
+        other = client.post("/api/kb/documents", files={"file": ("other.csv", "text\n运费由买家承担。\n".encode(),
+                                                                  "text/csv")})
+        assert other.status_code == 200 and other.json()["removed"] == [], "sheet.csv's row is not other.csv's"
+        listed = {d["doc_id"]: d for d in client.get("/api/kb/documents").json()["documents"]}
+        assert listed["sheet-1"]["file"] == "sheet.csv" and listed["sheet-1"]["meta"]["file"] == "other.csv"
+        again = client.post("/api/kb/documents", files={"file": ("sheet.csv", "text\n发票随货寄出。\n".encode(),
+                                                                  "text/csv")})
+        assert again.json()["removed"] == ["sheet-1"], "its own upload, edited, still replaces it"
+        for doc_id in ("sheet.csv:2", "other.csv:2"):
+            client.delete(f"/api/kb/documents/{doc_id}")
+
+
+def test_a_file_sent_with_its_folder_in_the_name_replaces_its_earlier_upload(kb_server) -> None:
+    server, _ = kb_server
+    with server.client() as client:
+        for rows in ("text\n退货须在七天内申请。\n运费由买家承担。\n", "text\n退货须在十五天内申请。\n"):
+            sent = client.post("/api/kb/documents", files={"file": ("reports/refunds.csv", rows.encode(), "text/csv")})
+            assert sent.status_code == 200, sent.text
+        assert sent.json()["removed"] == ["refunds.csv:3"]
+        listed = {d["doc_id"]: d["file"] for d in client.get("/api/kb/documents").json()["documents"]}
+        assert listed["refunds.csv:2"] == "refunds.csv" and "refunds.csv:3" not in listed
+        client.delete("/api/kb/documents/refunds.csv:2")
+
+
 def test_summaries_carry_their_health_figures_and_feed_the_metrics(kb_server) -> None:
     server, _ = kb_server
     with server.client() as client:

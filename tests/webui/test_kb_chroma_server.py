@@ -17,6 +17,7 @@ from model_loader.embedding import Embedder, EmbeddingSettings
 from webui.kb.documents import NewDocument
 from webui.kb.service import KnowledgeBase
 from webui.kb.settings import KbSettings
+from webui.kb.store import SCHEMA_VERSION
 
 CHROMA = Path(sys.executable).parent / "chroma"
 
@@ -65,7 +66,7 @@ def test_the_same_code_stores_and_searches_on_a_chroma_server(chroma_url: str, e
     passage = kb.search(text, 5)[0]
     first = kb.search(passage.text, 5)[0]
     assert (first.doc_id, first.chunk_id) == (passage.doc_id, passage.chunk_id) and first.score >= 0.99
-    assert kb.store().schema_version == 2
+    assert kb.store().schema_version == SCHEMA_VERSION
     # A second app on the same server sees the same base.
     other = KnowledgeBase(embedder, KbSettings(path=tmp_path / "unused", url=chroma_url))
     assert [d.doc_id for d in other.documents()] == ["guide"]

@@ -56,9 +56,24 @@ def test_the_migration_from_version_1_removes_passages_no_document_owns(tmp_path
     store.documents.modify(metadata={"schema_version": 1})
 
     reopened = PassageStore(open_client(tmp_path), DIMENSIONS)
-    assert reopened.schema_version == 2
+    assert reopened.schema_version == SCHEMA_VERSION
     assert searched(reopened) == {"whole"} and reopened.count() == 3
     assert [d.doc_id for d in reopened.list_documents()] == ["whole"]
+
+
+def test_the_migration_from_version_2_gives_each_record_its_uploaded_file(tmp_path: Path) -> None:
+    store = PassageStore(open_client(tmp_path), DIMENSIONS)
+    for doc_id, meta in (("row", {"file": "faq.csv", "topic": "退货"}), ("sent", {"source": "wiki"})):
+        store.replace(doc_id, doc_id, 20, meta, *passages(doc_id, 2))
+    # Version 2 wrote no `file` of the record's own.
+    found = store.documents.get(include=["metadatas"])
+    store.documents.update(ids=found["ids"], metadatas=[{**m, "file": None} for m in found["metadatas"]])
+    store.documents.modify(metadata={"schema_version": 2})
+    assert {d.doc_id: d.file for d in PassageStore(open_client(tmp_path), DIMENSIONS).list_documents()} == {
+        "row": "faq.csv", "sent": ""}
+    reopened = PassageStore(open_client(tmp_path), DIMENSIONS)
+    assert reopened.schema_version == SCHEMA_VERSION == 3
+    assert [d.meta for d in reopened.list_documents()] == [{"file": "faq.csv", "topic": "退货"}, {"source": "wiki"}]
 
 
 def test_a_store_from_a_newer_app_is_refused_untouched_with_what_to_do(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ class NewDocument:
     name: str
     text: str
     meta: dict = field(default_factory=dict)
+    file: str = ""  # the uploaded file it came from; "" when sent as JSON
 
 
 def check_id(doc_id: object) -> str:
@@ -108,7 +109,7 @@ def from_file(filename: str, data: bytes, max_documents: int) -> list[NewDocumen
             f"文件不是 UTF-8 · {name!r} is not UTF-8 text: save it as UTF-8 and send it again"
         ) from None
     if suffix in TEXT_FILES:
-        return [NewDocument(id_from_name(name), name, _text(content, name), {"file": name})]
+        return [NewDocument(id_from_name(name), name, _text(content, name), {"file": name}, file=name)]
     rows = _csv_rows(content) if suffix == ".csv" else _jsonl_rows(content, name)
     docs, places = [], []
     for line, row in rows:
@@ -118,7 +119,7 @@ def from_file(filename: str, data: bytes, max_documents: int) -> list[NewDocumen
         doc_id = check_id(str(row["id"])) if row.get("id") else id_from_name(f"{name}:{line}")
         meta = {k: v for k, v in row.items()
                 if k not in TEXT_COLUMNS and k != "id" and isinstance(v, str | int | float)}
-        docs.append(NewDocument(doc_id, doc_id, _text(text, f"{name} line {line}"), {"file": name, **meta}))
+        docs.append(NewDocument(doc_id, doc_id, _text(text, f"{name} line {line}"), {"file": name, **meta}, file=name))
         places.append(f"{name} line {line}")
     _each_id_once(docs, places)
     if not docs:

@@ -50,12 +50,12 @@ def build_kb_router(engine: EngineAPI, service: Service, kb: KnowledgeBase, summ
     @router.post("/api/kb/documents")
     async def add_documents(request: Request) -> JSONResponse:
         async def work() -> dict[str, Any]:
-            docs, file_name = await _read_documents(request, kb)
+            docs = await _read_documents(request, kb)
             removed: list[str] = []
-            if file_name is None:
-                stored = await anyio.to_thread.run_sync(kb.add, docs)
+            if docs[0].file:  # an uploaded file: it replaces its earlier upload
+                stored, removed = await anyio.to_thread.run_sync(kb.add_file, docs)
             else:
-                stored, removed = await anyio.to_thread.run_sync(kb.add_file, file_name, docs)
+                stored = await anyio.to_thread.run_sync(kb.add, docs)
             return {"documents": [{"doc_id": d.doc_id, "chunks": d.chunks} for d in stored], "removed": removed}
 
         return await answer("kb_add", "", work)
@@ -142,8 +142,8 @@ def build_kb_router(engine: EngineAPI, service: Service, kb: KnowledgeBase, summ
         return JSONResponse({"hits": [hit_json(h) for h in hits], "summary": summary,
                              "request_id": REQUEST_ID.get(), "latency_ms": latency})
 
-    async def _read_documents(request: Request, kb: KnowledgeBase) -> tuple[list[NewDocument], str | None]:
-        """The documents sent, and the file's name when they came as an uploaded file."""
+    async def _read_documents(request: Request, kb: KnowledgeBase) -> list[NewDocument]:
+        """The documents sent, as JSON or as an uploaded file (then each names it in ``file``)."""
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
             form = await read_form(request, limits.max_upload_bytes, _too_large, FILE_HINT, max_files=1, max_fields=4)
@@ -156,10 +156,9 @@ def build_kb_router(engine: EngineAPI, service: Service, kb: KnowledgeBase, summ
                 await form.close()
             if len(data) > limits.max_upload_bytes:
                 raise BodyTooLargeError(_too_large(len(data)))
-            name = upload.filename or "upload.txt"
-            return from_file(name, data, limits.max_documents), name
+            return from_file(upload.filename or "", data, limits.max_documents)
         body = await read_json_body(request, limits.max_upload_bytes, UPLOAD_FIX)
-        return from_json(body, limits.max_documents), None
+        return from_json(body, limits.max_documents)
 
     def _too_large(size: int, at_least: bool = False) -> str:
         return (f"文件过大 · the upload is {'more than ' if at_least else ''}{size:,} bytes, over the limit of "

@@ -47,7 +47,7 @@ def hit_json(hit: Hit) -> dict[str, Any]:
 
 def document_json(doc: Document) -> dict[str, Any]:
     return {"doc_id": doc.doc_id, "name": doc.name, "chunks": doc.chunks, "chars": doc.chars,
-            "added_at": doc.added_at, "meta": doc.meta}
+            "added_at": doc.added_at, "file": doc.file or None, "meta": doc.meta}
 
 
 class SummaryMetrics:

@@ -91,7 +91,8 @@ class KnowledgeBase:
                         on_progress(ingestion)
 
                 vectors = self.embedder.embed([p.text for p in passages], bulk=True, on_batch=progress)
-                stored.append(store.replace(doc.doc_id, doc.name, len(doc.text), doc.meta, passages, vectors))
+                stored.append(store.replace(doc.doc_id, doc.name, len(doc.text), doc.meta, passages, vectors,
+                                            doc.file))
                 ingestion.passages_done = done_before + len(passages)
         except BaseException:
             ingestion.state = "failed"
@@ -101,16 +102,19 @@ class KnowledgeBase:
             on_progress(ingestion)
         return stored
 
-    def add_file(self, name: str, docs: list[NewDocument],
+    def add_file(self, docs: list[NewDocument],
                  on_progress: Callable[[Ingestion], None] | None = None) -> tuple[list[Document], list[str]]:
-        """Add a file's documents, then remove those an earlier upload of the same file name left and
-        this one lacks (rows since deleted; rows whose line-numbered id moved): an edited file replaces
-        its earlier self. Removed only once every new document is stored, so a failed upload loses nothing.
-        Returns the stored documents and the removed ids."""
+        """Add the documents of one uploaded file (``from_file``), then remove those an earlier upload
+        of the same file name left and this one lacks (rows since deleted; rows whose line-numbered id
+        moved): an edited file replaces its earlier self. Removed only once every new document is stored,
+        so a failed upload loses nothing. Returns the stored documents and the removed ids."""
+        name = docs[0].file if docs else ""
+        if not name or any(doc.file != name for doc in docs):
+            raise ValueError("add_file takes the documents of one uploaded file, as from_file makes them")
         with self._file_lock(name):  # two uploads of one file at once: one's rows, then the other's, not a mix
             stored = self.add(docs, on_progress)
             kept = {doc.doc_id for doc in stored}
-            stale = [doc.doc_id for doc in self.documents() if doc.meta.get("file") == name and doc.doc_id not in kept]
+            stale = [doc.doc_id for doc in self.documents() if doc.file == name and doc.doc_id not in kept]
             for doc_id in stale:
                 self.store().delete(doc_id)
         if stale:

@@ -1,7 +1,8 @@
 """The passage store: Chroma, embedded and persisted under the workspace, or a Chroma server named by SEQGPT_KB_URL.
 
 Two collections per vector size (so demo and real GTE vectors never mix): passages (text, offsets,
-document id; cosine HNSW index) and documents (one record each: name, passages, characters, meta).
+document id; cosine HNSW index) and documents (one record each: name, uploaded file, passages,
+characters, meta).
 The documents collection carries the store's schema version, migrated forward on open.
 
 Telemetry is off, and no embedding function is given: vectors always come from GTE, so Chroma
@@ -31,7 +32,7 @@ from .passages import Passage
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ADD_BATCH = 4000  # below Chroma's largest batch (5,461 here)
 SWEEP_BATCH = 5000  # passages' metadata read at a time by the version 1 -> 2 migration
 
@@ -56,8 +57,31 @@ def _drop_orphan_passages(passages, documents) -> None:
                     "add them again", len(orphans), ", ".join(sorted(orphans)[:10]))
 
 
+def _record_upload_file(passages, documents) -> None:
+    """2 -> 3: version 2 kept a document's uploaded file name only in its meta, where a CSV / JSONL
+    row's own `file` column could overwrite it. Each record now carries it apart; for the records
+    already written, meta's `file` is the best account there is (JSON documents had none of their own)."""
+    del passages
+    offset = 0
+    while True:
+        found = documents.get(include=["metadatas"], limit=SWEEP_BATCH, offset=offset)
+        if not found["ids"]:
+            break
+        records = [{**m, "file": _meta_file(m)} for m in found["metadatas"]]
+        documents.update(ids=found["ids"], metadatas=records)
+        offset += len(found["ids"])
+
+
+def _meta_file(record: dict) -> str:
+    try:
+        named = json.loads(record.get("meta") or "{}").get("file")
+    except (ValueError, AttributeError):
+        return ""
+    return named if isinstance(named, str) else ""
+
+
 # Version n → n+1, run in order on open.
-MIGRATIONS: dict[int, Callable[[object, object], None]] = {1: _drop_orphan_passages}
+MIGRATIONS: dict[int, Callable[[object, object], None]] = {1: _drop_orphan_passages, 2: _record_upload_file}
 
 
 @dataclass(frozen=True)
@@ -68,6 +92,7 @@ class Document:
     chars: int
     added_at: float
     meta: dict
+    file: str = ""  # the uploaded file it came from; "" when sent as JSON
 
 
 @dataclass(frozen=True)
@@ -139,11 +164,11 @@ class PassageStore:
         return int((self.documents.metadata or {}).get("schema_version", 0))
 
     def replace(self, doc_id: str, name: str, text_chars: int, meta: dict,
-                passages: list[Passage], vectors: np.ndarray) -> Document:
+                passages: list[Passage], vectors: np.ndarray, file: str = "") -> Document:
         """Store a document's passages, replacing any it had before."""
-        document = Document(doc_id, name, len(passages), text_chars, time.time(), meta)
+        document = Document(doc_id, name, len(passages), text_chars, time.time(), meta, file)
         record = {"name": name, "chunks": document.chunks, "chars": text_chars, "added_at": document.added_at,
-                  "meta": json.dumps(meta, ensure_ascii=False)}
+                  "meta": json.dumps(meta, ensure_ascii=False), "file": file}
         with self._lock:
             self.documents.upsert(ids=[doc_id], embeddings=[[1.0]], metadatas=[{**record, "complete": False}])
             self.passages.delete(where={"doc_id": doc_id})
@@ -173,7 +198,7 @@ class PassageStore:
         found = self.documents.get(include=["metadatas"])
         docs = [
             Document(doc_id, m["name"], int(m["chunks"]), int(m["chars"]), float(m["added_at"]),
-                     json.loads(m.get("meta") or "{}"))
+                     json.loads(m.get("meta") or "{}"), m.get("file", ""))
             for doc_id, m in zip(found["ids"], found["metadatas"], strict=True)
             if m.get("complete", True)  # one being written now is not listed yet
         ]

@@ -126,9 +126,8 @@ def knowledge_tab(ctx: UiContext, kb: KnowledgeBase, summaries: SummaryMetrics) 
 
             removed: list[str] = []
             if path:
-                name = Path(path).name
-                docs = from_file(name, Path(path).read_bytes(), kb.settings.max_documents)
-                stored, removed = await anyio.to_thread.run_sync(kb.add_file, name, docs, report)
+                docs = from_file(Path(path).name, Path(path).read_bytes(), kb.settings.max_documents)
+                stored, removed = await anyio.to_thread.run_sync(kb.add_file, docs, report)
             else:
                 docs = from_json({"documents": [{"id": doc_id, "text": text}]}, kb.settings.max_documents)
                 stored = await anyio.to_thread.run_sync(kb.add, docs, report)
