@@ -140,8 +140,11 @@ def _route_not_found(app: FastAPI) -> Callable[[Request, Exception], Awaitable[J
             # A route that exists said what it did not find (a file, a session): keep its words.
             error = RouteError(f"没有找到 · not found: {detail}", status=404)
         elif status == 405 and error.status == 404:
-            # A UI route (not in the table) that takes other methods.
-            error = RouteError(f"方法不允许 · {request.method} is not allowed on {request.url.path}", status=405)
+            # A UI route (not in the table) that takes other methods: Starlette's Allow says which.
+            allow = (getattr(exc, "headers", None) or {}).get("Allow")
+            use = f": use {allow.replace(', ', ' or ')}" if allow else ""
+            error = RouteError(f"方法不允许 · {request.method} is not allowed on {request.url.path}{use}",
+                               status=405, allow=allow)
         log.info("%s %s answered %d", request.method, request.url.path, error.status)
         return error_response(error)
 

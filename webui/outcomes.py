@@ -40,6 +40,17 @@ class BodyTooLargeError(InvalidInputError):
         self.drained = drained
 
 
+def too_large(zh: str, en: str, size: int, limit: int, fix: str, at_least: bool = False) -> str:
+    """The words of every 413: what was sent (``zh``, ``en``), its size (``at_least`` when the server
+    stopped counting), the limit it passed, and ``fix``, how to get under it."""
+    return (f"{zh}过大 · {en} is {'more than ' if at_least else ''}{_bytes(size)}, over the limit of "
+            f"{_bytes(limit)}: {fix}")
+
+
+def _bytes(count: int) -> str:
+    return f"{count:,} bytes" + (f" ({count / 1048576:.1f} MiB)" if count >= 1048576 else "")
+
+
 class RouteError(InvalidInputError):
     """No route at this path (404), or not for this method (405)."""
 

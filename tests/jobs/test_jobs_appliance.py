@@ -130,6 +130,9 @@ def test_bad_files_tasks_and_options_are_refused_with_the_error_shape_and_no_job
             assert set(body) == {"error", "request_id"} and words in body["error"] and " · " in body["error"]
         no_file = client.post("/api/jobs", data={"task": "classify", "labels": LABELS})
         assert no_file.status_code == 422 and "`file`" in no_file.json()["error"]
+        as_text = client.post("/api/jobs", files={"file": (None, "快递三天没到")},
+                              data={"task": "classify", "labels": LABELS})
+        assert as_text.status_code == 422 and "`file` came as a text field" in as_text.json()["error"]
         missing = client.get("/api/jobs/nope")
         assert missing.status_code == 404 and set(missing.json()) == {"error", "request_id"}
         assert client.get("/api/jobs/nope/results").status_code == 404

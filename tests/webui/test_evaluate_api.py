@@ -70,6 +70,7 @@ def test_evaluate_summaries_scores_rouge_over_the_returned_summaries(demo_server
 
 @pytest.mark.parametrize(("files", "data", "expected"), [
     (None, {"task": "classify"}, "`file` is missing"),
+    ({"file": (None, "text,label")}, {"task": "classify"}, "`file` came as a text field"),
     ({"file": ("t.csv", TICKETS)}, {"task": "summarise"}, "task 'summarise' is unknown"),
     ({"file": ("t.txt", TICKETS)}, {"task": "classify"}, "is not JSONL or CSV"),
     ({"file": ("t.csv", b"text,label\n,x\n")}, {"task": "classify"}, "line 2: no text"),

@@ -52,8 +52,8 @@ def test_docs_show_evaluate_as_a_multipart_upload_and_openapi_has_its_form(demo_
 @pytest.mark.parametrize(("method", "path", "allow"), [
     ("GET", "/api/evaluate", "POST"),
     ("GET", "/api/classify", "POST"),
-    ("POST", "/health", "GET"),
-    ("POST", "/metrics", "GET"),
+    ("POST", "/health", "GET, HEAD"),
+    ("POST", "/metrics", "GET, HEAD"),
     ("DELETE", "/api/docs", "GET"),
     ("PATCH", "/api/jobs", "GET, POST"),
     ("POST", "/api/jobs/j-1", "GET, DELETE"),
@@ -74,6 +74,20 @@ def test_a_route_called_with_the_wrong_method_answers_405_in_the_api_shape(demo_
     assert set(body) == {"error", "request_id"} and body["request_id"] == reply.headers["X-Request-ID"]
     assert "方法不允许" in body["error"] and path in body["error"]
     assert reply.headers["Allow"] == allow
+
+
+def test_a_ui_route_called_with_the_wrong_method_says_which_methods_it_takes(demo_server):
+    with demo_server.client() as http:
+        reply = http.post("/config")
+    assert reply.status_code == 405, reply.text
+    assert reply.headers["Allow"] == "GET" and "use GET" in reply.json()["error"]
+
+
+def test_health_and_metrics_answer_head_as_probes_send_it(demo_server):
+    with demo_server.client() as http:
+        for path in ("/health", "/metrics"):
+            reply = http.head(path)
+            assert reply.status_code == 200 and reply.content == b"", path
 
 
 # Every route the docs describe; a room's new route belongs in the 404's list without being added by hand.

@@ -149,6 +149,18 @@ def test_a_file_sent_with_its_folder_in_the_name_replaces_its_earlier_upload(kb_
         client.delete("/api/kb/documents/refunds.csv:2")
 
 
+def test_a_form_whose_content_type_is_written_in_capitals_is_read_as_a_form(kb_server) -> None:
+    server, _ = kb_server
+    body = (b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="capitals.txt"\r\n\r\n'
+            + GUIDE.encode() + b"\r\n--b0undary--\r\n")
+    with server.client() as client:
+        sent = client.post("/api/kb/documents", content=body,
+                           headers={"Content-Type": "Multipart/Form-Data; boundary=b0undary"})
+        assert sent.status_code == 200, sent.text
+        assert [d["doc_id"] for d in sent.json()["documents"]] == ["capitals.txt"]
+        client.delete("/api/kb/documents/capitals.txt")
+
+
 def test_summaries_carry_their_health_figures_and_feed_the_metrics(kb_server) -> None:
     server, _ = kb_server
     with server.client() as client:
@@ -203,7 +215,9 @@ BAD = [
      413, "SEQGPT_KB_MAX_UPLOAD_BYTES"),
     ("post", "/api/kb/search", {"json": {"query": "长" * 30_000}}, 413, "shorter query"),
     ("post", "/api/kb/ask", {"json": {"query": "长" * 30_000}}, 413, "shorter query"),
+    ("post", "/api/kb/documents", {"files": {"file": (None, "硬件故障排查指南")}}, 422, "came as a text field"),
     ("delete", "/api/kb/documents/nope", {}, 404, "no document"),
+    ("get", "/api/kb/documents/", {}, 404, "there is no /api/kb/documents/"),
     ("post", "/api/summarize", {"json": {"text": ""}}, 422, "text"),
     ("post", "/api/summarize", {"json": {"text": "abc", "max_chars": 0}}, 422, "max_chars"),
     ("post", "/api/summarize", {"json": {"text": "abc", "max_chars": 501}}, 422, "max_chars"),

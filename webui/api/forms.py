@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable
 
 from fastapi import Request
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from model_loader.errors import InvalidInputError
@@ -26,8 +26,8 @@ async def read_form(request: Request, max_file_bytes: int, too_large: Callable[[
                     max_files: int = 1, max_fields: int = 16) -> FormData:
     """The request's multipart form. ``too_large(size, at_least)`` words the 413 for a body over
     ``max_file_bytes`` (plus slack); ``usage`` says how to send the form, for a body that is not one."""
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith("multipart/form-data"):
+    if not is_form(request):
+        content_type = request.headers.get("content-type", "")
         sent = f"sent as {content_type.split(';')[0]!r}" if content_type else "sent without a Content-Type"
         raise InvalidInputError(f"请求不是表单 · the request is {sent}, not multipart/form-data: {usage}")
     bound = max_file_bytes + FORM_SLACK_BYTES
@@ -56,3 +56,20 @@ async def read_form(request: Request, max_file_bytes: int, too_large: Callable[[
         return await parser.parse()  # closes its temporary files when reading fails
     except MultiPartException as exc:
         raise InvalidInputError(f"表单无法读取 · the form could not be read ({exc.message}): {usage}") from None
+
+
+def is_form(request: Request) -> bool:
+    """Whether the body is a multipart form (media types are case-insensitive)."""
+    return request.headers.get("content-type", "").strip().lower().startswith("multipart/form-data")
+
+
+def form_file(form: FormData, field: str, usage: str) -> UploadFile:
+    """The file sent as ``field``; a clear 422 when it is missing or came as a plain text field."""
+    upload = form.get(field)
+    if isinstance(upload, UploadFile):
+        return upload
+    if upload is None:
+        raise InvalidInputError(f"缺少文件 · `{field}` is missing: {usage}")
+    raise InvalidInputError(
+        f"不是文件 · `{field}` came as a text field, not a file (its part has no filename): {usage}"
+    )

@@ -58,7 +58,9 @@ class RouteTable:
         """Every method some route takes at ``path``; empty when no route has it."""
         methods: frozenset[str] = frozenset()
         for route in self.routes:
-            if route.pattern.match(path):
+            match = route.pattern.match(path)
+            # A {parameter:path} also matches nothing; "/api/kb/documents/" names no document.
+            if match and all(match.groupdict().values()):
                 methods |= route.methods
         return methods
 

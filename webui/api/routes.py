@@ -20,7 +20,7 @@ from model_loader.tasks.options import ClassifyRequest, ExtractRequest, Generate
 from serving.replicas import ClusterStatus, replicas_json
 
 from ..logging_setup import REQUEST_ID
-from ..outcomes import INTERNAL, BodyTooLargeError, outcome_of, response_headers, user_message
+from ..outcomes import INTERNAL, BodyTooLargeError, outcome_of, response_headers, too_large, user_message
 from ..service.request import RequestInfo, Service, not_ready_reason
 from .route_table import route_table
 from .schemas import (
@@ -124,7 +124,8 @@ def build_api_router(engine: EngineAPI, service: Service, render_metrics: Callab
 
         return await handle(request, "generate", GenerateBody, call, generation_json)
 
-    @router.get("/health")
+    # HEAD too: load balancers and uptime probes often ask with it.
+    @router.api_route("/health", methods=["GET", "HEAD"])
     async def health() -> JSONResponse:
         status = engine.status
         driver_problem = service.gpu.driver_problem()
@@ -159,7 +160,7 @@ def build_api_router(engine: EngineAPI, service: Service, render_metrics: Callab
             }
         )
 
-    @router.get("/metrics")
+    @router.api_route("/metrics", methods=["GET", "HEAD"])
     async def metrics() -> Response:
         return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
 
@@ -222,10 +223,7 @@ async def read_json_body(request: Request, max_bytes: int, fix: str = TEXT_LIMIT
 
 
 def _too_large(size: int, max_bytes: int, fix: str, at_least: bool = False) -> str:
-    return (
-        f"请求体过大 · the request body is {'more than ' if at_least else ''}{size:,} bytes, over the limit of "
-        f"{max_bytes:,}: {fix}"
-    )
+    return too_large("请求体", "the request body", size, max_bytes, fix, at_least)
 
 
 def _no_constant(name: str) -> Any:

@@ -11,10 +11,11 @@ from starlette.datastructures import FormData
 from evaluation import SUMMARY_CHARS
 from model_loader.errors import InvalidInputError
 
-from ..api.forms import read_form
+from ..api.forms import form_file, read_form
 from ..api.routes import error_response
 from ..batch.tab import batch_dir
 from ..logging_setup import REQUEST_ID
+from ..outcomes import too_large
 from ..service.request import RequestInfo
 from ..ui.tabs import UiContext
 from .job import load_gold, predict_all, summary_length, write_outputs
@@ -66,11 +67,11 @@ def build_evaluate_router(ctx: UiContext) -> APIRouter:
 async def _read_upload(request: Request, ctx: UiContext):
     limit = ctx.settings.batch_max_bytes
 
-    def too_large(size: int, at_least: bool) -> str:
-        return (f"文件过大 · the upload is {'more than ' if at_least else ''}{size:,} bytes, over the limit of "
-                f"{limit:,} (SEQGPT_BATCH_MAX_BYTES): evaluate a smaller sample")
+    def upload_too_large(size: int, at_least: bool) -> str:
+        return too_large("文件", "the upload", size, limit,
+                         "evaluate a smaller sample, or raise SEQGPT_BATCH_MAX_BYTES", at_least)
 
-    form = await read_form(request, limit, too_large, USAGE, max_files=2, max_fields=5)
+    form = await read_form(request, limit, upload_too_large, USAGE, max_files=2, max_fields=5)
     try:
         return await _read_fields(form, ctx)
     finally:
@@ -78,9 +79,7 @@ async def _read_upload(request: Request, ctx: UiContext):
 
 
 async def _read_fields(form: FormData, ctx: UiContext):
-    upload, task, map_text = form.get("file"), form.get("task"), form.get("map") or ""
-    if upload is None or isinstance(upload, str):
-        raise InvalidInputError(f"缺少文件 · `file` is missing: {USAGE}")
+    upload, task, map_text = form_file(form, "file", USAGE), form.get("task"), form.get("map") or ""
     if not isinstance(task, str):
         raise InvalidInputError(f"缺少任务 · `task` is missing: {USAGE}")
     if not isinstance(map_text, str):  # the map sent as a file (curl -F map=@map.txt)

@@ -15,7 +15,7 @@ from model_loader.interface import EngineAPI
 from model_loader.tasks.options import ClassifyRequest, checked_names
 from model_loader.text.files import upload_name
 
-from ..outcomes import BodyTooLargeError
+from ..outcomes import BodyTooLargeError, too_large
 from ..service.gate import ModelGate
 from ..settings import ServerSettings
 from ..store.db import DatabaseError, default_path
@@ -156,7 +156,7 @@ class JobsRoom:
             while chunk := source.read(COPY_CHUNK):
                 size += len(chunk)
                 if size > limit:
-                    raise BodyTooLargeError(too_large(size, limit, at_least=True))
+                    raise BodyTooLargeError(file_too_large(size, limit, at_least=True))
                 out.write(chunk)
         return size
 
@@ -187,11 +187,9 @@ def iso(stamp: float | None) -> str | None:
     return None if stamp is None else datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
 
 
-def too_large(size: int, limit: int, at_least: bool = False) -> str:
-    return (
-        f"文件过大 · the file is {'more than ' if at_least else ''}{size / 1048576:.1f} MiB, over the limit of "
-        f"{limit / 1048576:.1f} MiB for one job: split it into smaller files, or raise SEQGPT_JOBS_MAX_BYTES"
-    )
+def file_too_large(size: int, limit: int, at_least: bool = False) -> str:
+    return too_large("文件", "the file", size, limit,
+                     "split it into smaller files, or raise SEQGPT_JOBS_MAX_BYTES (the limit for one job)", at_least)
 
 
 # A form sends every value as text. What reads as a number or a flag is turned into one; anything else is

@@ -9,16 +9,15 @@ from typing import Any
 import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from starlette.datastructures import UploadFile
 
 from model_loader.errors import InvalidInputError
 
-from ..api.forms import read_form
+from ..api.forms import form_file, read_form
 from ..api.routes import answer_in_thread, error_response
 from ..logging_setup import REQUEST_ID
 from ..service.request import RequestInfo, Service
 from .files import csv_header, csv_line, csv_text, jsonl_line
-from .room import JobsRoom, too_large
+from .room import JobsRoom, file_too_large
 
 # Multipart framing and the form fields around the file.
 FORM_USAGE = ("send the file as the multipart/form-data field `file`, "
@@ -54,13 +53,12 @@ def build_jobs_router(room: JobsRoom, service: Service) -> APIRouter:
         started = time.perf_counter()
         limit = room.settings.jobs_max_bytes
         try:
-            form = await read_form(request, limit, lambda size, at_least: too_large(size, limit, at_least),
+            form = await read_form(request, limit, lambda size, at_least: file_too_large(size, limit, at_least),
                                    FORM_USAGE, max_files=1, max_fields=16)
         except Exception as exc:
             service.record(RequestInfo("jobs", "api", ""), started, exc)
             return error_response(exc)
         try:
-            upload = form.get("file")
             task = str(form.get("task") or "")
             names = form.get("labels") if task == "classify" else form.get("fields")
             names = names if names is not None else form.get("labels") or form.get("fields")
@@ -70,12 +68,9 @@ def build_jobs_router(room: JobsRoom, service: Service) -> APIRouter:
                     task, str(names or ""), form.get("threshold"), form.get("exclusive"),
                     str(form.get("text_column") or ""),
                 )
-                if not isinstance(upload, UploadFile) or not upload.filename:
-                    raise InvalidInputError(
-                        "没有文件 · no file: send the CSV, JSONL or TXT file as the multipart field `file`, "
-                        "e.g. curl -F file=@tickets.csv -F task=classify -F labels=投诉,咨询 …/api/jobs"
-                    )
-                job = room.submit(job_request, upload.file, upload.filename)
+                upload = form_file(form, "file", "send the CSV, JSONL or TXT file as the multipart field `file`, "
+                                   "e.g. curl -F file=@tickets.csv -F task=classify -F labels=投诉,咨询 …/api/jobs")
+                job = room.submit(job_request, upload.file, upload.filename or "")
                 return {"job_id": job.id, "state": job.state, "rows_total": job.rows_total,
                         "request_id": REQUEST_ID.get()}
 

@@ -10,14 +10,13 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from model_loader.errors import InvalidInputError
 from model_loader.interface import EngineAPI
 from model_loader.tasks.options import SummarizeRequest
 
-from ..api.forms import read_form
+from ..api.forms import form_file, is_form, read_form
 from ..api.routes import error_response, read_json_body
 from ..logging_setup import REQUEST_ID
-from ..outcomes import BodyTooLargeError, RouteError
+from ..outcomes import BodyTooLargeError, RouteError, too_large
 from ..service.request import RequestInfo, Service
 from .documents import FILE_HINT, NewDocument, check_id, from_file, from_json
 from .schemas import SummaryMetrics, document_json, hit_json, json_object, summarize_request, summary_json
@@ -144,13 +143,10 @@ def build_kb_router(engine: EngineAPI, service: Service, kb: KnowledgeBase, summ
 
     async def _read_documents(request: Request, kb: KnowledgeBase) -> list[NewDocument]:
         """The documents sent, as JSON or as an uploaded file (then each names it in ``file``)."""
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith("multipart/form-data"):
+        if is_form(request):
             form = await read_form(request, limits.max_upload_bytes, _too_large, FILE_HINT, max_files=1, max_fields=4)
             try:
-                upload = form.get("file")
-                if upload is None or isinstance(upload, str):
-                    raise InvalidInputError(f"缺少文件 · `file` is missing: {FILE_HINT}, e.g. curl -F file=@guide.txt")
+                upload = form_file(form, "file", f"{FILE_HINT}, e.g. curl -F file=@guide.txt")
                 data = await upload.read(limits.max_upload_bytes + 1)
             finally:
                 await form.close()
@@ -161,7 +157,6 @@ def build_kb_router(engine: EngineAPI, service: Service, kb: KnowledgeBase, summ
         return from_json(body, limits.max_documents)
 
     def _too_large(size: int, at_least: bool = False) -> str:
-        return (f"文件过大 · the upload is {'more than ' if at_least else ''}{size:,} bytes, over the limit of "
-                f"{limits.max_upload_bytes:,}: {UPLOAD_FIX}")
+        return too_large("文件", "the upload", size, limits.max_upload_bytes, UPLOAD_FIX, at_least)
 
     return router
