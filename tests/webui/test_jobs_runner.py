@@ -34,12 +34,14 @@ def write_lock_held(path: Path) -> Iterator[None]:
 
 
 class LockedOnceStore(JobStore):
-    """A store whose first commit meets a held write lock."""
+    """A store whose second commit meets a held write lock (the first slice is committed)."""
 
+    commits = 0
     locked = False
 
     def commit_chunk(self, job_id: str, first_row: int, outcomes: list[RowOutcome]) -> bool:
-        if self.locked:
+        self.commits += 1
+        if self.commits != 2:
             return super().commit_chunk(job_id, first_row, outcomes)
         self.locked = True
         with write_lock_held(self.path):
@@ -47,8 +49,9 @@ class LockedOnceStore(JobStore):
 
 
 def test_a_job_whose_commit_met_a_locked_database_resumes_and_finishes_without_a_restart(
-    tmp_path: Path, engine, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("INFO", logger=runner_module.__name__)
     monkeypatch.setattr(db, "BUSY_TIMEOUT_S", 0.2)  # how long a commit waits for the lock
     monkeypatch.setattr(runner_module, "RETRY_WAIT_S", 0.2)
     store = LockedOnceStore(tmp_path / "ws" / "seqgpt560m.db", tmp_path / "ws" / "jobs")
@@ -65,7 +68,8 @@ def test_a_job_whose_commit_met_a_locked_database_resumes_and_finishes_without_a
             time.sleep(0.1)
     finally:
         runner.stop()
-    assert store.locked, "the first commit met the lock"
+    assert store.locked, "the second commit met the lock"
+    assert "job j1 resumed: task=classify rows=6 done=2" in caplog.text, "resumed from the first slice's commit"
     assert (job.state, job.rows_done, job.rows_failed) == ("done", len(ROWS), 0), job
     results = list(store.results("j1"))
     assert [row for row, _, _, _ in results] == list(range(1, len(ROWS) + 1)), "every row once, in order"

@@ -135,6 +135,21 @@ def test_a_job_left_running_is_queued_again_and_resumes_after_its_last_commit(tm
     assert job.rows_done == 1 and [row.row for row in reopened.pending("j1", job.rows_done, 10)] == [2, 3]
 
 
+def test_a_job_taken_but_not_read_back_stays_queued(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    store = make_store(tmp_path)
+    add_job(store, write(tmp_path / "t.txt", "一\n二\n"))
+
+    def unreadable(job_id: str) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store, "get", unreadable)
+    with pytest.raises(sqlite3.OperationalError):
+        store.take_next()
+    monkeypatch.undo()
+    assert store.get("j1").state == "queued", "no runner holds it, so it must not be left running"
+    assert store.take_next().id == "j1"
+
+
 def test_a_cancelled_job_takes_no_more_results_and_a_purge_removes_everything(tmp_path: Path):
     store = make_store(tmp_path)
     add_job(store, write(tmp_path / "t.txt", "一\n二\n"))

@@ -117,7 +117,9 @@ class JobRunner:
                 if not self.engine.status.ready:
                     self._stop.wait(1.0)
                     continue
-                job, interrupted = interrupted or self.store.take_next(), None
+                # The job cut short is read again: its progress is what it committed since.
+                job = (self.store.get(interrupted.id) if interrupted else None) or self.store.take_next()
+                interrupted = None
                 self.store.keep_reserve()
                 if job is None:
                     self._wake.wait(IDLE_WAIT_S)

@@ -221,7 +221,8 @@ class JobStore:
         return ids
 
     def take_next(self) -> Job | None:
-        """The oldest queued job, now marked running."""
+        """The oldest queued job, now marked running. Read back inside the transaction: a failure to
+        read it leaves the job queued, never running with no runner holding it."""
         conn = self._conn()
         with transaction(conn):
             row = conn.execute(
@@ -233,7 +234,8 @@ class JobStore:
                 "UPDATE jobs SET state = 'running', started_at = coalesce(started_at, ?) WHERE id = ?",
                 (time.time(), row[0]),
             )
-        return self.get(row[0])
+            taken = self.get(row[0])
+        return taken
 
     def commit_chunk(self, job_id: str, first_row: int, outcomes: list[RowOutcome]) -> bool:
         """Results of the rows from ``first_row`` on and the job's progress, in one transaction. False (and
