@@ -14,10 +14,12 @@ import pytest
 from servers import free_port
 
 from model_loader.embedding import Embedder, EmbeddingSettings
-from webui.kb.documents import NewDocument
+from webui.jobs.errors import StorageError
+from webui.kb.documents import NewDocument, from_file
 from webui.kb.service import KnowledgeBase
 from webui.kb.settings import KbSettings
 from webui.kb.store import SCHEMA_VERSION
+from webui.outcomes import outcome_of
 
 CHROMA = Path(sys.executable).parent / "chroma"
 
@@ -72,3 +74,23 @@ def test_the_same_code_stores_and_searches_on_a_chroma_server(chroma_url: str, e
     assert [d.doc_id for d in other.documents()] == ["guide"]
     kb.delete("guide")
     assert other.documents() == [] and other.search(passage.text, 5) == []
+
+
+def test_a_knowledge_base_path_that_cannot_be_a_folder_is_a_storage_error_saying_what_to_check(
+        embedder: Embedder, tmp_path: Path) -> None:
+    taken = tmp_path / "kb"
+    taken.write_text("a file where the folder should be", encoding="utf-8")
+    kb = KnowledgeBase(embedder, KbSettings(path=taken))
+    with pytest.raises(StorageError, match="could not be opened") as refused:
+        kb.documents()
+    assert "知识库无法打开" in str(refused.value) and "SEQGPT_KB_PATH" in str(refused.value)
+    assert outcome_of(refused.value).status == 507
+
+
+def test_uploads_of_many_file_names_keep_no_lock_once_done(embedder: Embedder, tmp_path: Path) -> None:
+    kb = KnowledgeBase(embedder, KbSettings(path=tmp_path / "kb"))
+    for n in range(3):
+        docs = from_file(f"notes-{n}.txt", "打印机脱机请重装驱动。".encode(), 10)
+        kb.add_file(docs)
+    assert [d.file for d in kb.documents()] == ["notes-0.txt", "notes-1.txt", "notes-2.txt"]
+    assert len(kb._file_locks) == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,7 +44,8 @@ class KnowledgeBase:
         self.settings = settings
         self._store: PassageStore | None = None
         self._store_lock = threading.Lock()
-        self._file_locks: dict[str, threading.Lock] = {}
+        # One lock per file name while an upload of it runs; weak, so names uploaded once are not kept.
+        self._file_locks: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
         self._ids = itertools.count(1)
         self.ingestions: dict[int, Ingestion] = {}
 
