@@ -12,6 +12,11 @@ from typing import Any
 
 from model_loader.text.files import UNDECODABLE, decode_text, json_lines
 
+# csv's default refuses a whole file over one cell above 131,072 characters; a long text is one row's
+# problem (SEQGPT_MAX_TEXT_CHARS fails that row alone), and the upload's size bounds any cell.
+# Process-wide, set where the CSV files of batches and jobs are read.
+csv.field_size_limit(2**31 - 1)
+
 FORMATS = (".csv", ".jsonl", ".txt")
 # Column names taken as the text column of a CSV, in order of preference.
 TEXT_COLUMNS = ("text", "文本", "content", "内容", "sentence")

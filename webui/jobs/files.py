@@ -21,9 +21,6 @@ from model_loader.text.files import json_lines
 from ..batch.files import FORMATS, TEXT_COLUMNS, BatchFileError, neutralise_formula
 
 READ_CHUNK = 1 << 20
-# csv's default refuses a whole file over one cell above 131,072 characters; a long text is one row's
-# problem (SEQGPT_MAX_TEXT_CHARS fails that row alone), and the upload's size bounds any cell.
-csv.field_size_limit(2**31 - 1)
 # Keys the results add to each row; a user's column of the same name is carried as input_<name>.
 RESULT_KEYS = ("row", "label", "scores", "score", "fields", "error")
 
