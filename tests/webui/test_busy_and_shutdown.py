@@ -109,3 +109,39 @@ def test_requests_that_cannot_finish_in_the_grace_period_are_answered_503_not_cu
         assert body["request_id"] == reply.headers["X-Request-ID"]
     assert answered_after < 5
     assert "outcome=stopping" in server.log_text()
+
+
+def test_a_knowledge_base_addition_cut_by_a_stop_is_answered_503_and_gone_after_the_restart(tmp_path, demo_model_dir):
+    # Thousands of passages: the embedding is still running when the stop's one second of grace ends.
+    env = {"SEQGPT_GRACEFUL_SHUTDOWN_S": "1", "SEQGPT_KB_PASSAGE_CHARS": "40"}
+    manual = "".join(f"第{n}条：电脑蓝屏时先检查内存条，再进入安全模式卸载最近安装的驱动。" for n in range(4000))
+    server = start_server(tmp_path, demo_model_dir, env)
+    replies: list[httpx.Response | BaseException] = []
+    try:
+        def send() -> None:
+            try:
+                replies.append(httpx.post(f"{server.url}/api/kb/documents",
+                                          json={"documents": [{"id": "manual", "text": manual}]}, timeout=120))
+            except httpx.HTTPError as exc:
+                replies.append(exc)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        deadline = time.monotonic() + 60
+        while not any(i["passages_done"] for i in httpx.get(f"{server.url}/api/kb/ingestions").json()["ingestions"]):
+            assert time.monotonic() < deadline and not replies, replies
+            time.sleep(0.05)
+        server.process.send_signal(signal.SIGTERM)
+        sender.join(timeout=60)
+        assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        stop_server(server)
+    [reply] = replies
+    assert isinstance(reply, httpx.Response), f"the client got no answer: {reply!r}"
+    assert reply.status_code == 503 and reply.headers["Retry-After"] == "10", reply.text
+    assert "正在重启" in reply.json()["error"] and reply.json()["request_id"] == reply.headers["X-Request-ID"]
+    again = start_server(tmp_path, demo_model_dir, env)
+    try:
+        assert httpx.get(f"{again.url}/api/kb/documents").json()["documents"] == [], "nothing half-added is kept"
+    finally:
+        stop_server(again)

@@ -38,7 +38,8 @@ def build_kb_router(engine: EngineAPI, service: Service, kb: KnowledgeBase, summ
         """Run ``work``, log and count it like every request, and answer its JSON or its error."""
         started = time.perf_counter()
         try:
-            body = await work()
+            # A stop's grace period ends the wait with a 503 saying so, as for the model's routes.
+            body = await service.clock.race(work())
         except Exception as exc:  # the outcome table decides what each error means
             service.record(RequestInfo(task, "api", text), started, exc)
             return error_response(exc)
