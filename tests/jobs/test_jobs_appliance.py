@@ -165,11 +165,21 @@ def test_the_job_list_pages_through_every_job_newest_first(appliance: Appliance,
                 break
         assert seen == newest, "each job once, in order, across the pages"
         for params, words in (({"limit": 0}, "1 to 1000"), ({"limit": "two"}, "1 to 1000"),
-                              ({"before": "no-such-job"}, "no job")):
+                              ({"before": "no-such-job"}, "no job"), ({"before": "soon_abc"}, "page mark"),
+                              ({"before": "inf_abc"}, "page mark")):
             wrong = client.get("/api/jobs", params=params)
             assert wrong.status_code in (404, 422) and words in wrong.json()["error"], wrong.text
         for job_id in ids:
             wait_for(client, job_id, lambda job: job["state"] == "done")
+        # The job a page ended on is purged before the next page is asked for: the paging goes on.
+        first = client.get("/api/jobs", params={"limit": 1}).json()
+        assert [job["job_id"] for job in first["jobs"]] == [ids[1]]
+        assert client.delete(f"/api/jobs/{ids[1]}", params={"purge": "true"}).status_code == 200
+        after = client.get("/api/jobs", params={"limit": 1, "before": first["next_before"]})
+        assert after.status_code == 200, after.text
+        assert [job["job_id"] for job in after.json()["jobs"]] == [ids[0]]
+        by_id = client.get("/api/jobs", params={"limit": 1, "before": ids[0]}).json()
+        assert [job["job_id"] for job in by_id["jobs"]] == [newest[2]], "a bare job id still pages"
 
 
 def test_cancel_keeps_the_rows_done_and_purge_deletes_the_job_and_its_files(appliance: Appliance, tmp_path: Path):

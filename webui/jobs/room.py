@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 from dataclasses import dataclass
@@ -93,15 +94,34 @@ class JobsRoom:
         return job
 
     def page(self, limit: Any = None, before: Any = None) -> tuple[list[Job], str | None]:
-        """Up to ``limit`` jobs (default 200, at most 1000), newest first, older than the job
-        ``before`` names; and the id to pass as ``before`` for the next page (None: no more)."""
+        """Up to ``limit`` jobs (default 200, at most 1000), newest first, listed after the page mark
+        ``before``; and the mark to pass as ``before`` for the next page (None: no more). The mark
+        carries the last job's place (``<created_at>_<job id>``), so a job purged meanwhile does not
+        break the paging; a bare job id is taken too."""
         text = str(limit if limit not in (None, "") else DEFAULT_PAGE).strip()
         if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PAGE:
             raise InvalidInputError(f"limit 超出范围 · limit is {limit!r}: ask for 1 to {MAX_PAGE} jobs")
         store, count = self.need_store(), int(text)
-        after = self.job(str(before)) if before not in (None, "") else None
-        jobs = store.list_jobs(count + 1, after)
-        return jobs[:count], jobs[count - 1].id if len(jobs) > count else None
+        jobs = store.list_jobs(count + 1, self._place(str(before)) if before not in (None, "") else None)
+        if len(jobs) <= count:
+            return jobs, None
+        last = jobs[count - 1]
+        return jobs[:count], f"{last.created_at!r}_{last.id}"
+
+    def _place(self, before: str) -> tuple[float, str]:
+        stamp, mark, job_id = before.rpartition("_")
+        if not mark:
+            job = self.job(before)
+            return job.created_at, job.id
+        try:
+            created_at = float(stamp)
+        except ValueError:
+            created_at = float("nan")
+        if not (math.isfinite(created_at) and job_id):
+            raise InvalidInputError(
+                f"before 有误 · before is {before!r}, not a page mark: pass the previous page's next_before"
+            )
+        return created_at, job_id
 
     def check_request(self, task: str, labels: str, threshold: Any = None, exclusive: Any = None,
                       text_column: str | None = None) -> JobRequest:

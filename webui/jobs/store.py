@@ -169,9 +169,9 @@ class JobStore:
         row = self._conn().execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return Job.from_row(row) if row else None
 
-    def list_jobs(self, limit: int = 200, before: Job | None = None) -> list[Job]:
-        """Newest first; with ``before``, only the jobs listed after it."""
-        where, args = ("WHERE (created_at, id) < (?, ?)", [before.created_at, before.id]) if before else ("", [])
+    def list_jobs(self, limit: int = 200, before: tuple[float, str] | None = None) -> list[Job]:
+        """Newest first; with ``before`` (a job's created_at and id), only the jobs listed after that job."""
+        where, args = ("WHERE (created_at, id) < (?, ?)", list(before)) if before else ("", [])
         rows = self._conn().execute(
             f"SELECT {_JOB_COLUMNS} FROM jobs {where} ORDER BY created_at DESC, id DESC LIMIT ?", (*args, limit)
         )
