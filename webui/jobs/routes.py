@@ -68,8 +68,7 @@ def build_jobs_router(room: JobsRoom, service: Service) -> APIRouter:
                     task, str(names or ""), form.get("threshold"), form.get("exclusive"),
                     str(form.get("text_column") or ""),
                 )
-                upload = form_file(form, "file", "send the CSV, JSONL or TXT file as the multipart field `file`, "
-                                   "e.g. curl -F file=@tickets.csv -F task=classify -F labels=投诉,咨询 …/api/jobs")
+                upload = form_file(form, "file", FORM_USAGE)
                 job = room.submit(job_request, upload.file, upload.filename or "")
                 return {"job_id": job.id, "state": job.state, "rows_total": job.rows_total,
                         "request_id": REQUEST_ID.get()}

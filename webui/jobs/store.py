@@ -234,8 +234,7 @@ class JobStore:
                 "UPDATE jobs SET state = 'running', started_at = coalesce(started_at, ?) WHERE id = ?",
                 (time.time(), row[0]),
             )
-            taken = self.get(row[0])
-        return taken
+            return self.get(row[0])
 
     def commit_chunk(self, job_id: str, first_row: int, outcomes: list[RowOutcome]) -> bool:
         """Results of the rows from ``first_row`` on and the job's progress, in one transaction. False (and
