@@ -36,7 +36,7 @@ from bench_machine import processor  # noqa: E402  (beside this script)
 
 from model_loader.model.cpu_dtype import auto_cpu_dtype  # noqa: E402
 from model_loader.model.half_kernel import HalfLinear, half_kernel_problem  # noqa: E402
-from model_loader.model.int8_weights import Int8Linear  # noqa: E402
+from model_loader.model.int8_weights import Int8Linear, onednn_int8_problem, quantized_rows  # noqa: E402
 
 HIDDEN = 1024
 # Each block's matrices as [out, in]: query-key-value, attention output, MLP up and down.
@@ -108,18 +108,17 @@ def kernels(dtype: torch.dtype) -> tuple[list[Kernel], list[str]]:
 
 
 def int8_activation_kernels() -> tuple[list[Kernel], list[str]]:
-    """Products of int8 weights by int8 activations, quantized at every call (their cost is timed).
-    Not what ``SEQGPT_WEIGHTS=int8`` does (it keeps activations in 16 bits), but the other way
-    int8 could go: is it faster here, and can a row's answer stay its own?"""
+    """Products of int8 weights by int8 activations, quantized at every call (their cost is timed):
+    is it faster here, and can a row's answer stay its own? ``SEQGPT_WEIGHTS=int8`` takes oneDNN's
+    where AMX multiplies int8 (int8_weights.int8_kernel), torch's weight-only kernel elsewhere."""
 
     def by_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each row of ``t`` as int8 steps of its own scale ``max|row| / 127``, and the scales [rows, 1]."""
-        scales = (t.abs().amax(dim=1, keepdim=True) / 127).clamp(min=1e-12)
-        return torch.round(t / scales).to(torch.int8), scales
+        """The matrix's rows as int8 steps of their own scales, and the scales ``[rows, 1]``."""
+        return quantized_rows(t)
 
     def by_row_scales(held, rows):
         qweight, weight_scales = held
-        qrows, row_scales = by_rows(rows)
+        qrows, row_scales = quantized_rows(rows)
         return torch._int_mm(qrows, qweight.t()).float() * row_scales * weight_scales.t()
 
     def fbgemm_packed(weight):
@@ -134,6 +133,19 @@ def int8_activation_kernels() -> tuple[list[Kernel], list[str]]:
     # depend on the others.
     found = [Kernel("int8 x int8 _int_mm, row scales", by_rows, by_row_scales, torch.float32, 1)]
     missing = []
+    problem = onednn_int8_problem()  # without AMX, oneDNN's int8 product ran a hundred times slower
+    if problem is None:
+        found.append(
+            Kernel(
+                "oneDNN int8, row scales",
+                lambda w: Int8Linear.quantize(w, None, torch.bfloat16).packed_for_onednn(),
+                lambda held, rows: held(rows),
+                torch.bfloat16,
+                1,
+            )
+        )
+    else:
+        missing.append(f"oneDNN int8, row scales: {problem}")
     try:
         fbgemm_packed(torch.ones(8, 8))
     except (AttributeError, RuntimeError, NotImplementedError) as exc:

@@ -260,7 +260,9 @@ class OutputProjection:
                 parts.append(Int8Linear.quantize(rows, None, self._dtype))
                 del rows
                 allocator.release_freed()  # see int8_weights.quantizing_as_read
-            slices.append(Int8Linear.stacked(parts))
+            slices.append(Int8Linear.stacked(parts).for_kernel())
+            del parts
+            allocator.release_freed()  # the parts, and the stacked slice before packing
         log.info("output projection held as int8 with per-row scales")
         return slices
 

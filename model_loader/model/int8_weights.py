@@ -1,15 +1,22 @@
-"""Weight-only int8 (``SEQGPT_WEIGHTS=int8``): the blocks' matrices and the output projection held as
-int8 with one scale per output channel, multiplied by torch's own CPU kernel.
+"""int8 weights (``SEQGPT_WEIGHTS=int8``): the blocks' matrices and the output projection held as
+int8 with one scale per output channel, multiplied by a kernel torch ships.
 
-A decode step is bound by reading the weights; int8 halves the bytes read and held. Activations
-stay in the compute dtype; each weight row ``w`` is stored as ``round(w / s)`` with
-``s = max|w| / 127``, so a row's error is at most half a step of its own scale.
+A decode step is bound by reading the weights; int8 halves the bytes read and held. Each weight
+row ``w`` is stored as ``round(w / s)`` with ``s = max|w| / 127``, so a row's error is at most
+half a step of its own scale. One kernel per process, chosen by a rule at load:
 
-Every product goes through ``torch.ops.aten._weight_int8pack_mm``, which reads the int8 matrix
-once and gives each row the same result for any number of rows (checked from 1 to 64), so a
-request's answer does not depend on which others share its batch. One kernel for all: widening the
-matrix for products of many rows (prompts) ran no faster on the EPYC measured, and a second path
-would make a row's result depend on how many rows came with it.
+- **Where AMX multiplies int8** (``amx_int8``, and oneDNN allowed its AMX kernels), oneDNN's int8
+  product (``torch.ops.onednn.qlinear_pointwise``) with each row of activations quantized to int8
+  with a scale of its own (``max|x| / 127``). The sums of int8 products are exact integers, scaled
+  afterwards in fp32, so a row's result is the same in any batch. On a 2-core Xeon with AMX it
+  read the 24 blocks' int8 matrices in 16 ms for one row and for eight alike, where the weight-only
+  kernel below took 21 and 55 ms. Without AMX, oneDNN ran the same product a hundred times slower
+  (held to AVX512_CORE_VNNI or AVX2 on that Xeon), so elsewhere:
+- ``torch.ops.aten._weight_int8pack_mm``: weight-only, the activations stay in the compute dtype.
+  It also gives each row the same result for any number of rows (checked from 1 to 64).
+
+One kernel for prompts and decode steps alike: a second path would make a row's result depend on
+how many rows came with it.
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
+from functools import cache
 
 import torch
 
 from . import allocator
+from .cpu_dtype import onednn_runs_amx, processor_flags
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +47,7 @@ def activation_dtype(compute: torch.dtype) -> torch.dtype:
 class Int8Linear:
     """A linear layer with an int8 weight ``[out, in]`` and per-output-channel ``scales``."""
 
-    qweight: torch.Tensor  # int8 [out, in], contiguous
+    qweight: torch.Tensor  # int8 [out, in], contiguous; or oneDNN's packed layout of it (for_kernel)
     scales: torch.Tensor  # [out], in the activation dtype
     bias: torch.Tensor | None  # in the compute dtype
     compute: torch.dtype  # what the layer takes and returns
@@ -64,26 +73,123 @@ class Int8Linear:
     def plain_weight(self) -> torch.Tensor:
         return self.dequantized()
 
+    @property
+    def packed(self) -> bool:
+        """Whether the matrix is held in oneDNN's layout for its int8 product."""
+        return self.qweight.is_mkldnn
+
+    @property
+    def plain_qweight(self) -> torch.Tensor:
+        """The int8 matrix ``[out, in]`` (a copy when it is packed)."""
+        return self.qweight.to_dense().t().contiguous() if self.packed else self.qweight
+
     @classmethod
     def stacked(cls, parts: list[Int8Linear]) -> Int8Linear:
         """One layer of the rows of bias-free ``parts``, in order (each row keeps its own scale)."""
-        qweight = torch.cat([part.qweight for part in parts])
+        qweight = torch.cat([part.plain_qweight for part in parts])
         return cls(qweight, torch.cat([part.scales for part in parts]), None, parts[0].compute)
 
     def with_bias(self, bias: torch.Tensor | None) -> Int8Linear:
         return replace(self, bias=bias)
 
+    def for_kernel(self) -> Int8Linear:
+        """This layer as this process's int8 kernel reads it: packed for oneDNN where that kernel
+        serves (int8_kernel), else as it is."""
+        return self if self.packed or int8_kernel() != ONEDNN else self.packed_for_onednn()
+
+    def packed_for_onednn(self) -> Int8Linear:
+        return replace(self, qweight=torch.ops.onednn.qlinear_prepack(self.qweight, None))
+
     def dequantized(self) -> torch.Tensor:
         """The weight as the compute dtype sees it (a new matrix)."""
-        return (self.qweight.to(self.scales.dtype) * self.scales[:, None]).to(self.compute)
+        return (self.plain_qweight.to(self.scales.dtype) * self.scales[:, None]).to(self.compute)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        rows = x.reshape(-1, shape[-1]).to(self.scales.dtype).contiguous()
-        out = torch.ops.aten._weight_int8pack_mm(rows, self.qweight, self.scales).to(self.compute)
+        if self.packed:
+            out = onednn_product(x.reshape(-1, shape[-1]), self.qweight, self.scales).to(self.compute)
+        else:
+            rows = x.reshape(-1, shape[-1]).to(self.scales.dtype).contiguous()
+            out = torch.ops.aten._weight_int8pack_mm(rows, self.qweight, self.scales).to(self.compute)
         if self.bias is not None:
             out = out + self.bias
         return out.view(*shape[:-1], out.shape[-1])
+
+
+def quantized_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row of ``rows`` ``[n, k]`` as int8 with a scale of its own (fp32 ``[n, 1]``)."""
+    wide = rows.float()
+    scales = (wide.abs().amax(dim=1, keepdim=True) / 127).clamp(min=torch.finfo(torch.float32).tiny)
+    return torch.round(wide / scales).clamp(-127, 127).to(torch.int8).contiguous(), scales
+
+
+@cache
+def _zero_points(count: int) -> torch.Tensor:
+    return torch.zeros(count, dtype=torch.long)
+
+
+def onednn_product(rows: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """fp32 ``rows @ W.T`` for a matrix packed by ``qlinear_prepack`` with per-row ``scales``: the
+    rows quantized each with its own scale, their int8 products summed exactly by oneDNN and
+    scaled by the weight's scales, then each row by its own."""
+    qrows, row_scales = quantized_rows(rows)
+    count = scales.shape[0]
+    out = torch.ops.onednn.qlinear_pointwise(
+        qrows, 1.0, 0, packed, scales.float(), _zero_points(count), None, 1.0, 0, torch.float32, "none", [], ""
+    )
+    return out * row_scales
+
+
+ONEDNN, WEIGHT_ONLY = "oneDNN int8 with per-row int8 activations", "torch's weight-only int8"
+
+
+@cache  # the answer is the processor's and the torch build's
+def int8_kernel() -> str:
+    """The int8 kernel this process uses (see the module's notes): ONEDNN where AMX multiplies int8
+    and a probe finds oneDNN's sums exact and each row's result its own, else WEIGHT_ONLY."""
+    problem = onednn_int8_problem()
+    if problem is None:
+        log.info("int8 products: %s (AMX)", ONEDNN)
+        return ONEDNN
+    log.info("int8 products: %s (%s)", WEIGHT_ONLY, problem)
+    return WEIGHT_ONLY
+
+
+def onednn_int8_problem() -> str | None:
+    """Why oneDNN's int8 product is not used here, or None."""
+    if "amx_int8" not in processor_flags():
+        return "the processor has no AMX-INT8, without which oneDNN's int8 product runs slower"
+    if not onednn_runs_amx():
+        return "ONEDNN_MAX_CPU_ISA keeps oneDNN from its AMX kernels"
+    return onednn_probe_problem()
+
+
+def onednn_probe_problem() -> str | None:
+    """Whether oneDNN's int8 product, here, sums int8 products exactly, scales them as said, and
+    gives a row alone what it gives that row among others: None when it does."""
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randint(-127, 128, (96, 256), generator=generator, dtype=torch.int8)
+    weight[0] = 127  # the largest sums, where a saturating kernel would show
+    rows = torch.randint(-127, 128, (9, 256), generator=generator, dtype=torch.int8)
+    rows[0], rows[1] = 127, -127
+    scales = torch.rand(96, generator=generator) / 100
+    try:
+        packed = torch.ops.onednn.qlinear_prepack(weight, None)
+
+        def product(x: torch.Tensor) -> torch.Tensor:
+            return torch.ops.onednn.qlinear_pointwise(
+                x, 1.0, 0, packed, scales, _zero_points(96), None, 1.0, 0, torch.float32, "none", [], ""
+            )
+
+        together, alone = product(rows), product(rows[:1].contiguous())
+    except (AttributeError, RuntimeError, NotImplementedError) as exc:
+        return f"this torch build has no oneDNN int8 product ({type(exc).__name__}: {exc})"
+    exact = (rows.long() @ weight.long().t()).float() * scales
+    if not torch.equal(together, exact):
+        return "oneDNN's int8 product differed from the exact sums of int8 products"
+    if not torch.equal(alone, together[:1]):
+        return "oneDNN's int8 product gave a row another result among other rows"
+    return None
 
 
 def quantizing_as_read(compute: torch.dtype) -> Callable[[str, torch.Tensor], torch.Tensor | Int8Linear]:
@@ -94,9 +200,10 @@ def quantizing_as_read(compute: torch.dtype) -> Callable[[str, torch.Tensor], to
 
     def convert(name: str, tensor: torch.Tensor) -> torch.Tensor | Int8Linear:
         if name.startswith("h.") and tensor.dim() == 2:
-            int8 = Int8Linear.quantize(tensor, None, compute)
-            # The 16-bit matrix and the quantizing's fp32 temporaries are free now, but left in
-            # malloc's arena they fragment it and the next matrices' pages pile up on top.
+            int8 = Int8Linear.quantize(tensor, None, compute).for_kernel()
+            # The 16-bit matrix, the quantizing's fp32 temporaries and the int8 matrix before
+            # packing are free now, but left in malloc's arena they fragment it and the next
+            # matrices' pages pile up on top.
             allocator.release_freed()
             return int8
         return tensor
@@ -115,11 +222,15 @@ def quantize_blocks(weights, compute: torch.dtype) -> int:
         for part in fields(block):
             linear = getattr(block, part.name)
             if hasattr(linear, "plain_weight") and not isinstance(linear, Int8Linear):
-                linear = Int8Linear.quantize(linear.plain_weight, linear.bias, compute)
+                linear = Int8Linear.quantize(linear.plain_weight, linear.bias, compute).for_kernel()
                 setattr(block, part.name, linear)
             if isinstance(linear, Int8Linear):
                 held += linear.qweight.numel() + linear.scales.numel() * linear.scales.element_size()
-    log.info("blocks' matrices held as int8 with per-channel scales (%.0f MB)", held / 2**20)
+    log.info(
+        "blocks' matrices held as int8 with per-channel scales (%.0f MB), multiplied by %s",
+        held / 2**20,
+        int8_kernel(),
+    )
     return held
 
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from model_loader import Settings
 from model_loader.errors import SettingsError
-from model_loader.model.int8_weights import Int8Linear, gpu_refusal
+from model_loader.model.int8_weights import ONEDNN, Int8Linear, gpu_refusal, int8_kernel, onednn_int8_problem
 from model_loader.results import EngineStatus
 from webui.service.status import format_status
 
@@ -52,13 +52,45 @@ def test_a_quantized_layer_gives_each_row_the_same_result_in_any_number_of_rows(
         assert torch.equal(layer(rows[:count]), together[:count])
 
 
+def test_a_layer_packed_for_onednn_multiplies_close_to_its_weights_and_each_row_alone_as_among_others():
+    """oneDNN's int8 product (where AMX multiplies int8) quantizes each row of activations with a
+    scale of its own and sums exactly, so a row's result is its own; run here whatever the
+    processor (oneDNN has a slow generic kernel where it lacks AMX)."""
+    torch.manual_seed(2)
+    weight = torch.randn(96, 64) * 0.02
+    layer = Int8Linear.quantize(weight, (torch.randn(96) * 0.01).to(torch.bfloat16), torch.bfloat16)
+    packed = layer.packed_for_onednn()
+    assert packed.packed and not layer.packed
+    assert torch.equal(packed.plain_qweight, layer.qweight)
+    rows = torch.randn(24, 64)
+    rows[3] *= 40  # a row of large values has its own scale, and changes no other row
+    together = packed(rows.to(torch.bfloat16))
+    expected = F.linear(rows, layer.dequantized().float(), layer.bias.float())
+    assert together.dtype == torch.bfloat16
+    assert ((together.float() - expected).norm(dim=1) / expected.norm(dim=1)).max() < 0.03
+    for count in (1, 2, 3, 7, 16):
+        assert torch.equal(packed(rows[:count].to(torch.bfloat16)), together[:count])
+    assert torch.equal(packed(rows[3:4].to(torch.bfloat16)), together[3:4])
+
+
+def test_onednn_int8_is_chosen_only_where_amx_multiplies_int8(monkeypatch):
+    monkeypatch.setenv("SEQGPT_CPU_FLAGS_EXCLUDE", "amx_int8")
+    assert "AMX-INT8" in onednn_int8_problem()
+    monkeypatch.delenv("SEQGPT_CPU_FLAGS_EXCLUDE")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
+    assert "ONEDNN_MAX_CPU_ISA" in onednn_int8_problem()
+
+
 def test_an_int8_engine_holds_int8_blocks_and_output_and_says_so(engine_int8):
     weights = engine_int8.model.loaded.weights
     assert engine_int8.status.weights == "int8" and engine_int8.model.loaded.weights_mode == "int8"
     assert all(isinstance(block.up, Int8Linear) and isinstance(block.qkv, Int8Linear) for block in weights.blocks)
+    # Held as the process's kernel reads them (packed for oneDNN where AMX multiplies int8).
+    assert all(block.down.packed == (int8_kernel() == ONEDNN) for block in weights.blocks)
     engine_int8.generate("输入: 你好\n输出:", 2)
     output = engine_int8.model.runner.output
     assert output.resident and all(isinstance(part, Int8Linear) for part in output._slices)
+    assert all(part.packed == (int8_kernel() == ONEDNN) for part in output._slices)
     engine_int8.health_check()
 
 
@@ -78,7 +110,7 @@ def test_blocks_quantized_as_they_are_read_equal_blocks_quantized_after_a_16bit_
             plain = getattr(loaded, part)
             expected = Int8Linear.quantize(plain.plain_weight, plain.bias, compute)
             got = getattr(read, part)
-            assert torch.equal(got.qweight, expected.qweight) and torch.equal(got.scales, expected.scales)
+            assert torch.equal(got.plain_qweight, expected.qweight) and torch.equal(got.scales, expected.scales)
             assert torch.equal(got.bias, expected.bias)
 
 
@@ -96,4 +128,4 @@ def test_the_int8_projection_quantized_a_few_rows_at_a_time_equals_it_quantized_
     assert torch.equal(by_parts_logits, whole(hidden))
     assert len(by_parts._slices) == len(whole._slices)
     for a, b in zip(by_parts._slices, whole._slices, strict=True):
-        assert torch.equal(a.qweight, b.qweight) and torch.equal(a.scales, b.scales)
+        assert torch.equal(a.plain_qweight, b.plain_qweight) and torch.equal(a.scales, b.scales)

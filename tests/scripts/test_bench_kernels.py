@@ -10,6 +10,7 @@ from pathlib import Path
 
 from model_loader.model.cpu_dtype import auto_cpu_dtype
 from model_loader.model.half_kernel import half_kernel_problem
+from model_loader.model.int8_weights import onednn_int8_problem
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,6 +28,7 @@ def test_bench_kernels_reports_each_kernel_here_with_its_rates_and_its_row_indep
     names = [k["kernel"] for k in report["kernels"]]
     assert "int8 weight-only (torch)" in names and any(name.startswith("plain ") for name in names)
     assert ("FBGEMM fp16" in names) == (half_kernel_problem() is None)
+    assert ("oneDNN int8, row scales" in names) == (onednn_int8_problem() is None)
     for figures in report["kernels"]:
         assert figures["read_gbps_1_rows"] > 0 and figures["read_gbps_8_rows"] > 0 and figures["prompt_gflops"] > 0
         assert figures["kernel"] in done.stdout
@@ -37,6 +39,8 @@ def test_bench_kernels_reports_each_kernel_here_with_its_rates_and_its_row_indep
     assert by_name["int8 weight-only (torch)"]["row_alone_equals_row_among_8"]
     if "FBGEMM fp16" in by_name:
         assert by_name["FBGEMM fp16"]["row_alone_equals_row_among_8"]
+    if "oneDNN int8, row scales" in by_name:
+        assert by_name["oneDNN int8, row scales"]["row_alone_equals_row_among_8"]
     packed = f"oneDNN packed {report['engine_dtype']}"
     if packed in by_name:
         assert by_name[packed]["two_rows_equal_rows_among_8"]
