@@ -51,6 +51,7 @@ class Int8Linear:
     scales: torch.Tensor  # [out], in the activation dtype
     bias: torch.Tensor | None  # in the compute dtype
     compute: torch.dtype  # what the layer takes and returns
+    wide_scales: torch.Tensor | None = None  # ``scales`` in fp32 for oneDNN's product, made when packing
 
     @classmethod
     def quantize(cls, weight: torch.Tensor, bias: torch.Tensor | None, compute: torch.dtype) -> Int8Linear:
@@ -98,7 +99,8 @@ class Int8Linear:
         return self if self.packed or int8_kernel() != ONEDNN else self.packed_for_onednn()
 
     def packed_for_onednn(self) -> Int8Linear:
-        return replace(self, qweight=torch.ops.onednn.qlinear_prepack(self.qweight, None))
+        packed = torch.ops.onednn.qlinear_prepack(self.qweight, None)
+        return replace(self, qweight=packed, wide_scales=self.scales.float())
 
     def dequantized(self) -> torch.Tensor:
         """The weight as the compute dtype sees it (a new matrix)."""
@@ -106,11 +108,13 @@ class Int8Linear:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        if self.packed:
-            out = onednn_product(x.reshape(-1, shape[-1]), self.qweight, self.scales).to(self.compute)
-        else:
-            rows = x.reshape(-1, shape[-1]).to(self.scales.dtype).contiguous()
-            out = torch.ops.aten._weight_int8pack_mm(rows, self.qweight, self.scales).to(self.compute)
+        if self.wide_scales is not None:  # packed for oneDNN
+            out = onednn_product(x.reshape(-1, shape[-1]), self.qweight, self.wide_scales)
+            if self.bias is not None:
+                out.add_(self.bias)  # in fp32, then rounded once to the compute dtype
+            return out.to(self.compute).view(*shape[:-1], out.shape[-1])
+        rows = x.reshape(-1, shape[-1]).to(self.scales.dtype).contiguous()
+        out = torch.ops.aten._weight_int8pack_mm(rows, self.qweight, self.scales).to(self.compute)
         if self.bias is not None:
             out = out + self.bias
         return out.view(*shape[:-1], out.shape[-1])
@@ -118,9 +122,11 @@ class Int8Linear:
 
 def quantized_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row of ``rows`` ``[n, k]`` as int8 with a scale of its own (fp32 ``[n, 1]``)."""
-    wide = rows.float()
-    scales = (wide.abs().amax(dim=1, keepdim=True) / 127).clamp(min=torch.finfo(torch.float32).tiny)
-    return torch.round(wide / scales).clamp(-127, 127).to(torch.int8).contiguous(), scales
+    # In place on one fp32 copy: a prompt's rows are megabytes, and a decode step's few rows pay
+    # for each extra operation.
+    wide = rows.to(torch.float32, copy=True)
+    scales = wide.abs().amax(dim=1, keepdim=True).div_(127).clamp_(min=torch.finfo(torch.float32).tiny)
+    return wide.div_(scales).round_().clamp_(-127, 127).to(torch.int8), scales
 
 
 @cache
@@ -129,15 +135,15 @@ def _zero_points(count: int) -> torch.Tensor:
 
 
 def onednn_product(rows: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """fp32 ``rows @ W.T`` for a matrix packed by ``qlinear_prepack`` with per-row ``scales``: the
-    rows quantized each with its own scale, their int8 products summed exactly by oneDNN and
+    """fp32 ``rows @ W.T`` for a matrix packed by ``qlinear_prepack`` with per-row fp32 ``scales``:
+    the rows quantized each with its own scale, their int8 products summed exactly by oneDNN and
     scaled by the weight's scales, then each row by its own."""
     qrows, row_scales = quantized_rows(rows)
     count = scales.shape[0]
     out = torch.ops.onednn.qlinear_pointwise(
-        qrows, 1.0, 0, packed, scales.float(), _zero_points(count), None, 1.0, 0, torch.float32, "none", [], ""
+        qrows, 1.0, 0, packed, scales, _zero_points(count), None, 1.0, 0, torch.float32, "none", [], ""
     )
-    return out * row_scales
+    return out.mul_(row_scales)
 
 
 ONEDNN, WEIGHT_ONLY = "oneDNN int8 with per-row int8 activations", "torch's weight-only int8"
