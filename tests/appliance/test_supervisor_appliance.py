@@ -216,10 +216,15 @@ def test_sigterm_lets_requests_in_flight_complete(appliance: Appliance) -> None:
     appliance.wait_healthy()
     # Size the requests to last about IN_FLIGHT_S each: long enough to be caught mid-way,
     # short enough that both end well inside stopwaitsecs (8 s) even when run side by side.
-    started = time.monotonic()
-    warm = post_generate(appliance, 64)
-    per_token = (time.monotonic() - started) / 64
-    assert warm.status_code == 200, warm.text
+    # The fastest of two timings: one slowed by a first use or a busy moment would size the
+    # requests too short to be in flight when the stop comes.
+    timings = []
+    for _ in range(2):
+        started = time.monotonic()
+        warm = post_generate(appliance, 64)
+        timings.append((time.monotonic() - started) / 64)
+        assert warm.status_code == 200, warm.text
+    per_token = min(timings)
     tokens = max(8, min(256, round(IN_FLIGHT_S / per_token)))
     results: list[tuple[int, float, str]] = []
 
