@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 
 import pytest
-from browser import OUTPUT, chromium_context
+from browser import OUTPUT, chromium_context, upload_file
 
 pytestmark = [pytest.mark.browser, pytest.mark.service]
 
@@ -102,8 +102,7 @@ def test_batch_upload_shows_a_table_and_downloads_csv(page, tmp_path):
     upload = tmp_path / "tickets.csv"
     upload.write_text("id,text\n1,快递三天没有更新物流\n2,请问是否支持私有化部署\n3,工程师态度很好\n",
                       encoding="utf-8")
-    page.locator("#batch-file input[type=file]").set_input_files(str(upload))
-    page.wait_for_selector("#batch-file :text('tickets.csv')")
+    upload_file(page, "batch-file", upload)
     textbox(page, "batch-labels").fill("投诉，咨询，表扬")
     page.locator("#batch-run").click()
     page.wait_for_selector("#batch-details :text('Done: 3 texts, 0 failed')")

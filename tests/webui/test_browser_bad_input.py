@@ -10,7 +10,7 @@ import csv
 
 import httpx
 import pytest
-from browser import OUTPUT, chromium_context
+from browser import OUTPUT, chromium_context, upload_file
 from test_browser import TIMEOUT_MS, open_tab, textbox
 
 pytestmark = [pytest.mark.browser, pytest.mark.service]
@@ -87,10 +87,7 @@ def test_the_free_prompt_note_says_the_output_was_capped(page, demo_server):
 def run_batch(page, path, labels: str, expect: str) -> None:
     """Upload ``path``, run it, and wait for a summary with ``expect`` (text no earlier batch shows)."""
     open_tab(page, "批量处理 Batch")
-    if page.locator("#batch-file input[type=file]").count() == 0:  # a file of an earlier batch is still there
-        page.locator("#batch-file button[aria-label='Clear']").click()
-    page.locator("#batch-file input[type=file]").set_input_files(str(path))
-    page.wait_for_selector(f"#batch-file :text('{path.name}')")
+    upload_file(page, "batch-file", path)
     textbox(page, "batch-labels").fill(labels)
     page.locator("#batch-run").click()
     page.wait_for_selector(f"#batch-details :text('{expect}')")

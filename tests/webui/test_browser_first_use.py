@@ -5,10 +5,9 @@ from "ready". Screenshots go to ``test-output/browser/``."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from browser import OUTPUT, chromium_context
+from browser import OUTPUT, chromium_context, upload_file
 
 pytestmark = [pytest.mark.browser, pytest.mark.service]
 
@@ -32,18 +31,11 @@ def page(demo_server):
         yield page
 
 
-def upload(page, elem_id: str, path: Path) -> None:
-    if page.locator(f"#{elem_id} input[type=file]").count() == 0:  # a file of an earlier run is still there
-        page.locator(f"#{elem_id} button[aria-label='Clear']").click()
-    page.locator(f"#{elem_id} input[type=file]").set_input_files(str(path))
-    page.wait_for_selector(f"#{elem_id} :text('{path.name}')")
-
-
 def test_worst_errors_of_an_extraction_show_the_expected_and_the_models_answer_on_screen(page, tmp_path):
     page.get_by_role("tab", name="评测 Evaluate").click()
     gold = tmp_path / "contracts.jsonl"
     gold.write_text(NER, encoding="utf-8")
-    upload(page, "evaluate-file", gold)
+    upload_file(page, "evaluate-file", gold)
     page.locator("#evaluate-task label", has_text="抽取 Extract").click()
     page.locator("#evaluate-run").click()
     page.wait_for_selector("#evaluate-summary :text('Request')")
@@ -63,14 +55,14 @@ def test_a_failed_batch_replaces_the_last_results_with_the_reason(page, tmp_path
     page.get_by_role("tab", name="批量处理 Batch").click()
     good = tmp_path / "tickets.txt"
     good.write_text("快递没到\n发票怎么开\n", encoding="utf-8")
-    upload(page, "batch-file", good)
+    upload_file(page, "batch-file", good)
     page.locator("#batch-run").click()
     page.wait_for_selector("#batch-details :text('Done: 2 texts')")
     old_id = page.locator("#batch-details code").inner_text()
 
     binary = tmp_path / "binary.csv"
     binary.write_bytes(bytes(range(256)) * 8)
-    upload(page, "batch-file", binary)
+    upload_file(page, "batch-file", binary)
     page.locator("#batch-run").click()
     page.wait_for_selector("#batch-details :text('neither UTF-8 nor GB18030')")
     page.screenshot(path=str(OUTPUT / "31-batch-failed.png"), full_page=True)
@@ -86,7 +78,7 @@ def test_a_bad_evaluation_file_says_why_once_and_paints_no_output_as_an_error(pa
     page.get_by_role("tab", name="评测 Evaluate").click()
     binary = tmp_path / "binary.jsonl"
     binary.write_bytes(bytes(range(256)) * 8)
-    upload(page, "evaluate-file", binary)
+    upload_file(page, "evaluate-file", binary)
     page.locator("#evaluate-run").click()
     page.wait_for_selector("#evaluate-summary :text('neither UTF-8 nor GB18030')")
     page.screenshot(path=str(OUTPUT / "32-evaluate-failed.png"), full_page=True)
@@ -99,7 +91,7 @@ def test_the_status_bar_shows_a_batch_at_work(page, tmp_path):
     page.get_by_role("tab", name="批量处理 Batch").click()
     many = tmp_path / "many.txt"
     many.write_text("".join(f"第{n}条工单：快递没有更新物流信息，请尽快处理。\n" for n in range(80)), encoding="utf-8")
-    upload(page, "batch-file", many)
+    upload_file(page, "batch-file", many)
     page.locator("#batch-run").click()
     # One wait for both words: read apart, the bar can refresh to "ready" between the two reads.
     page.wait_for_selector("#seqgpt-status :text('Batch running'):has-text('/80')")

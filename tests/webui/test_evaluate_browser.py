@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from browser import OUTPUT, chromium_context
+from browser import OUTPUT, chromium_context, upload_file
 
 pytestmark = [pytest.mark.browser, pytest.mark.service]
 
@@ -47,8 +47,7 @@ def test_evaluate_tab_shows_progress_scores_charts_errors_and_downloads(page, tm
     page.get_by_role("tab", name="评测 Evaluate").click()
     upload = tmp_path / "tickets_labelled.csv"
     upload.write_text(LABELLED, encoding="utf-8")
-    page.locator("#evaluate-file input[type=file]").set_input_files(str(upload))
-    page.wait_for_selector("#evaluate-file :text('tickets_labelled.csv')")
+    upload_file(page, "evaluate-file", upload)
     page.locator("#evaluate-map textarea").fill(LABEL_MAP)
     page.locator("#evaluate-run").click()
 
@@ -95,8 +94,7 @@ def test_evaluate_tab_scores_summaries_by_rouge(page, tmp_path):
     rows = [{"content": "员工提交发票和审批单，财务部门在五个工作日内完成付款。", "summary": "报销五日内付款"},
             {"content": "笔记本电池无法充电时，请检查电源适配器、充电口和电池健康度。", "summary": "电池不充电的检查"}]
     upload.write_text("\n".join(json.dumps(row, ensure_ascii=False) for row in rows), encoding="utf-8")
-    page.locator("#evaluate-file input[type=file]").set_input_files(str(upload))
-    page.wait_for_selector("#evaluate-file :text('lcsts_sample.jsonl')")
+    upload_file(page, "evaluate-file", upload)
     page.get_by_label("摘要 Summarize").check()
     page.locator("#evaluate-max-chars input").fill("12")
     page.locator("#evaluate-run").click()

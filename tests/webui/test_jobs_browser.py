@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 
 import pytest
-from browser import OUTPUT, chromium_context
+from browser import OUTPUT, chromium_context, upload_file
 
 pytestmark = [pytest.mark.browser, pytest.mark.service]
 
@@ -23,8 +23,7 @@ def test_a_job_shows_progress_survives_a_reload_and_downloads_its_results(demo_s
         page = context.new_page()
         page.goto(demo_server.url + "/")
         page.get_by_role("tab", name="批量处理 Batch").click()
-        page.locator("#batch-file input[type=file]").set_input_files(str(upload))
-        page.wait_for_selector("#batch-file :text('工单.csv')")
+        upload_file(page, "batch-file", upload)
         page.locator("#batch-labels textarea, #batch-labels input").first.fill("投诉，咨询，表扬")
         page.locator("#jobs-submit").click()
         page.wait_for_function("document.querySelector('#jobs-id textarea, #jobs-id input')?.value.length === 16")
