@@ -20,8 +20,10 @@ BATCHES = 8
 # another for the request threads): about 40 MB a batch, without end. With it, settled readings
 # level off within a few batches, 7 to 30 MB above the first depending on the machine (seen:
 # 833 MB, then 846, 857, 846, 858, 858, 858, 859, 859). So two bounds: where memory levels off,
-# and that it stays level over the second half of the batches, which any creep of the old kind
-# (about 160 MB over four batches) breaks by far.
+# and that it stays level over the second half of the batches: the second half reaches no higher
+# than the first half did, which any creep of the old kind (about 160 MB over four batches) breaks
+# by far. Highs, not single readings: one low reading (seen: 947 MB among 961-967) made a level
+# run look like a 20 MB climb from it.
 LEVEL_MB = 48.0
 CREEP_MB = 16.0
 
@@ -84,7 +86,7 @@ def test_memory_returns_to_its_level_after_the_first_batch_over_many_batches(dem
         engine.close()
     readings = f"RSS after the first batch {after_first:.0f} MB, then {[round(level) for level in levels]}"
     assert levels[-1] - after_first <= LEVEL_MB, readings
-    assert levels[-1] - levels[BATCHES // 2 - 1] <= CREEP_MB, readings
+    assert max(levels[BATCHES // 2:]) - max(levels[:BATCHES // 2]) <= CREEP_MB, readings
 
 
 def mapped_rss_kb(path: Path, address: int) -> int:
