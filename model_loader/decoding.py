@@ -15,7 +15,7 @@ import torch
 from .batching.cache_groups import in_groups, split_by_sizes
 from .batching.scheduling import between_steps
 from .model.bloom import BloomRunner
-from .model.kv_cache import PromptCache, RowCache, SequenceCache
+from .model.kv_cache import PromptCache, RowCache
 
 
 def greedy_generate(
@@ -37,7 +37,7 @@ def _generate_group(
     runner: BloomRunner, prompts: list[list[int]], max_new_tokens: list[int], eos_id: int
 ) -> list[list[int]]:
     capacities = [len(p) + n for p, n in zip(prompts, max_new_tokens, strict=True)]
-    cache = SequenceCache.empty(runner.layout, capacities)
+    cache = runner.sequence_cache(capacities)
     last = runner.prefill(prompts, cache, between=between_steps)
     outputs: list[list[int]] = [[] for _ in prompts]
     writing = [i for i, limit in enumerate(max_new_tokens) if limit > 0]  # sequences still writing

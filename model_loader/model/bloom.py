@@ -15,7 +15,16 @@ import torch
 import torch.nn.functional as F
 
 from . import allocator
-from .attention import ATTENTION_DTYPE, AttentionChoice, Kernel, causal_bias, choose_attention, eager, widened
+from .attention import (
+    ATTENTION_DTYPE,
+    AttentionChoice,
+    Kernel,
+    causal_bias,
+    choose_attention,
+    eager,
+    eager_on_int8,
+    widened,
+)
 from .bloom_weights import Block, BloomWeights, Linear, Norm, OutputProjection
 from .cpu_dtype import packed_bf16_projection, processor_flags
 from .half_kernel import HalfLinear, half_kernel_problem
@@ -141,7 +150,13 @@ class BloomRunner:
                     between()
             keys, values = cache.reserve(index, len(prompts[index]))
             last[index] = self._run_alone(prompts[index], keys, values)
+            cache.filled(index)
         return torch.stack(last)
+
+    def sequence_cache(self, capacities: list[int]) -> SequenceCache:
+        """An empty cache for sequences of up to ``capacities[i]`` positions, its keys and values in
+        int8 where the weights are (see SequenceCache)."""
+        return SequenceCache.empty(self.layout, capacities, int8=self.int8)
 
     def _run_alone(self, prompt: list[int], keys: list[torch.Tensor], values: list[torch.Tensor]) -> torch.Tensor:
         """Run one whole prompt, storing its keys and values in ``keys`` / ``values`` (per layer,
@@ -261,19 +276,23 @@ class BloomRunner:
         and no work or memory goes to padding."""
         ends = [cache.lengths[index] + 1 for index in sequences]
         biases = [causal_bias(self.slopes, 1, end) for end in ends]  # the newest position sees all
+        newest = cache.columns(sequences, [end - 1 for end in ends])
         x = self._norm(F.embedding(tokens[:, None], self.weights.embedding).to(self.dtype), self.weights.embedding_norm)
         count = len(sequences)
         for layer, block in enumerate(self.weights.blocks):
             h = self._norm(x, block.input_norm)
             qkv = block.qkv(h).view(count, self.num_heads, 3, self.head_dim)
+            cache.write(layer, newest, qkv[:, :, 1], qkv[:, :, 2])  # every sequence's in one copy
             contexts = []
             for row, (index, end, bias) in enumerate(zip(sequences, ends, biases, strict=True)):
-                keys, values = cache.stretch(layer, index, end)
-                keys[0, :, end - 1] = qkv[row, :, 1]
-                values[0, :, end - 1] = qkv[row, :, 2]
+                keys, values = cache.widened(layer, index, end)
                 query = qkv[row, :, 0][None, :, None].to(ATTENTION_DTYPE)
                 # Eager's arithmetic on widened operands: all of it in fp32, as for rows in a batch.
-                contexts.append(eager(query, widened(keys), widened(values), bias, self.slopes, self.scale))
+                if cache.int8:
+                    key_scales, value_scales = cache.scales(layer, index, end)
+                    contexts.append(eager_on_int8(query, keys, values, key_scales, value_scales, bias, self.scale))
+                else:
+                    contexts.append(eager(query, keys, values, bias, self.slopes, self.scale))
             x = self._after_attention(block, x, torch.cat(contexts))
         for index in sequences:
             cache.lengths[index] += 1

@@ -14,10 +14,12 @@ Whole prompts are run into either of the two through ``reserve`` (``BloomRunner.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import torch
+
+from .int8_weights import quantized_rows
 
 Views = tuple[list[torch.Tensor], list[torch.Tensor]]  # per layer, keys and values of one sequence
 
@@ -44,6 +46,10 @@ class PromptRoom(Protocol):
     def reserve(self, index: int, length: int) -> Views:
         """Views ``[1, heads, length, head_dim]`` per layer where prompt ``index`` of ``length`` tokens
         is written, marked filled."""
+        ...
+
+    def filled(self, index: int) -> None:
+        """Prompt ``index``'s keys and values are all written to the views ``reserve`` gave."""
         ...
 
 
@@ -76,6 +82,9 @@ class PromptCache:
         self.mask[index, start:] = True
         place = (slice(index, index + 1), slice(None), slice(start, None))
         return [k[place] for k in self.keys], [v[place] for v in self.values]
+
+    def filled(self, index: int) -> None:
+        """Nothing to do: the views were the cache itself."""
 
 
 @dataclass
@@ -153,34 +162,120 @@ def grid_slots(owners: torch.Tensor) -> tuple[torch.Tensor, int]:
 class SequenceCache:
     """Sequences each in a stretch of its own: per layer ``[heads, total, head_dim]`` keys and
     values, sequence i in columns ``starts[i]`` to ``starts[i] + capacities[i]``, the first
-    ``lengths[i]`` of them filled."""
+    ``lengths[i]`` of them filled.
+
+    With ``int8`` (the engine's int8 mode) keys and values are held as int8, each head's vector at
+    each position with an fp32 scale of its own (``max|x| / 127``, in ``key_scales`` and
+    ``value_scales``, ``[heads, total, 1]`` per layer): 68 bytes where 16 bits take 128. Eight free
+    prompts of 106 to 396 tokens held 223 MB of keys and values in 16 bits. Each vector is quantized
+    alone, so what a sequence reads back does not depend on the other sequences of its batch."""
 
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
     starts: list[int]
     capacities: list[int]
     lengths: list[int]
+    key_scales: list[torch.Tensor] | None = None
+    value_scales: list[torch.Tensor] | None = None
+    compute: torch.dtype = torch.float32  # what prompts' passes write, before an int8 cache quantizes it
+    # An int8 cache's prompts are written to 16-bit views first, quantized when filled.
+    _unfilled: dict[int, Views] = field(default_factory=dict)
 
     @classmethod
-    def empty(cls, layout: CacheLayout, capacities: list[int]) -> SequenceCache:
+    def empty(cls, layout: CacheLayout, capacities: list[int], int8: bool = False) -> SequenceCache:
         """Room for ``capacities[i]`` positions in sequence i (its prompt and its answer)."""
         starts = [sum(capacities[:i]) for i in range(len(capacities))]
+        total, lengths = sum(capacities), [0] * len(capacities)
+        if not int8:
+            keys, values = layout.per_layer((), total), layout.per_layer((), total)
+            return cls(keys, values, starts, list(capacities), lengths, compute=layout.dtype)
+        codes, scales = replace(layout, dtype=torch.int8), replace(layout, dtype=torch.float32, head_dim=1)
         return cls(
-            layout.per_layer((), sum(capacities)),
-            layout.per_layer((), sum(capacities)),
+            codes.per_layer((), total),
+            codes.per_layer((), total),
             starts,
             list(capacities),
-            [0] * len(capacities),
+            lengths,
+            scales.per_layer((), total),
+            scales.per_layer((), total),
+            layout.dtype,
         )
 
-    def stretch(self, layer: int, sequence: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values of ``sequence``'s first ``end`` positions at ``layer``, ``[1, heads, end, head_dim]``."""
-        start = self.starts[sequence]
+    @property
+    def int8(self) -> bool:
+        return self.key_scales is not None
+
+    def _columns(self, sequence: int, end: int) -> slice:
         if end > self.capacities[sequence]:
             raise ValueError(f"sequence cache full: {end} > {self.capacities[sequence]}")
-        return self.keys[layer][None, :, start : start + end], self.values[layer][None, :, start : start + end]
+        return slice(self.starts[sequence], self.starts[sequence] + end)
+
+    def stretch(self, layer: int, sequence: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of ``sequence``'s first ``end`` positions at ``layer``, ``[1, heads, end, head_dim]``
+        (views; a 16-bit cache's only: an int8 cache is read with ``widened`` and ``scales``)."""
+        if self.int8:
+            raise TypeError("an int8 sequence cache has no 16-bit views: read it with widened() and scales()")
+        columns = self._columns(sequence, end)
+        return self.keys[layer][None, :, columns], self.values[layer][None, :, columns]
+
+    def widened(self, layer: int, sequence: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``sequence``'s first ``end`` keys and values at ``layer`` in fp32, ``[1, heads, end, head_dim]``:
+        a 16-bit cache's as they are; an int8 cache's codes, to be scaled by ``scales``."""
+        columns = self._columns(sequence, end)
+        return self.keys[layer][None, :, columns].float(), self.values[layer][None, :, columns].float()
+
+    def scales(self, layer: int, sequence: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """An int8 cache's scales of ``sequence``'s first ``end`` keys and values, ``[1, heads, end, 1]``."""
+        if self.key_scales is None or self.value_scales is None:
+            raise TypeError("a 16-bit sequence cache has no scales")
+        columns = self._columns(sequence, end)
+        return self.key_scales[layer][None, :, columns], self.value_scales[layer][None, :, columns]
+
+    def columns(self, sequences: list[int], positions: list[int]) -> torch.Tensor:
+        """Where position ``positions[i]`` of sequence ``sequences[i]`` is held, for ``write``."""
+        for sequence, position in zip(sequences, positions, strict=True):
+            self._columns(sequence, position + 1)
+        places = [self.starts[sequence] + position for sequence, position in zip(sequences, positions, strict=True)]
+        return torch.tensor(places, dtype=torch.long, device=self.keys[0].device)
+
+    def write(self, layer: int, columns: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Store one key and value ``[count, heads, head_dim]`` per sequence at ``columns`` (from ``columns``)."""
+        if self.key_scales is None or self.value_scales is None:
+            self.keys[layer].index_copy_(1, columns, keys.transpose(0, 1))
+            self.values[layer].index_copy_(1, columns, values.transpose(0, 1))
+            return
+        count, heads, head_dim = keys.shape
+        codes, scales = quantized_rows(torch.stack([keys, values]).reshape(-1, head_dim))
+        codes, scales = codes.view(2, count, heads, head_dim), scales.view(2, count, heads, 1)
+        self.keys[layer].index_copy_(1, columns, codes[0].transpose(0, 1))
+        self.values[layer].index_copy_(1, columns, codes[1].transpose(0, 1))
+        self.key_scales[layer].index_copy_(1, columns, scales[0].transpose(0, 1))
+        self.value_scales[layer].index_copy_(1, columns, scales[1].transpose(0, 1))
 
     def reserve(self, index: int, length: int) -> Views:
-        stretches = [self.stretch(layer, index, length) for layer in range(len(self.keys))]
         self.lengths[index] = length
-        return [k for k, _ in stretches], [v for _, v in stretches]
+        if not self.int8:
+            stretches = [self.stretch(layer, index, length) for layer in range(len(self.keys))]
+            return [k for k, _ in stretches], [v for _, v in stretches]
+        self._columns(index, length)
+        heads, _, head_dim = self.keys[0].shape
+        shape, device = (1, heads, length, head_dim), self.keys[0].device
+        views = (
+            [torch.empty(shape, dtype=self.compute, device=device) for _ in self.keys],
+            [torch.empty(shape, dtype=self.compute, device=device) for _ in self.values],
+        )
+        self._unfilled[index] = views
+        return views
+
+    def filled(self, index: int) -> None:
+        """An int8 cache quantizes the prompt's keys and values into place, and lets the 16-bit ones go."""
+        views = self._unfilled.pop(index, None)
+        if views is None or self.key_scales is None or self.value_scales is None:
+            return
+        columns = self._columns(index, self.lengths[index])
+        heads, _, head_dim = self.keys[0].shape
+        for layer, (keys, values) in enumerate(zip(*views, strict=True)):
+            for held, scales, new in ((self.keys, self.key_scales, keys), (self.values, self.value_scales, values)):
+                codes, row_scales = quantized_rows(new[0].reshape(-1, head_dim))
+                held[layer][:, columns] = codes.view(heads, -1, head_dim)
+                scales[layer][:, columns] = row_scales.view(heads, -1, 1)

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
-from decoding_checks import decode_steps, hf_greedy
+from decoding_checks import PROMPTS, decode_steps, hf_greedy
 
 from model_loader.backends.official import build_reference_model
 from model_loader.decoding import LabelSet, decode_fields, greedy_generate, score_labels
@@ -24,13 +24,6 @@ from model_loader.tasks import extract
 from model_loader.tasks.options import ExtractRequest
 from model_loader.text.prompts import CLASSIFY, build_prompt, complete_free_prompt
 
-PROMPTS = [
-    "输入: 小米集团今天发布了新款手机，售价3999元。\n分类: 财经，体育，科技\n输出:",
-    "输入: 阿里巴巴在杭州发布了2023年第三季度财报。\n抽取: 公司名称，地点，时间\n输出:",
-    "The quick brown fox jumps over the lazy dog.",
-    "温格",
-    "输入: 客户反馈：订单号20231105的快递三天没有更新物流信息，希望尽快处理。\n分类: 投诉，咨询，表扬\n输出:",
-]
 NEW_TOKENS = 24
 
 

@@ -50,6 +50,8 @@ def test_bench_quick_runs_both_sides_on_the_repository_texts_and_writes_the_figu
     assert fidelity["extraction_samples"] > 0 and 0 <= fidelity["span_f1_vs_16bit"] <= 1
     # int8 is an approximation: its logits differ from 16-bit's, but not wildly.
     assert 0 < fidelity["logits_relative_error_median"] < 0.5
+    assert 0 < fidelity["decoded_logits_relative_error_median"] < 0.5
+    assert 0 < fidelity["int8_cache_relative_error_median"] < 0.5
     assert "memory read" in done.stdout and "int8 against 16-bit" in done.stdout and "peak_rss_mb_int8" in done.stdout
     assert "ms/token" in done.stdout and "first free prompt" in done.stdout
     assert "ratio p50" in done.stdout and "peak RSS" in done.stdout and "before the free prompts" in done.stdout
