@@ -38,6 +38,7 @@ from .row_products import linear_by_rows, matmul_by_rows
 # (2-core Xeon with AMX). Handed back after each prompt of at least this many tokens, that was
 # 223 MB, and the batch's peak fell from 380 to 289 MB above rest, for 3 to 6 ms a prompt
 # against the 80 to 300 ms its pass takes; shorter prompts leave little and pay relatively more.
+# Once more after the last prompt, where the prompts together reached this many tokens.
 HAND_BACK_AFTER_TOKENS = 128
 
 
@@ -143,14 +144,16 @@ class BloomRunner:
         last: list[torch.Tensor] = [torch.empty(0)] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda index: -len(prompts[index]))
         for done, index in enumerate(order):
-            if done:
-                if len(prompts[order[done - 1]]) >= HAND_BACK_AFTER_TOKENS:
-                    allocator.release_freed()
-                if between is not None:
-                    between()
+            if done and between is not None:
+                between()
             keys, values = cache.reserve(index, len(prompts[index]))
             last[index] = self._run_alone(prompts[index], keys, values)
+            del keys, values  # the cache holds them; an int8 cache lets them go as it quantizes them
+            if len(prompts[index]) >= HAND_BACK_AFTER_TOKENS:
+                allocator.release_freed()
             cache.filled(index)
+        if sum(map(len, prompts)) >= HAND_BACK_AFTER_TOKENS:
+            allocator.release_freed()  # what the last passes left, before the steps that follow
         return torch.stack(last)
 
     def sequence_cache(self, capacities: list[int]) -> SequenceCache:

@@ -274,8 +274,12 @@ class SequenceCache:
             return
         columns = self._columns(index, self.lengths[index])
         heads, _, head_dim = self.keys[0].shape
-        for layer, (keys, values) in enumerate(zip(*views, strict=True)):
+        pending_keys, pending_values = views
+        for layer in range(len(self.keys)):
+            # Taken out of the lists as quantized, so each 16-bit layer is freed as soon as it is done.
+            keys, values = pending_keys.pop(0), pending_values.pop(0)
             for held, scales, new in ((self.keys, self.key_scales, keys), (self.values, self.value_scales, values)):
                 codes, row_scales = quantized_rows(new[0].reshape(-1, head_dim))
                 held[layer][:, columns] = codes.view(heads, -1, head_dim)
                 scales[layer][:, columns] = row_scales.view(heads, -1, 1)
+            del keys, values
