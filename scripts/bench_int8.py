@@ -61,6 +61,8 @@ def logits_after_steps(engine: Engine, prompts: list[str], int8_cache: bool | No
 
 def answers(engine: Engine, classify: list, labels: list[str], extract: list, fields: list[str]) -> dict:
     prompts = [build_prompt(row.text, CLASSIFY, labels) for row in classify[:8]]
+    assert engine.model is not None, "the engine is loaded"
+    int8 = engine.model.runner.int8
     return {
         "labels": [engine.classify(row.text, labels).label for row in classify],
         "spans": [
@@ -70,8 +72,9 @@ def answers(engine: Engine, classify: list, labels: list[str], extract: list, fi
         ],
         "logits": final_logits(engine, prompts),
         "decoded": logits_after_steps(engine, prompts),
-        # The int8 engine with 16-bit keys and values: what the int8 cache alone changes.
-        "decoded_16bit_cache": logits_after_steps(engine, prompts, int8_cache=False),
+        # The int8 engine with 16-bit keys and values: what the int8 cache alone changes (the 16-bit
+        # engine's own cache is 16-bit already).
+        "decoded_16bit_cache": logits_after_steps(engine, prompts, int8_cache=False) if int8 else None,
     }
 
 

@@ -4,6 +4,8 @@ in any batch."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from decoding_checks import PROMPTS, decode_steps
@@ -27,10 +29,6 @@ def prompt_ids(engine_int8) -> list[list[int]]:
     return [engine_int8.model.tokens.encode(complete_free_prompt(p)) for p in PROMPTS]
 
 
-def replace_head_dim(head_dim: int) -> CacheLayout:
-    return CacheLayout(LAYOUT.layers, LAYOUT.heads, head_dim, LAYOUT.dtype, LAYOUT.device)
-
-
 def read_back(cache: SequenceCache, layer: int, sequence: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Keys and values as attention sees them: codes times their scales."""
     (keys, values), (key_scales, value_scales) = cache.widened(layer, sequence, end), cache.scales(layer, sequence, end)
@@ -50,7 +48,7 @@ def test_the_int8_engine_caches_free_prompts_in_int8_and_the_default_one_in_16_b
 
 
 def test_an_int8_cache_holds_68_bytes_per_head_and_position_where_16_bits_take_128():
-    int8, wide = (SequenceCache.empty(replace_head_dim(64), [10, 20], int8=flag) for flag in (True, False))
+    int8, wide = (SequenceCache.empty(replace(LAYOUT, head_dim=64), [10, 20], int8=flag) for flag in (True, False))
 
     def held(cache: SequenceCache) -> int:
         tensors = cache.keys + cache.values + (cache.key_scales or []) + (cache.value_scales or [])
