@@ -37,11 +37,22 @@ class OfficialBackend:
         self.loaded = loaded
         self.max_new_tokens = fast.settings.max_new_tokens
         self._model = None
+        self._tokenizer = None
 
     def _reference(self):
         if self._model is None:
             self._model = build_reference_model(self.loaded.config, self.loaded.weights)
         return self._model
+
+    def _padding_tokenizer(self):
+        """transformers' tokenizer of the model's folder, padding on the left as ``generate`` needs;
+        read on first use, like the model (the engine's own tokenizer does not pad)."""
+        if self._tokenizer is None:
+            AutoTokenizer, = transformers_names("AutoTokenizer")
+            self._tokenizer = AutoTokenizer.from_pretrained(
+                self.fast.settings.model_dir, local_files_only=True, trust_remote_code=False, padding_side="left"
+            )
+        return self._tokenizer
 
     def classify(self, plans: list[ClassifyPlan]) -> list[Classification]:
         """The label beam search names in the first piece that names one; label scores stay ours."""
@@ -49,7 +60,8 @@ class OfficialBackend:
         for plan, scored in zip(plans, self.fast.classify(plans), strict=True):
             prompts = [build_prompt(plan.text[p.start : p.end], CLASSIFY, plan.labels) for p in plan.pieces]
             label = None
-            for text, _ in official_generate(self._reference(), self.loaded.tokenizer, prompts, self.max_new_tokens):
+            answers = official_generate(self._reference(), self._padding_tokenizer(), prompts, self.max_new_tokens)
+            for text, _ in answers:
                 label = match_label(text, plan.labels)
                 if label is not None:
                     break
@@ -66,7 +78,7 @@ class OfficialBackend:
         raws = []
         for piece in plan.pieces:
             prompts = [build_prompt(plan.text[piece.start : piece.end], EXTRACT, chunk) for chunk in chunks]
-            answers = official_generate(self._reference(), self.loaded.tokenizer, prompts, self.max_new_tokens)
+            answers = official_generate(self._reference(), self._padding_tokenizer(), prompts, self.max_new_tokens)
             for chunk, (output, probability) in zip(chunks, answers, strict=True):
                 raws.append(output)
                 for name, mentions in parse_extraction(output, chunk).items():

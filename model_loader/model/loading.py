@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelLoadError, SettingsError
-from ..hf import transformers_names
 from ..settings import Settings
+from ..text.tokenizer_files import ModelTokenizer, load_tokenizer
 from .bloom_weights import EMBEDDING, BloomWeights
 from .cpu_dtype import auto_cpu_dtype
 from .demo import DEMO_MARKER
@@ -31,7 +31,7 @@ _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_m
 class LoadedModel:
     weights: BloomWeights  # on its device, in its dtype
     config: dict  # the model's config.json
-    tokenizer: object
+    tokenizer: ModelTokenizer
     device: str
     dtype: str
     is_demo: bool
@@ -137,8 +137,6 @@ def load_model(settings: Settings, device: str | None = None) -> LoadedModel:
     """Load weights and tokenizer; every failure is a ModelLoadError that says how to fix it."""
     import torch
 
-    AutoTokenizer, = transformers_names("AutoTokenizer")
-
     weight_file = check_model_dir(settings.model_dir)
     device = resolve_device(device or settings.device)
     dtype = resolve_dtype(settings.dtype, device)
@@ -148,13 +146,7 @@ def load_model(settings: Settings, device: str | None = None) -> LoadedModel:
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            settings.model_dir,
-            local_files_only=True,
-            trust_remote_code=False,
-            padding_side="left",
-            truncation_side="left",
-        )
+        tokenizer = load_tokenizer(settings.model_dir)
     except Exception as exc:
         raise ModelLoadError(
             f"the tokenizer in {settings.model_dir} could not be read ({exc}): {HOW_TO_INSTALL}"
@@ -176,7 +168,7 @@ def load_model(settings: Settings, device: str | None = None) -> LoadedModel:
         quantize_blocks(weights, getattr(torch, dtype))
     elif device == "cpu" and dtype in ("bfloat16", "float16"):
         weights.pack_linears()
-    if tokenizer.eos_token_id is None:
+    if tokenizer.eos_id is None:
         raise ModelLoadError(f"the tokenizer in {settings.model_dir} has no end-of-sequence token")
     log.info("loaded %s on %s as %s, weights %s", settings.model_dir, device, dtype, settings.weights)
     is_demo = (settings.model_dir / DEMO_MARKER).exists()

@@ -2,30 +2,31 @@
 
 from __future__ import annotations
 
+from .tokenizer_files import ModelTokenizer
 from .vocabulary import Vocabulary
 
 
 class Tokens:
     """Token ids for the tasks' plans and the decoder's stop tokens; runs in the caller's thread."""
 
-    def __init__(self, tokenizer) -> None:
+    def __init__(self, tokenizer: ModelTokenizer) -> None:
+        if tokenizer.eos_id is None:
+            raise ValueError("the tokenizer has no end-of-sequence token")
         self.tokenizer = tokenizer
         self.vocabulary = Vocabulary(tokenizer)
-        self.eos_id: int = tokenizer.eos_token_id
+        self.eos_id: int = tokenizer.eos_id
         # An extracted field's answer is one line: it ends at end-of-sequence or at a line break.
         self.stop_ids = sorted({*self.vocabulary.newline_ids, self.eos_id})
 
     def encode(self, text: str) -> list[int]:
-        # Texts longer than the window are expected here: they are counted, then split. Without
-        # verbose=False the tokenizer warns that such a sequence "will result in indexing errors".
-        return self.tokenizer(text, verbose=False)["input_ids"]
+        return self.tokenizer.encode(text)
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
 
     def label_ids(self, label: str) -> list[int]:
         """A label's tokens as they follow ``[GEN]`` in an answer (no special tokens added)."""
-        return self.tokenizer(label, add_special_tokens=False)["input_ids"]
+        return self.tokenizer.encode(label, special_tokens=False)
 
     def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        return self.tokenizer.decode(ids)

@@ -11,6 +11,8 @@ from functools import lru_cache
 
 import torch
 
+from .tokenizer_files import ModelTokenizer
+
 
 @lru_cache(maxsize=1)
 def _byte_decoder() -> dict[str, int]:
@@ -29,21 +31,21 @@ def _byte_decoder() -> dict[str, int]:
 class Vocabulary:
     """Maps token ids to bytes and byte strings back to the token ids that spell them."""
 
-    def __init__(self, tokenizer, max_token_bytes: int = 24) -> None:
+    def __init__(self, tokenizer: ModelTokenizer, max_token_bytes: int = 24) -> None:
         decoder = _byte_decoder()
-        special = set(tokenizer.all_special_ids)
+        special = tokenizer.special_ids
         self.token_bytes: list[bytes] = []
         self.ids_by_bytes: dict[bytes, list[int]] = {}
         # The few very long tokens are checked with a substring search instead of
         # widening the window every text position is looked up with.
         self.long_tokens: list[tuple[bytes, int]] = []
-        for token_id, token in enumerate(tokenizer.convert_ids_to_tokens(range(len(tokenizer)))):
+        for token_id, token in enumerate(tokenizer.vocabulary()):
             if token is None or token_id in special:
                 data = b""
             elif all(ch in decoder for ch in token):
                 data = bytes(decoder[ch] for ch in token)
             else:  # not a byte-level token: fall back to its text
-                data = tokenizer.convert_tokens_to_string([token]).encode("utf-8")
+                data = tokenizer.tokens_text([token]).encode("utf-8")
             self.token_bytes.append(data)
             if data and len(data) <= max_token_bytes:
                 self.ids_by_bytes.setdefault(data, []).append(token_id)

@@ -119,7 +119,7 @@ def make_answer(engine):
     vocabulary = engine.model.tokens.vocabulary
 
     def make(line: str, probability: float | list[float] = 0.9) -> FieldAnswer:
-        ids = list(tokenizer(line, add_special_tokens=False)["input_ids"])
+        ids = tokenizer.encode(line, special_tokens=False)
         assert vocabulary.decode(ids)[0] == line, "the demo tokenizer must spell the line back exactly"
         probabilities = [probability] * len(ids) if isinstance(probability, float) else list(probability)
         return FieldAnswer(tokens=ids, probabilities=probabilities)

@@ -286,7 +286,7 @@ def copying_decoder(engine, entity_rows, monkeypatch):
                 chunk = prompt[len("输入: ") : prompt.rindex("\n抽取: ")]
                 field = prompt[prompt.rindex("\n抽取: ") + len("\n抽取: ") : prompt.rindex("\n输出:")]
                 found = [n for n in names[field] if n in chunk] + [hallucination]
-                ids = tokenizer(f"{field}: " + "\t".join(found), add_special_tokens=False)["input_ids"]
+                ids = tokenizer.encode(f"{field}: " + "\t".join(found), special_tokens=False)
                 answers.append(FieldAnswer(list(ids), [0.9] * len(ids)))
             grouped.append(answers)
         return grouped

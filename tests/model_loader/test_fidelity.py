@@ -374,7 +374,7 @@ def test_engine_generate_decodes_what_transformers_generates(engine_fp32, hf_mod
         result = engine_fp32.generate(prompt, 16)
         expected = hf_greedy(hf_model, tokens.encode(complete_free_prompt(prompt)), 16, tokens.eos_id)
         assert result.new_tokens == len(expected)
-        assert result.text == tokens.tokenizer.decode(expected, skip_special_tokens=True)
+        assert result.text == tokens.tokenizer.decode(expected)
 
 
 # ---- label scoring ---------------------------------------------------------------------------
@@ -407,7 +407,7 @@ def reference_label_logprobs(hf_model, prompt: list[int], labels: list[list[int]
 def test_label_scores_equal_constrained_log_probabilities_from_transformers(runner, hf_model, tokens, labels):
     text = "小米集团今天发布了新款手机，售价3999元。"
     prompt = tokens.encode(build_prompt(text, CLASSIFY, labels))
-    label_ids = [tokens.tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
+    label_ids = [tokens.tokenizer.encode(label, special_tokens=False) for label in labels]
     ours = score_labels(runner, [LabelSet(prompt, label_ids)], tokens.eos_id)[0]
     expected = reference_label_logprobs(hf_model, prompt, label_ids, tokens.eos_id)
     assert ours == pytest.approx(expected, abs=1e-4)
@@ -416,7 +416,7 @@ def test_label_scores_equal_constrained_log_probabilities_from_transformers(runn
 def test_engine_classify_probabilities_are_the_softmax_of_the_label_log_probabilities(engine_fp32, hf_model, tokens):
     text, labels = "温格的球队终于又踢了一场经典的比赛。", ["体育", "体育赛事", "财经"]
     prompt = tokens.encode(build_prompt(text, CLASSIFY, labels))
-    label_ids = [tokens.tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
+    label_ids = [tokens.tokenizer.encode(label, special_tokens=False) for label in labels]
     expected = torch.softmax(torch.tensor(reference_label_logprobs(hf_model, prompt, label_ids, tokens.eos_id)), 0)
     result = engine_fp32.classify(text, labels)
     assert [result.scores[label] for label in labels] == pytest.approx(expected.tolist(), abs=1e-5)
@@ -429,7 +429,7 @@ def test_label_scoring_of_several_requests_together_matches_each_alone(runner, t
         ("小米发布新手机，售价3999元。", ["科技", "科技公司", "财经"]),
     ]:
         prompt = tokens.encode(build_prompt(text, CLASSIFY, labels))
-        requests.append(LabelSet(prompt, [tokens.tokenizer(x, add_special_tokens=False)["input_ids"] for x in labels]))
+        requests.append(LabelSet(prompt, [tokens.tokenizer.encode(x, special_tokens=False) for x in labels]))
     together = score_labels(runner, requests, tokens.eos_id)
     for request, scores in zip(requests, together, strict=True):
         assert scores == pytest.approx(score_labels(runner, [request], tokens.eos_id)[0], abs=1e-5)

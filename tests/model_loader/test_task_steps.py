@@ -225,7 +225,7 @@ def test_classification_plan_prompt_is_the_seqgpt_prompt(steps):
     plan = steps.plan_classification(CONTRACT, labels)
     (label_set,) = plan.label_sets
     assert label_set.prompt == steps.encode(build_prompt(CONTRACT, CLASSIFY, labels))
-    assert label_set.labels == [steps.tokenizer(label, add_special_tokens=False)["input_ids"] for label in labels]
+    assert label_set.labels == [steps.tokenizer.encode(label, special_tokens=False) for label in labels]
 
 
 @pytest.mark.parametrize(
