@@ -39,8 +39,13 @@ ARENA_MAX = 2
 # another; both hold 1,024 entries by default. Each new prompt length makes new shapes, so
 # memory grew by about 4 MB per new length and did not level off (the demo engine: 391 MB
 # to 1,008 MB over 160 prompts of random lengths; with 64 entries it stayed at 350-370 MB).
-# 64 entries hold every shape one decode step uses, so steps still reuse their kernels.
-KERNEL_CACHE_ENTRIES = 64
+# A decode step uses 6 kernels (four block shapes, two of the output projection's slices), a
+# prompt's pass about 10 (its products and attention at its length), so 16 entries hold a pass's
+# and a step's together and every layer after the first reuses them. Prompts of new lengths fill
+# the rest with kernels no later step uses: with 64 entries the int8 engine's peak over the
+# bench's eight free prompts was 1,004-1,024 MB, with 16 961-970 MB (2-core Xeon with AMX), and a
+# step at batch 8 took the same time with either (88-99 ms, alternating runs).
+KERNEL_CACHE_ENTRIES = 16
 
 
 def bound_kernel_caches(entries: int = KERNEL_CACHE_ENTRIES) -> None:
