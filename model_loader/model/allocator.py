@@ -44,7 +44,9 @@ ARENA_MAX = 2
 # and a step's together and every layer after the first reuses them. Prompts of new lengths fill
 # the rest with kernels no later step uses: with 64 entries the int8 engine's peak over the
 # bench's eight free prompts was 1,004-1,024 MB, with 16 961-970 MB (2-core Xeon with AMX), and a
-# step at batch 8 took the same time with either (88-99 ms, alternating runs).
+# step at batch 8 took the same time with either (88-99 ms, alternating runs). With other prompts
+# run between its steps, a step rebuilds its kernels (about 1 ms each): 2-4 ms more a step of
+# about 100 ms there. A user's ONEDNN_PRIMITIVE_CACHE_CAPACITY / LRU_CACHE_CAPACITY wins.
 KERNEL_CACHE_ENTRIES = 16
 
 
