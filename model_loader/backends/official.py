@@ -17,6 +17,7 @@ from ..tasks.extract import ExtractPlan, Found, merge_mentions
 from ..tasks.generate import GeneratePlan
 from ..text.parsing import match_label, parse_extraction
 from ..text.prompts import CLASSIFY, EXTRACT, build_prompt
+from ..text.tokenizer_files import auto_tokenizer
 
 NUM_BEAMS = 4
 DO_SAMPLE = False
@@ -48,10 +49,7 @@ class OfficialBackend:
         """transformers' tokenizer of the model's folder, padding on the left as ``generate`` needs;
         read on first use, like the model (the engine's own tokenizer does not pad)."""
         if self._tokenizer is None:
-            AutoTokenizer, = transformers_names("AutoTokenizer")
-            self._tokenizer = AutoTokenizer.from_pretrained(
-                self.fast.settings.model_dir, local_files_only=True, trust_remote_code=False, padding_side="left"
-            )
+            self._tokenizer = auto_tokenizer(self.fast.settings.model_dir, padding_side="left")
         return self._tokenizer
 
     def classify(self, plans: list[ClassifyPlan]) -> list[Classification]:

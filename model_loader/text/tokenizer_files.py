@@ -8,8 +8,8 @@ or two to its start; the int8 engine's peak with eight free prompts is about 1.0
 worth keeping out. Where ``tokenizer_config.json`` sets a key with which transformers may change
 what the file does (a beginning or end token added to every text, a space before it; BLOOM's
 files set none of them), or there is no ``tokenizer.json``, transformers' tokenizer is loaded
-instead: the ids never depend on which
-of the two reads the folder (tests/model_loader/test_tokenizer_files.py holds them equal).
+instead: the ids never depend on which of the two reads the folder
+(tests/model_loader/test_tokenizer_files.py holds them equal).
 """
 
 from __future__ import annotations
@@ -62,25 +62,32 @@ def read_config(model_dir: Path) -> dict:
     return config
 
 
-def needs_transformers(model_dir: Path) -> str | None:
-    """Why this folder's tokenizer must be read by transformers, or None."""
+def needs_transformers(model_dir: Path, config: dict) -> str | None:
+    """Why this folder's tokenizer must be read by transformers, or None (``config``: read_config's)."""
     if not (model_dir / "tokenizer.json").is_file():
         return "there is no tokenizer.json"
-    config = read_config(model_dir)
     asked = [key for key in _REWRITING_KEYS if config.get(key)]
     if asked:
         return f"tokenizer_config.json sets {', '.join(asked)}"
     return None
 
 
-class FileTokenizer:
-    """``tokenizer.json`` read by the tokenizers library, with the special tokens the folder names."""
+def auto_tokenizer(model_dir: Path, **options):
+    """transformers' tokenizer of the folder, read from it alone (no hub, no remote code)."""
+    from ..hf import transformers_names
 
-    def __init__(self, model_dir: Path) -> None:
+    AutoTokenizer, = transformers_names("AutoTokenizer")
+    return AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False, **options)
+
+
+class FileTokenizer:
+    """``tokenizer.json`` read by the tokenizers library, with the special tokens the folder names
+    (``config``: read_config's)."""
+
+    def __init__(self, model_dir: Path, config: dict) -> None:
         from tokenizers import Tokenizer
 
         self.backend = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        config = read_config(model_dir)
 
         def token_id(key: str) -> int | None:
             text = _token_text(config.get(key))
@@ -111,10 +118,7 @@ class TransformersTokenizer:
     """transformers' tokenizer for the folder, for what FileTokenizer does not do (needs_transformers)."""
 
     def __init__(self, model_dir: Path) -> None:
-        from ..hf import transformers_names
-
-        AutoTokenizer, = transformers_names("AutoTokenizer")
-        self.backend = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
+        self.backend = auto_tokenizer(model_dir)
         self.eos_id = self.backend.eos_token_id
         self.special_ids = set(self.backend.all_special_ids)
 
@@ -135,6 +139,7 @@ class TransformersTokenizer:
 
 def load_tokenizer(model_dir: Path) -> ModelTokenizer:
     """The folder's tokenizer, without transformers where the file says all (needs_transformers)."""
-    if needs_transformers(model_dir) is None:
-        return FileTokenizer(model_dir)
+    config = read_config(model_dir)
+    if needs_transformers(model_dir, config) is None:
+        return FileTokenizer(model_dir, config)
     return TransformersTokenizer(model_dir)

@@ -10,8 +10,7 @@ class Tokens:
     """Token ids for the tasks' plans and the decoder's stop tokens; runs in the caller's thread."""
 
     def __init__(self, tokenizer: ModelTokenizer) -> None:
-        if tokenizer.eos_id is None:
-            raise ValueError("the tokenizer has no end-of-sequence token")
+        assert tokenizer.eos_id is not None, "load_model refuses a tokenizer without one"
         self.tokenizer = tokenizer
         self.vocabulary = Vocabulary(tokenizer)
         self.eos_id: int = tokenizer.eos_id

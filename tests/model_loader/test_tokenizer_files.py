@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from model_loader.text.tokenizer_files import FileTokenizer, TransformersTokenizer, load_tokenizer, needs_transformers
+from model_loader.text.tokenizer_files import (
+    FileTokenizer,
+    TransformersTokenizer,
+    load_tokenizer,
+    needs_transformers,
+    read_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,31 +40,33 @@ def texts(entity_texts: list[str], headline_texts: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
+def tokenizer(demo_dir: Path) -> FileTokenizer:
+    return FileTokenizer(demo_dir, read_config(demo_dir))
+
+
+@pytest.fixture(scope="module")
 def reference(demo_dir: Path):
     return AutoTokenizer.from_pretrained(demo_dir, local_files_only=True)
 
 
 def test_the_demo_folder_is_read_without_transformers(demo_dir: Path) -> None:
-    assert needs_transformers(demo_dir) is None
+    assert needs_transformers(demo_dir, read_config(demo_dir)) is None
     assert isinstance(load_tokenizer(demo_dir), FileTokenizer)
 
 
-def test_ids_match_transformers_with_and_without_special_tokens(demo_dir: Path, reference, texts) -> None:
-    tokenizer = FileTokenizer(demo_dir)
+def test_ids_match_transformers_with_and_without_special_tokens(tokenizer: FileTokenizer, reference, texts) -> None:
     for text in texts:
         assert tokenizer.encode(text) == reference(text)["input_ids"], text
         assert tokenizer.encode(text, special_tokens=False) == reference(text, add_special_tokens=False)["input_ids"]
 
 
-def test_texts_decode_as_transformers_decodes_them(demo_dir: Path, reference, texts) -> None:
-    tokenizer = FileTokenizer(demo_dir)
+def test_texts_decode_as_transformers_decodes_them(tokenizer: FileTokenizer, reference, texts) -> None:
     for text in texts:
         ids = reference(text)["input_ids"] + [reference.eos_token_id, reference.pad_token_id]
         assert tokenizer.decode(ids) == reference.decode(ids, skip_special_tokens=True), text
 
 
-def test_special_tokens_and_vocabulary_match_transformers(demo_dir: Path, reference) -> None:
-    tokenizer = FileTokenizer(demo_dir)
+def test_special_tokens_and_vocabulary_match_transformers(tokenizer: FileTokenizer, reference) -> None:
     assert tokenizer.eos_id == reference.eos_token_id is not None
     assert tokenizer.special_ids == set(reference.all_special_ids)
     vocabulary = tokenizer.vocabulary()
@@ -76,7 +84,7 @@ def test_a_folder_that_asks_transformers_to_add_tokens_is_read_by_transformers(d
         shutil.copy(demo_dir / name, folder / name)
     config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
     (folder / "tokenizer_config.json").write_text(json.dumps({**config, "add_bos_token": True}), encoding="utf-8")
-    assert "add_bos_token" in (needs_transformers(folder) or "")
+    assert "add_bos_token" in (needs_transformers(folder, read_config(folder)) or "")
     tokenizer = load_tokenizer(folder)
     assert isinstance(tokenizer, TransformersTokenizer)
     reference = AutoTokenizer.from_pretrained(folder, local_files_only=True)
