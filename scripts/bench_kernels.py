@@ -36,7 +36,7 @@ from bench_machine import processor  # noqa: E402  (beside this script)
 
 from model_loader.model.cpu_dtype import auto_cpu_dtype  # noqa: E402
 from model_loader.model.half_kernel import HalfLinear, half_kernel_problem  # noqa: E402
-from model_loader.model.int8_weights import Int8Linear, onednn_int8_problem, quantized_rows  # noqa: E402
+from model_loader.model.int8_weights import ACTIVATION_OFFSETS, Int8Linear, onednn_int8_choice, quantized_rows  # noqa: E402
 
 HIDDEN = 1024
 # Each block's matrices as [out, in]: query-key-value, attention output, MLP up and down.
@@ -110,7 +110,8 @@ def kernels(dtype: torch.dtype) -> tuple[list[Kernel], list[str]]:
 def int8_activation_kernels() -> tuple[list[Kernel], list[str]]:
     """Products of int8 weights by int8 activations, quantized at every call (their cost is timed):
     is it faster here, and can a row's answer stay its own? ``SEQGPT_WEIGHTS=int8`` takes oneDNN's
-    where AMX multiplies int8 (int8_weights.int8_kernel), torch's weight-only kernel elsewhere."""
+    where AMX or AVX512-VNNI multiply int8 (int8_weights.int8_kernel), torch's weight-only kernel
+    elsewhere."""
 
     def by_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The matrix's rows as int8 steps of their own scales, and the scales ``[rows, 1]``."""
@@ -133,12 +134,13 @@ def int8_activation_kernels() -> tuple[list[Kernel], list[str]]:
     # depend on the others.
     found = [Kernel("int8 x int8 _int_mm, row scales", by_rows, by_row_scales, torch.float32, 1)]
     missing = []
-    problem = onednn_int8_problem()  # without AMX, oneDNN's int8 product ran a hundred times slower
+    choice, problem = onednn_int8_choice()  # oneDNN is fast with AMX-INT8 or AVX512-VNNI only
     if problem is None:
+        offset = ACTIVATION_OFFSETS[choice]  # activations as the processor's instructions take them
         found.append(
             Kernel(
                 "oneDNN int8, row scales",
-                lambda w: Int8Linear.quantize(w, None, torch.bfloat16).packed_for_onednn(),
+                lambda w: Int8Linear.quantize(w, None, torch.bfloat16).packed_for_onednn(offset),
                 lambda held, rows: held(rows),
                 torch.bfloat16,
                 1,

@@ -5,15 +5,23 @@ A decode step is bound by reading the weights; int8 halves the bytes read and he
 row ``w`` is stored as ``round(w / s)`` with ``s = max|w| / 127``, so a row's error is at most
 half a step of its own scale. One kernel per process, chosen by a rule at load:
 
-- **Where AMX multiplies int8** (``amx_int8``, and oneDNN allowed its AMX kernels), oneDNN's int8
-  product (``torch.ops.onednn.qlinear_pointwise``) with each row of activations quantized to int8
-  with a scale of its own (``max|x| / 127``). The sums of int8 products are exact integers, scaled
-  afterwards in fp32, so a row's result is the same in any batch. On a 2-core Xeon with AMX it
-  read the 24 blocks' int8 matrices in 16 ms for one row and for eight alike, where the weight-only
-  kernel below took 21 and 55 ms. Without AMX, oneDNN ran the same product a hundred times slower
-  (held to AVX512_CORE_VNNI or AVX2 on that Xeon), so elsewhere:
-- ``torch.ops.aten._weight_int8pack_mm``: weight-only, the activations stay in the compute dtype.
-  It also gives each row the same result for any number of rows (checked from 1 to 64).
+- **oneDNN's int8 product** (``torch.ops.onednn.qlinear_pointwise``) where the processor multiplies
+  int8 in hardware: AMX-INT8, or AVX512-VNNI. Each row of activations is quantized with a scale of
+  its own (``max|x| / 127``); the sums of int8 products are exact integers, scaled afterwards in
+  fp32, so a row's result is the same in any batch. How the rows are handed over depends on the
+  instructions, since oneDNN is fast only for the operands they take:
+
+  - with AMX, as int8. On a 2-core Xeon with AMX it read the 24 blocks' int8 matrices in 16 ms for
+    one row and for eight alike, where the weight-only kernel below took 21 and 55 ms.
+  - with AVX512-VNNI and no AMX, as uint8 offset by 128 (a zero point of 128, which oneDNN takes
+    out exactly: the sums are the same integers). VNNI multiplies unsigned by signed bytes; int8
+    activations sent oneDNN to a kernel a few hundred times slower (6 s for the blocks' products
+    on a Zen 4 class EPYC), uint8 ones to its VNNI kernel (13–16 ms for one row or eight).
+    Without VNNI (oneDNN held to AVX512_CORE or AVX2) its uint8 sums saturate and are wrong: the
+    probe at load sees it.
+- elsewhere ``torch.ops.aten._weight_int8pack_mm``: weight-only, the activations stay in the
+  compute dtype. It also gives each row the same result for any number of rows (checked from 1
+  to 64).
 
 One kernel for prompts and decode steps alike: a second path would make a row's result depend on
 how many rows came with it.
@@ -22,6 +30,7 @@ how many rows came with it.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from functools import cache
@@ -52,6 +61,7 @@ class Int8Linear:
     bias: torch.Tensor | None  # in the compute dtype
     compute: torch.dtype  # what the layer takes and returns
     wide_scales: torch.Tensor | None = None  # ``scales`` in fp32 for oneDNN's product, made when packing
+    offset: int = 0  # what oneDNN's product adds to each activation step (activation_offset)
 
     @classmethod
     def quantize(cls, weight: torch.Tensor, bias: torch.Tensor | None, compute: torch.dtype) -> Int8Linear:
@@ -96,11 +106,15 @@ class Int8Linear:
     def for_kernel(self) -> Int8Linear:
         """This layer as this process's int8 kernel reads it: packed for oneDNN where that kernel
         serves (int8_kernel), else as it is."""
-        return self if self.packed or int8_kernel() != ONEDNN else self.packed_for_onednn()
+        if self.packed or int8_kernel() == WEIGHT_ONLY:
+            return self
+        return self.packed_for_onednn(activation_offset())
 
-    def packed_for_onednn(self) -> Int8Linear:
+    def packed_for_onednn(self, offset: int) -> Int8Linear:
+        """Packed for oneDNN's product, the activations handed over as int8 (``offset`` 0) or as
+        uint8 offset by 128."""
         packed = torch.ops.onednn.qlinear_prepack(self.qweight, None)
-        return replace(self, qweight=packed, wide_scales=self.scales.float())
+        return replace(self, qweight=packed, wide_scales=self.scales.float(), offset=offset)
 
     def dequantized(self) -> torch.Tensor:
         """The weight as the compute dtype sees it (a new matrix)."""
@@ -109,7 +123,7 @@ class Int8Linear:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         if self.wide_scales is not None:  # packed for oneDNN
-            out = onednn_product(x.reshape(-1, shape[-1]), self.qweight, self.wide_scales)
+            out = onednn_product(x.reshape(-1, shape[-1]), self.qweight, self.wide_scales, self.offset)
             if self.bias is not None:
                 out.add_(self.bias)  # in fp32, then rounded once to the compute dtype
             return out.to(self.compute).view(*shape[:-1], out.shape[-1])
@@ -120,15 +134,19 @@ class Int8Linear:
         return out.view(*shape[:-1], out.shape[-1])
 
 
-def quantized_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row of ``rows`` ``[n, k]`` as int8 with a scale of its own (fp32 ``[n, 1]``)."""
+def quantized_rows(rows: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row of ``rows`` ``[n, k]`` as int8 steps of a scale of its own (fp32 ``[n, 1]``); with
+    ``offset`` 128, as uint8 ``steps + 128`` (the same steps for a kernel that takes unsigned bytes)."""
     # In place on one fp32 copy: a prompt's rows are megabytes, and a decode step's few rows pay
     # for each extra operation.
     # No clamp to ±127 after rounding: |x| / (max|x| / 127) exceeds 127 by a rounding error at most,
     # far below the 127.5 that would round to 128.
     wide = rows.to(torch.float32, copy=True)
     scales = wide.abs().amax(dim=1, keepdim=True).div_(127).clamp_(min=torch.finfo(torch.float32).tiny)
-    return wide.div_(scales).round_().to(torch.int8), scales
+    steps = wide.div_(scales).round_()
+    if offset:
+        return steps.add_(offset).to(torch.uint8), scales
+    return steps.to(torch.int8), scales
 
 
 @cache
@@ -136,65 +154,90 @@ def _zero_points(count: int) -> torch.Tensor:
     return torch.zeros(count, dtype=torch.long)
 
 
-def onednn_product(rows: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+def onednn_product(rows: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, offset: int) -> torch.Tensor:
     """fp32 ``rows @ W.T`` for a matrix packed by ``qlinear_prepack`` with per-row fp32 ``scales``:
-    the rows quantized each with its own scale, their int8 products summed exactly by oneDNN and
-    scaled by the weight's scales, then each row by its own."""
-    qrows, row_scales = quantized_rows(rows)
+    the rows quantized each with its own scale (handed over with ``offset`` as their zero point),
+    their int8 products summed exactly by oneDNN and scaled by the weight's scales, then each row
+    by its own."""
+    qrows, row_scales = quantized_rows(rows, offset)
+    return _onednn_sums(qrows, offset, packed, scales).mul_(row_scales)
+
+
+def _onednn_sums(qrows: torch.Tensor, offset: int, packed: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """fp32 ``(qrows - offset) @ W.T * scales`` by oneDNN, for a matrix packed by ``qlinear_prepack``."""
     count = scales.shape[0]
-    out = torch.ops.onednn.qlinear_pointwise(
-        qrows, 1.0, 0, packed, scales, _zero_points(count), None, 1.0, 0, torch.float32, "none", [], ""
+    return torch.ops.onednn.qlinear_pointwise(
+        qrows, 1.0, offset, packed, scales, _zero_points(count), None, 1.0, 0, torch.float32, "none", [], ""
     )
-    return out.mul_(row_scales)
 
 
-ONEDNN, WEIGHT_ONLY = "oneDNN int8 with per-row int8 activations", "torch's weight-only int8"
+ONEDNN_AMX = "oneDNN int8 with per-row int8 activations (AMX)"
+ONEDNN_VNNI = "oneDNN int8 with per-row activations as uint8 offset by 128 (AVX512-VNNI)"
+WEIGHT_ONLY = "torch's weight-only int8"
+ACTIVATION_OFFSETS = {ONEDNN_AMX: 0, ONEDNN_VNNI: 128}
 
 
 @cache  # the answer is the processor's and the torch build's
 def int8_kernel() -> str:
-    """The int8 kernel this process uses (see the module's notes): ONEDNN where AMX multiplies int8
-    and a probe finds oneDNN's sums exact and each row's result its own, else WEIGHT_ONLY."""
-    problem = onednn_int8_problem()
+    """The int8 kernel this process uses (see the module's notes): oneDNN's, with the activations as
+    the processor's int8 instructions take them, where a probe finds its sums exact and each row's
+    result its own; else WEIGHT_ONLY."""
+    kernel, problem = onednn_int8_choice()
     if problem is None:
-        log.info("int8 products: %s (AMX)", ONEDNN)
-        return ONEDNN
+        log.info("int8 products: %s", kernel)
+        return kernel
     log.info("int8 products: %s (%s)", WEIGHT_ONLY, problem)
     return WEIGHT_ONLY
 
 
+def activation_offset() -> int:
+    """What oneDNN's int8 product adds to each activation step here: 0 (int8) or 128 (uint8)."""
+    return ACTIVATION_OFFSETS.get(int8_kernel(), 0)
+
+
+def onednn_int8_choice() -> tuple[str, str | None]:
+    """Which oneDNN int8 product the processor's instructions call for, and why it is not used
+    here (None when it is)."""
+    flags = processor_flags()
+    if "amx_int8" in flags and onednn_runs_amx():
+        return ONEDNN_AMX, onednn_probe_problem(ACTIVATION_OFFSETS[ONEDNN_AMX])
+    if "avx512_vnni" not in flags:
+        return ONEDNN_VNNI, (
+            "the processor has neither AMX-INT8 nor AVX512-VNNI, without which oneDNN's int8 "
+            "product runs slower or saturates"
+        )
+    # With AMX-INT8 present but ONEDNN_MAX_CPU_ISA below it, the VNNI kernel still serves.
+    return ONEDNN_VNNI, onednn_probe_problem(ACTIVATION_OFFSETS[ONEDNN_VNNI])
+
+
 def onednn_int8_problem() -> str | None:
     """Why oneDNN's int8 product is not used here, or None."""
-    if "amx_int8" not in processor_flags():
-        return "the processor has no AMX-INT8, without which oneDNN's int8 product runs slower"
-    if not onednn_runs_amx():
-        return "ONEDNN_MAX_CPU_ISA keeps oneDNN from its AMX kernels"
-    return onednn_probe_problem()
+    return onednn_int8_choice()[1]
 
 
-def onednn_probe_problem() -> str | None:
-    """Whether oneDNN's int8 product, here, sums int8 products exactly, scales them as said, and
-    gives a row alone what it gives that row among others: None when it does."""
+def onednn_probe_problem(offset: int) -> str | None:
+    """Whether oneDNN's int8 product, here and with activations offset by ``offset``, sums int8
+    products exactly, scales them as said, and gives a row alone what it gives that row among
+    others: None when it does."""
     generator = torch.Generator().manual_seed(0)
-    weight = torch.randint(-127, 128, (96, 256), generator=generator, dtype=torch.int8)
-    weight[0] = 127  # the largest sums, where a saturating kernel would show
-    rows = torch.randint(-127, 128, (9, 256), generator=generator, dtype=torch.int8)
-    rows[0], rows[1] = 127, -127
+    weight = torch.randint(-127, 128, (96, 1024), generator=generator, dtype=torch.int8)
+    weight[0], weight[1] = 127, -127  # the largest sums, where a saturating kernel would show
+    steps = torch.randint(-127, 128, (9, 1024), generator=generator, dtype=torch.int8)
+    steps[0], steps[1] = 127, -127
+    rows = (steps.short() + offset).to(torch.uint8 if offset else torch.int8)
     scales = torch.rand(96, generator=generator) / 100
     try:
         packed = torch.ops.onednn.qlinear_prepack(weight, None)
-
-        def product(x: torch.Tensor) -> torch.Tensor:
-            return torch.ops.onednn.qlinear_pointwise(
-                x, 1.0, 0, packed, scales, _zero_points(96), None, 1.0, 0, torch.float32, "none", [], ""
-            )
-
-        together, alone = product(rows), product(rows[:1].contiguous())
+        together = _onednn_sums(rows, offset, packed, scales)
+        alone = _onednn_sums(rows[:1].contiguous(), offset, packed, scales)
     except (AttributeError, RuntimeError, NotImplementedError) as exc:
         return f"this torch build has no oneDNN int8 product ({type(exc).__name__}: {exc})"
-    exact = (rows.long() @ weight.long().t()).float() * scales
+    exact = (steps.long() @ weight.long().t()).float() * scales
     if not torch.equal(together, exact):
-        return "oneDNN's int8 product differed from the exact sums of int8 products"
+        cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+        return "oneDNN's int8 product differed from the exact sums of int8 products" + (
+            f" (ONEDNN_MAX_CPU_ISA={cap} may keep it from its int8 instructions)" if cap else ""
+        )
     if not torch.equal(alone, together[:1]):
         return "oneDNN's int8 product gave a row another result among other rows"
     return None

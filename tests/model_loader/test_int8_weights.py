@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from model_loader import Settings
 from model_loader.errors import SettingsError
-from model_loader.model.int8_weights import ONEDNN, Int8Linear, gpu_refusal, int8_kernel, onednn_int8_problem
+from model_loader.model.cpu_dtype import processor_flags
+from model_loader.model.int8_weights import (
+    ONEDNN_AMX,
+    ONEDNN_VNNI,
+    WEIGHT_ONLY,
+    Int8Linear,
+    gpu_refusal,
+    int8_kernel,
+    onednn_int8_choice,
+    onednn_int8_problem,
+)
 from model_loader.results import EngineStatus
 from webui.service.status import format_status
+
+ROOT = Path(__file__).resolve().parents[2]
+# The activation encodings oneDNN's product runs exactly here: int8 everywhere (slowly without
+# AMX), uint8 offset by 128 where the processor's VNNI kernel serves.
+OFFSETS_HERE = [0] + ([128] if onednn_int8_choice() == (ONEDNN_VNNI, None) else [])
 
 
 def test_weights_setting_defaults_to_16bit_and_reads_int8_from_the_environment():
@@ -52,14 +72,16 @@ def test_a_quantized_layer_gives_each_row_the_same_result_in_any_number_of_rows(
         assert torch.equal(layer(rows[:count]), together[:count])
 
 
-def test_a_layer_packed_for_onednn_multiplies_close_to_its_weights_and_each_row_alone_as_among_others():
-    """oneDNN's int8 product (where AMX multiplies int8) quantizes each row of activations with a
-    scale of its own and sums exactly, so a row's result is its own; run here whatever the
-    processor (oneDNN has a slow generic kernel where it lacks AMX)."""
+@pytest.mark.parametrize("offset", OFFSETS_HERE)
+def test_a_layer_packed_for_onednn_multiplies_close_to_its_weights_and_each_row_alone_as_among_others(offset):
+    """oneDNN's int8 product (where AMX or AVX512-VNNI multiply int8) quantizes each row of
+    activations with a scale of its own and sums exactly, so a row's result is its own; as int8
+    whatever the processor (oneDNN has a slow generic kernel for them without AMX), as uint8
+    offset by 128 where its VNNI kernel sums them exactly."""
     torch.manual_seed(2)
     weight = torch.randn(96, 64) * 0.02
     layer = Int8Linear.quantize(weight, (torch.randn(96) * 0.01).to(torch.bfloat16), torch.bfloat16)
-    packed = layer.packed_for_onednn()
+    packed = layer.packed_for_onednn(offset)
     assert packed.packed and not layer.packed
     assert torch.equal(packed.plain_qweight, layer.qweight)
     rows = torch.randn(24, 64)
@@ -73,24 +95,48 @@ def test_a_layer_packed_for_onednn_multiplies_close_to_its_weights_and_each_row_
     assert torch.equal(packed(rows[3:4].to(torch.bfloat16)), together[3:4])
 
 
-def test_onednn_int8_is_chosen_only_where_amx_multiplies_int8(monkeypatch):
-    monkeypatch.setenv("SEQGPT_CPU_FLAGS_EXCLUDE", "amx_int8")
-    assert "AMX-INT8" in onednn_int8_problem()
-    monkeypatch.delenv("SEQGPT_CPU_FLAGS_EXCLUDE")
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
-    assert "ONEDNN_MAX_CPU_ISA" in onednn_int8_problem()
+def test_onednn_int8_is_chosen_only_where_amx_or_vnni_multiply_int8(monkeypatch):
+    monkeypatch.setenv("SEQGPT_CPU_FLAGS_EXCLUDE", "amx_int8,avx512_vnni")
+    assert "neither AMX-INT8 nor AVX512-VNNI" in onednn_int8_problem()
+    flags = processor_flags()
+    if "avx512_vnni" in flags:  # AMX capped away (or absent): the VNNI kernel, offset activations
+        monkeypatch.setenv("SEQGPT_CPU_FLAGS_EXCLUDE", "amx_int8")
+        assert onednn_int8_choice()[0] == ONEDNN_VNNI
+        monkeypatch.delenv("SEQGPT_CPU_FLAGS_EXCLUDE")
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
+        assert onednn_int8_choice()[0] == ONEDNN_VNNI
+    if "amx_int8" in flags:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+        assert onednn_int8_choice()[0] == ONEDNN_AMX
+
+
+def test_onednn_uint8_products_that_saturate_without_vnni_are_refused_at_load():
+    """Held below VNNI, oneDNN's uint8-by-int8 kernels saturate their sums (seen on a Zen 4 class
+    EPYC): the probe must see it and leave int8 to the weight-only kernel. Where the processor has
+    no AVX512-VNNI the flags alone decide the same."""
+    probe = (
+        "from model_loader.model.int8_weights import int8_kernel, onednn_int8_problem; "
+        "print(int8_kernel()); print(onednn_int8_problem())"
+    )
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "SEQGPT_CPU_FLAGS_EXCLUDE": "amx_int8"}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    kernel, problem = done.stdout.strip().splitlines()
+    assert kernel == WEIGHT_ONLY
+    if "avx512_vnni" in processor_flags():
+        assert "differed from the exact sums" in problem and "ONEDNN_MAX_CPU_ISA=AVX2" in problem
 
 
 def test_an_int8_engine_holds_int8_blocks_and_output_and_says_so(engine_int8):
     weights = engine_int8.model.loaded.weights
     assert engine_int8.status.weights == "int8" and engine_int8.model.loaded.weights_mode == "int8"
     assert all(isinstance(block.up, Int8Linear) and isinstance(block.qkv, Int8Linear) for block in weights.blocks)
-    # Held as the process's kernel reads them (packed for oneDNN where AMX multiplies int8).
-    assert all(block.down.packed == (int8_kernel() == ONEDNN) for block in weights.blocks)
+    # Held as the process's kernel reads them (packed for oneDNN where AMX or VNNI multiply int8).
+    assert all(block.down.packed == (int8_kernel() != WEIGHT_ONLY) for block in weights.blocks)
     engine_int8.generate("输入: 你好\n输出:", 2)
     output = engine_int8.model.runner.output
     assert output.resident and all(isinstance(part, Int8Linear) for part in output._slices)
-    assert all(part.packed == (int8_kernel() == ONEDNN) for part in output._slices)
+    assert all(part.packed == (int8_kernel() != WEIGHT_ONLY) for part in output._slices)
     engine_int8.health_check()
 
 
