@@ -72,7 +72,9 @@ def start_server(tmp: Path, model_dir: Path, extra_env: dict[str, str] | None = 
         try:
             response = httpx.get(f"{server.url}/health", timeout=10.0)
         except httpx.TransportError:
-            time.sleep(0.1)
+            # Not listening yet. Poll closely: the demo model loads in about 50 ms once the server
+            # listens, and the first answer must come before that to see /health say "loading".
+            time.sleep(0.005)
             continue
         server.health_history.append((response.status_code, response.json()))
         if response.status_code == wait_for and (wait_for == 200 or response.json().get("status") == "error"):
