@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 # share its batch (bf16 rounding would amplify the tiny differences that padding to a
 # different width makes in the reductions). The caches keep keys and values in the
 # weights' dtype, in which they were computed, so widening them at use loses nothing;
-# it halves their memory, and reading half the bytes beats reading fp32 ones.
+# it halves their memory, and reading half the bytes beats reading fp32 ones. A decode
+# step, one sequence at a time with nothing padded, need not widen them at all: its kernel
+# (step_sdpa) sums their 16-bit products in fp32.
 ATTENTION_DTYPE = torch.float32
 
 # A kernel is given: query [1, heads, q, head_dim], keys and values [1, heads, k, head_dim]
@@ -128,6 +130,78 @@ class AttentionChoice:
         if not self.rejected:
             return self.name
         return f"{self.name} ({'; '.join(f'{name}: {why}' for name, why in self.rejected)})"
+
+
+# A decode step's kernel: one new query of one sequence over that sequence's cached keys and values,
+# all in the cache's dtype, with ``bias`` [1, heads, 1, k] in fp32; returns [1, heads, 1, head_dim].
+StepKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+
+def step_widened(query, keys, values, bias, scale: float) -> torch.Tensor:
+    """Eager's products on fp32 copies of the cached keys and values: exact, and the fallback."""
+    return eager(widened(query), widened(keys), widened(values), bias, None, scale)
+
+
+def step_sdpa(query, keys, values, bias, scale: float) -> torch.Tensor:
+    """PyTorch's fused kernel straight on the cache: on the CPU it multiplies 16-bit operands
+    into fp32 sums, takes the fp32 bias as it is, and runs the softmax in fp32, so no widened copy
+    of the keys and values is made. Those copies wrote twice the cache's bytes at every layer
+    of every step; over eight sequences of about 280 positions that was 435 MB a step, which
+    also slowed the weights' reads beside it (2-core Xeon with AMX: a layer's attention for one
+    sequence took 26 µs against 161, and the step's matrix products 57 ms against 78)."""
+    return F.scaled_dot_product_attention(query, keys, values, attn_mask=bias, scale=scale)
+
+
+def check_step_kernel(kernel: StepKernel, slopes: torch.Tensor, head_dim: int, dtype: torch.dtype) -> str | None:
+    """Why ``kernel`` cannot serve decode steps on this device and dtype, or None: it must agree
+    with the widened products, and give a sequence the same result wherever its keys and values
+    lie in the cache (a sequence's answer may not depend on which others share its batch)."""
+    heads, length, scale = slopes.shape[0], 37, head_dim**-0.5
+    generator = torch.Generator(device="cpu").manual_seed(4321)
+    cache = [
+        torch.randn((heads, 3 * length, head_dim), generator=generator).to(dtype=dtype, device=slopes.device)
+        for _ in range(2)
+    ]
+    query = torch.randn((1, heads, 1, head_dim), generator=generator).to(dtype=dtype, device=slopes.device)
+    bias = causal_bias(slopes, 1, length)
+    keys, values = (part[None, :, :length] for part in cache)
+    expected = step_widened(query, keys, values, bias, scale)
+    try:
+        got = kernel(query, keys, values, bias, scale)
+        moved = [part.clone() for part in cache]
+        for part, original in zip(moved, cache, strict=True):
+            part[:, length : 2 * length] = original[:, :length]
+        moved_keys, moved_values = (part[None, :, length : 2 * length] for part in moved)
+        elsewhere = kernel(query, moved_keys, moved_values, bias, scale)
+    except Exception as exc:  # a kernel that cannot run here is passed over, never fatal
+        return f"raised {type(exc).__name__}: {exc}"
+    if got.shape != expected.shape:
+        return f"returned shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
+    worst = (got.float() - expected.float()).abs().max().item()
+    tolerance = TOLERANCE.get(dtype, 3e-2)
+    if not worst <= tolerance:  # also catches NaN
+        return f"differs from the widened products by {worst:.3g} (tolerance {tolerance:g})"
+    if not torch.equal(got, elsewhere):
+        return "gave a sequence another result at another place in the cache"
+    return None
+
+
+def choose_step_attention(
+    slopes: torch.Tensor,
+    head_dim: int,
+    dtype: torch.dtype,
+    candidates: Sequence[tuple[str, StepKernel]] = (("sdpa", step_sdpa),),
+) -> tuple[str, StepKernel]:
+    """The decode steps' kernel for a cache of ``dtype``: the first candidate whose check passes on
+    ``slopes``' device, else the widened products."""
+    for name, kernel in candidates:
+        problem = check_step_kernel(kernel, slopes, head_dim, dtype)
+        if problem is None:
+            log.info("decode steps' attention: %s", name)
+            return name, kernel
+        log.warning("decode steps' attention: %s not used: %s", name, problem)
+    log.info("decode steps' attention: widened eager")
+    return "widened eager", step_widened
 
 
 def causal_bias(slopes: torch.Tensor, queries: int, keys: int) -> torch.Tensor:

@@ -21,6 +21,7 @@ from .attention import (
     Kernel,
     causal_bias,
     choose_attention,
+    choose_step_attention,
     eager,
     eager_on_int8,
     widened,
@@ -80,6 +81,8 @@ class BloomRunner:
         self.output = OutputProjection(weights, self.dtype, pack=pack, int8=self.int8, half=half)
         # The kernel for a sequence attending to itself, checked on this device (see attention).
         self.attention = attention or choose_attention(self.slopes, self.head_dim, self.dtype)
+        # And the decode steps' kernel, one sequence at a time over its 16-bit cache (checked likewise).
+        self.step_attention_name, self.step_attention = choose_step_attention(self.slopes, self.head_dim, self.dtype)
 
     def _fp16_kernel_serves(self) -> bool:
         """Whether output rows may run as fp16 through FBGEMM (see half_kernel): on a CPU in 16-bit
@@ -275,7 +278,8 @@ class BloomRunner:
         hidden states ``[len(sequences), hidden]``.
 
         The matrix products run over all the sequences at once; each sequence attends over its own
-        stretch alone, in fp32, so what it writes is the same whichever others share its batch,
+        stretch alone, with fp32 sums (of its 16-bit keys and values as they lie in the cache, or of
+        its int8 codes widened), so what it writes is the same whichever others share its batch,
         and no work or memory goes to padding."""
         ends = [cache.lengths[index] + 1 for index in sequences]
         biases = [causal_bias(self.slopes, 1, end) for end in ends]  # the newest position sees all
@@ -288,14 +292,15 @@ class BloomRunner:
             cache.write(layer, newest, qkv[:, :, 1], qkv[:, :, 2])  # every sequence's in one copy
             contexts = []
             for row, (index, end, bias) in enumerate(zip(sequences, ends, biases, strict=True)):
-                keys, values = cache.widened(layer, index, end)
-                query = qkv[row, :, 0][None, :, None].to(ATTENTION_DTYPE)
-                # Eager's arithmetic on widened operands: all of it in fp32, as for rows in a batch.
+                query = qkv[row, :, 0][None, :, None]
                 if cache.int8:
+                    keys, values = cache.widened(layer, index, end)
                     key_scales, value_scales = cache.scales(layer, index, end)
-                    contexts.append(eager_on_int8(query, keys, values, key_scales, value_scales, bias, self.scale))
+                    wide_query = query.to(ATTENTION_DTYPE)
+                    contexts.append(eager_on_int8(wide_query, keys, values, key_scales, value_scales, bias, self.scale))
                 else:
-                    contexts.append(eager(query, keys, values, bias, self.slopes, self.scale))
+                    keys, values = cache.stretch(layer, index, end)
+                    contexts.append(self.step_attention(query, keys, values, bias, self.scale))
             x = self._after_attention(block, x, torch.cat(contexts))
         for index in sequences:
             cache.lengths[index] += 1

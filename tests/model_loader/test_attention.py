@@ -7,6 +7,7 @@ import logging
 
 import pytest
 import torch
+from decoding_checks import decode_steps
 
 from model_loader.decoding import greedy_generate
 from model_loader.model.attention import (
@@ -14,10 +15,14 @@ from model_loader.model.attention import (
     AttentionChoice,
     causal_bias,
     check_kernel,
+    check_step_kernel,
     choose_attention,
+    choose_step_attention,
     eager,
     flash,
     sdpa,
+    step_sdpa,
+    step_widened,
 )
 from model_loader.model.bloom import BloomRunner, alibi_slopes
 from model_loader.text.prompts import complete_free_prompt
@@ -107,3 +112,77 @@ def test_eager_taking_queries_in_slices_gives_the_numbers_of_all_queries_at_once
     scores = torch.add(bias, torch.matmul(query, keys.transpose(-1, -2)), alpha=0.125)
     all_at_once = torch.matmul(torch.softmax(scores, dim=-1).to(dtype), values)
     assert torch.equal(eager(query, keys, values, bias, SLOPES, 0.125), all_at_once)
+
+
+# ---- decode steps: one query over a sequence's cache ---------------------------------------------
+
+
+def step_without_alibi(query, keys, values, bias, scale):
+    """Deliberately wrong: a decode step that forgets BLOOM's position bias."""
+    return step_widened(query, keys, values, torch.zeros_like(bias), scale)
+
+
+def step_by_place(query, keys, values, bias, scale):
+    """Deliberately wrong: a result that depends on where the sequence lies in the cache."""
+    return step_widened(query, keys, values, bias, scale) + keys.storage_offset() * 1e-6
+
+
+def step_broken(query, keys, values, bias, scale):
+    raise RuntimeError("attn_mask dtype must match the query's")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_on_the_cpu_decode_steps_run_sdpa_on_the_cache_in_every_dtype(dtype, caplog):
+    with caplog.at_level(logging.INFO, logger="model_loader.model.attention"):
+        name, kernel = choose_step_attention(SLOPES, HEAD_DIM, dtype)
+    assert (name, kernel) == ("sdpa", step_sdpa)
+    assert "decode steps' attention: sdpa" in caplog.text
+
+
+def test_the_engine_decodes_with_the_checked_step_kernel(engine):
+    assert engine.model.runner.step_attention_name == "sdpa"
+    assert engine.model.runner.step_attention is step_sdpa
+
+
+@pytest.mark.parametrize(
+    ("kernel", "why"),
+    [
+        (step_without_alibi, "differs from the widened products"),
+        (step_by_place, "another result at another place in the cache"),
+        (step_broken, "raised RuntimeError: attn_mask dtype must match"),
+    ],
+)
+def test_a_wrong_or_failing_step_kernel_is_passed_over_for_the_widened_products(kernel, why, caplog):
+    assert why in check_step_kernel(kernel, SLOPES, HEAD_DIM, torch.bfloat16)
+    with caplog.at_level(logging.INFO, logger="model_loader.model.attention"):
+        name, chosen = choose_step_attention(SLOPES, HEAD_DIM, torch.bfloat16, [("candidate", kernel)])
+    assert (name, chosen) == ("widened eager", step_widened)
+    assert "candidate not used" in caplog.text and why in caplog.text
+
+
+def test_sdpa_on_a_16bit_cache_stays_within_rounding_of_the_widened_products():
+    """Its sums are fp32 ones of the same 16-bit operands, so it differs from the fp32 products by
+    about the output's own 16-bit rounding, not more."""
+    generator = torch.Generator().manual_seed(7)
+    length = 300
+    query, keys, values = (
+        (2 * torch.randn((1, 16, n, HEAD_DIM), generator=generator)).bfloat16() for n in (1, length, length)
+    )
+    bias = causal_bias(SLOPES, 1, length)
+    exact = step_widened(query, keys, values, bias, HEAD_DIM**-0.5)
+    got = step_sdpa(query, keys, values, bias, HEAD_DIM**-0.5)
+    assert got.dtype == torch.bfloat16
+    rounding = (exact.bfloat16().float() - exact).norm()
+    assert (got.float() - exact).norm() <= 1.5 * rounding
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_a_decode_step_gives_a_sequence_the_same_hidden_state_alone_and_beside_others_in_every_dtype(
+    engines_by_dtype, dtype
+):
+    runner = engines_by_dtype[dtype].model.runner
+    prompts = [list(range(5, 5 + n)) for n in (23, 9, 31, 17)]
+    alone = decode_steps(runner, prompts[:1], 3)
+    for others in (1, 3):
+        beside = decode_steps(runner, prompts[: 1 + others], 3)
+        assert all(torch.equal(a, b) for a, b in zip(alone, beside, strict=True)), f"beside {others} others"
