@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .cpu_dtype import processor_flags, sdpa_decode_steps
+
 log = logging.getLogger(__name__)
 
 # Attention arithmetic is done in fp32 whatever the weights' dtype: it costs little next
@@ -186,14 +188,24 @@ def check_step_kernel(kernel: StepKernel, slopes: torch.Tensor, head_dim: int, d
     return None
 
 
+def step_candidates(device: torch.device, dtype: torch.dtype) -> tuple[tuple[str, StepKernel], ...]:
+    """The kernels to try for decode steps before the widened products: SDPA on a GPU, and on the
+    CPU where the processor runs it faster (cpu_dtype.sdpa_decode_steps)."""
+    if device.type != "cpu" or sdpa_decode_steps(str(dtype).removeprefix("torch."), processor_flags()):
+        return (("sdpa", step_sdpa),)
+    return ()
+
+
 def choose_step_attention(
     slopes: torch.Tensor,
     head_dim: int,
     dtype: torch.dtype,
-    candidates: Sequence[tuple[str, StepKernel]] = (("sdpa", step_sdpa),),
+    candidates: Sequence[tuple[str, StepKernel]] | None = None,
 ) -> tuple[str, StepKernel]:
-    """The decode steps' kernel for a cache of ``dtype``: the first candidate whose check passes on
-    ``slopes``' device, else the widened products."""
+    """The decode steps' kernel for a cache of ``dtype``: the first candidate (by default
+    step_candidates) whose check passes on ``slopes``' device, else the widened products."""
+    if candidates is None:
+        candidates = step_candidates(slopes.device, dtype)
     for name, kernel in candidates:
         problem = check_step_kernel(kernel, slopes, head_dim, dtype)
         if problem is None:

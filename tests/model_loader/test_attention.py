@@ -21,10 +21,12 @@ from model_loader.model.attention import (
     eager,
     flash,
     sdpa,
+    step_candidates,
     step_sdpa,
     step_widened,
 )
 from model_loader.model.bloom import BloomRunner, alibi_slopes
+from model_loader.model.cpu_dtype import onednn_runs_amx, processor_flags, sdpa_decode_steps
 from model_loader.text.prompts import complete_free_prompt
 
 SLOPES = alibi_slopes(16)
@@ -132,16 +134,30 @@ def step_broken(query, keys, values, bias, scale):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-def test_on_the_cpu_decode_steps_run_sdpa_on_the_cache_in_every_dtype(dtype, caplog):
+def test_sdpa_on_the_cache_passes_the_step_check_on_the_cpu_in_every_dtype(dtype, caplog):
+    assert check_step_kernel(step_sdpa, SLOPES, HEAD_DIM, dtype) is None
     with caplog.at_level(logging.INFO, logger="model_loader.model.attention"):
-        name, kernel = choose_step_attention(SLOPES, HEAD_DIM, dtype)
+        name, kernel = choose_step_attention(SLOPES, HEAD_DIM, dtype, [("sdpa", step_sdpa)])
     assert (name, kernel) == ("sdpa", step_sdpa)
     assert "decode steps' attention: sdpa" in caplog.text
 
 
-def test_the_engine_decodes_with_the_checked_step_kernel(engine):
-    assert engine.model.runner.step_attention_name == "sdpa"
-    assert engine.model.runner.step_attention is step_sdpa
+def test_on_the_cpu_sdpa_is_tried_for_decode_steps_only_where_amx_multiplies_bf16(monkeypatch):
+    cpu = torch.device("cpu")
+    amx = "amx_bf16" in processor_flags() and onednn_runs_amx()
+    assert step_candidates(cpu, torch.bfloat16) == ((("sdpa", step_sdpa),) if amx else ())
+    assert step_candidates(cpu, torch.float32) == () and step_candidates(cpu, torch.float16) == ()
+    monkeypatch.setenv("SEQGPT_CPU_FLAGS_EXCLUDE", "amx_bf16")
+    assert step_candidates(cpu, torch.bfloat16) == ()
+    assert choose_step_attention(SLOPES, HEAD_DIM, torch.bfloat16) == ("widened eager", step_widened)
+    assert step_candidates(torch.device("meta"), torch.float16) == (("sdpa", step_sdpa),)
+
+
+def test_the_engine_decodes_with_the_step_kernel_its_processor_calls_for(engine):
+    runner = engine.model.runner
+    dtype = str(runner.dtype).removeprefix("torch.")
+    expected = ("sdpa", step_sdpa) if sdpa_decode_steps(dtype, processor_flags()) else ("widened eager", step_widened)
+    assert (runner.step_attention_name, runner.step_attention) == expected
 
 
 @pytest.mark.parametrize(
