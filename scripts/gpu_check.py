@@ -86,6 +86,7 @@ def check(model_dir: Path, device: str, repeats: int, inputs: int) -> dict:
         "cuda": torch.version.cuda,
         "dtype": status.dtype,
         "engine_attention": status.attention,
+        "decode_step_attention": runner.step_attention_name,
         "model_dir": str(model_dir),
         "inputs": inputs,
         "repeats": repeats,
@@ -100,7 +101,8 @@ def check(model_dir: Path, device: str, repeats: int, inputs: int) -> dict:
 
 def table(report: dict) -> str:
     """A short Markdown table of the paths, headed by the device."""
-    head = f"GPU check on {report['gpu'] or report['device']} ({report['dtype']}, torch {report['torch']})"
+    head = (f"GPU check on {report['gpu'] or report['device']} ({report['dtype']}, torch {report['torch']}; "
+            f"decode steps' attention: {report['decode_step_attention']})")
     lines = [head, "", "| attention | check | classify ms | extract ms | ms/token |", "|---|---|---|---|---|"]
     for p in report["paths"]:
         if p["check"] == "pass":

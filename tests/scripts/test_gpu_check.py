@@ -59,6 +59,7 @@ def test_gpu_check_report_lists_every_attention_path_with_its_verdict_and_figure
         if path["check"] == "pass":
             assert path["classification_ms"] > 0 and path["extraction_ms"] > 0
             assert isinstance(path["generation_ms_per_token"], float)
+    assert report["decode_step_attention"] in ("sdpa", "widened eager")
     assert "nvml" in report  # None without an NVIDIA driver
     table = (tmp_path / "out" / "gpu_check.md").read_text(encoding="utf-8")
     assert table.startswith("GPU check on cpu") and "| eager | pass |" in table and "| flash-attn |" in table
