@@ -160,29 +160,25 @@ def check_step_kernel(kernel: StepKernel, slopes: torch.Tensor, head_dim: int, d
     lie in the cache (a sequence's answer may not depend on which others share its batch)."""
     heads, length, scale = slopes.shape[0], 37, head_dim**-0.5
     generator = torch.Generator(device="cpu").manual_seed(4321)
+    # A cache of two stretches, the sequence's keys and values at the start of it and again after them.
     cache = [
-        torch.randn((heads, 3 * length, head_dim), generator=generator).to(dtype=dtype, device=slopes.device)
+        torch.randn((heads, length, head_dim), generator=generator).to(dtype=dtype, device=slopes.device)
+        .repeat(1, 2, 1)
         for _ in range(2)
     ]
     query = torch.randn((1, heads, 1, head_dim), generator=generator).to(dtype=dtype, device=slopes.device)
     bias = causal_bias(slopes, 1, length)
     keys, values = (part[None, :, :length] for part in cache)
+    moved_keys, moved_values = (part[None, :, length:] for part in cache)
     expected = step_widened(query, keys, values, bias, scale)
     try:
         got = kernel(query, keys, values, bias, scale)
-        moved = [part.clone() for part in cache]
-        for part, original in zip(moved, cache, strict=True):
-            part[:, length : 2 * length] = original[:, :length]
-        moved_keys, moved_values = (part[None, :, length : 2 * length] for part in moved)
         elsewhere = kernel(query, moved_keys, moved_values, bias, scale)
     except Exception as exc:  # a kernel that cannot run here is passed over, never fatal
         return f"raised {type(exc).__name__}: {exc}"
-    if got.shape != expected.shape:
-        return f"returned shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
-    worst = (got.float() - expected.float()).abs().max().item()
-    tolerance = TOLERANCE.get(dtype, 3e-2)
-    if not worst <= tolerance:  # also catches NaN
-        return f"differs from the widened products by {worst:.3g} (tolerance {tolerance:g})"
+    problem = _disagreement(got, expected, dtype, "the widened products")
+    if problem is not None:
+        return problem
     if not torch.equal(got, elsewhere):
         return "gave a sequence another result at another place in the cache"
     return None
@@ -236,7 +232,6 @@ def check_kernel(kernel: Kernel, slopes: torch.Tensor, head_dim: int, dtype: tor
         torch.randn((1, heads, length, head_dim), generator=generator).to(dtype=dtype, device=slopes.device)
         for _ in range(3)
     )
-    tolerance = TOLERANCE.get(dtype, 3e-2)
     for queries in (length, 1):
         bias = causal_bias(slopes, queries, length)
         query = q[:, :, length - queries :]
@@ -247,11 +242,21 @@ def check_kernel(kernel: Kernel, slopes: torch.Tensor, head_dim: int, dtype: tor
             return f"not installed ({exc})"
         except Exception as exc:  # a kernel that cannot run here is passed over, never fatal
             return f"raised {type(exc).__name__}: {exc}"
-        if got.shape != expected.shape:
-            return f"returned shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
-        worst = (got.float() - expected).abs().max().item()
-        if not worst <= tolerance:  # also catches NaN
-            return f"differs from eager by {worst:.3g} (tolerance {tolerance:g} in {str(dtype).removeprefix('torch.')})"
+        problem = _disagreement(got, expected, dtype, "eager")
+        if problem is not None:
+            return problem
+    return None
+
+
+def _disagreement(got: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, reference: str) -> str | None:
+    """Why a kernel's output ``got`` is not ``expected`` (from ``reference``) within ``dtype``'s tolerance, or None."""
+    if got.shape != expected.shape:
+        return f"returned shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
+    worst = (got.float() - expected.float()).abs().max().item()
+    tolerance = TOLERANCE.get(dtype, 3e-2)
+    if not worst <= tolerance:  # also catches NaN
+        held = str(dtype).removeprefix("torch.")
+        return f"differs from {reference} by {worst:.3g} (tolerance {tolerance:g} in {held})"
     return None
 
 

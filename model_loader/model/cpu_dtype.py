@@ -86,6 +86,11 @@ def auto_cpu_dtype() -> str:
     return dtype
 
 
+def amx_multiplies_bf16(dtype: str, flags: set[str]) -> bool:
+    """Whether the engine computes in bf16 on a processor whose AMX oneDNN may use for it."""
+    return dtype == "bfloat16" and "amx_bf16" in flags and onednn_runs_amx()
+
+
 def packed_bf16_projection(dtype: str, packed: bool, flags: set[str]) -> bool:
     """Whether the whole output projection (free prompts' decode steps) is better held in oneDNN's
     packed bf16 than as fp16 for FBGEMM's kernel (half_kernel): where AMX multiplies bf16.
@@ -96,7 +101,7 @@ def packed_bf16_projection(dtype: str, packed: bool, flags: set[str]) -> bool:
     88.6 ms a step for 8 sequences against 108.0 and 104.9 (FBGEMM's product runs at about half
     oneDNN's rate with 8 rows). On the Zen 4 class EPYC (AVX512-BF16, no AMX) FBGEMM read one
     row's product faster (15.2 ms against 19.9), so it keeps the projection there."""
-    return dtype == "bfloat16" and packed and "amx_bf16" in flags and onednn_runs_amx()
+    return packed and amx_multiplies_bf16(dtype, flags)
 
 
 def sdpa_decode_steps(dtype: str, flags: set[str]) -> bool:
@@ -106,7 +111,7 @@ def sdpa_decode_steps(dtype: str, flags: set[str]) -> bool:
     over 300 positions at one layer took 26 µs against 161, and a step for eight sequences 85 ms
     against 113. On the Zen 4 class EPYC (AVX512-BF16, no AMX) the fused kernel in bf16 measured
     about 290 µs at 300 positions against 98 µs for the widened products, so they stay there."""
-    return dtype == "bfloat16" and "amx_bf16" in flags and onednn_runs_amx()
+    return amx_multiplies_bf16(dtype, flags)
 
 
 def onednn_runs_amx(environ: Mapping[str, str] | None = None) -> bool:
