@@ -1,10 +1,14 @@
-"""A public engine on the same weights and the same machine: llama.cpp's speed for SeqGPT-560M.
+"""Public engines on the same weights and the same machine: llama.cpp's and OpenVINO's speed for
+SeqGPT-560M.
 
     .venv/bin/python scripts/bench_peer.py [--threads N] [--json PATH]
 
 A speed target is out of reach only below a floor that no peer engine beats, so this weighs the
 engine against llama.cpp in one sitting, on the benchmarks' full-size random-weight model
-(converted to GGUF in BF16, F16 and Q8_0: 8-bit weights, one scale per 32). For each it prints
+(converted to GGUF in BF16, F16 and Q8_0: 8-bit weights, one scale per 32), and against
+OpenVINO, Intel's engine, running the same model's decode step (scripts/peer_openvino.py: in 16
+bits and with int8 weights, one scale per output row, after its fp32 step is checked against
+``transformers``; decode steps only, prompts are not timed there). For each it prints
 the time of a decode step after about 256 tokens of context (32 tokens decoded one at a time,
 as the bench's free prompts do) and of a prompt of about 256 tokens from nothing: the engine's
 16-bit and int8 modes on the bench's free prompt closest to 256 tokens, timed as
@@ -14,8 +18,9 @@ each, the floor of a decode step that reads every weight once at this machine's 
 
 Set-up, once, in ``.bench/peer/``: it downloads the llama-cpp-python source package from the
 Python package index (it carries llama.cpp's sources and converter), builds ``llama-bench`` and
-``llama-quantize`` for this processor (cmake and a C++ compiler; a few minutes), and converts
-the model that ``scripts/bench.py`` builds in ``.bench/``. Run it with nothing else busy.
+``llama-quantize`` for this processor (cmake and a C++ compiler; a few minutes), converts the
+model that ``scripts/bench.py`` builds in ``.bench/``, and installs the ``openvino`` package there
+from the index. Run it with nothing else busy.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from _repo import ROOT  # first: puts the repository on sys.path
 from bench import HIDDEN, NON_EMBEDDING, VOCAB, Side, machine_floor  # noqa: E402  (beside this script)
 from bench_inputs import MODEL_FOLDER, build_model, load_texts, make_free_prompts  # noqa: E402
 from bench_machine import processor  # noqa: E402
+from peer_openvino import VERSION as OPENVINO_VERSION  # noqa: E402
+from peer_openvino import openvino_timings  # noqa: E402
 
 PACKAGE = "llama-cpp-python"
 VERSION = "0.3.36"  # pinned: its llama.cpp sources, and the converter's layout this script drives
@@ -189,30 +196,40 @@ def main() -> int:
         # A decode step reads every weight in the file once (the output projection is the embedding's matrix).
         runs[f"llama.cpp {kind}"] = dict(llama_bench(binaries, path, args.threads, args.repetitions),
                                          bytes_per_step=path.stat().st_size)
+    for name, figures in openvino_timings(folder, model, DEPTH, args.threads, args.repetitions).items():
+        runs[name] = dict(figures, bytes_per_step=(NON_EMBEDDING + VOCAB * HIDDEN) * (1 if "int8" in name else 2))
     read_gbps = max(read_before, machine_floor("float32")["read_gbps"])
     for figures in runs.values():
         figures["floor_ms"] = 1000 * figures["bytes_per_step"] / (read_gbps * 1e9)
         figures["vs_floor"] = figures["ms_per_token"] / figures["floor_ms"]
     report = {"processor": processor(), "threads": args.threads, "llama_cpp": f"{PACKAGE} {VERSION}",
+              "openvino": OPENVINO_VERSION,
               "read_gbps": read_gbps, "engine_prompt_tokens": len(tokenizer(prompt)["input_ids"]),
               "llama_cpp_prompt_tokens": PROMPT, "depth": DEPTH, "decoded": DECODED, "runs": runs}
     print(f"{report['processor']}, {args.threads} threads; read rate {read_gbps:.1f} GB/s (best of before and after); "
-          f"llama.cpp from {PACKAGE} {VERSION}")
+          f"llama.cpp from {PACKAGE} {VERSION}, OpenVINO {OPENVINO_VERSION}")
     print(f"engine prompt {report['engine_prompt_tokens']} tokens, llama.cpp's {PROMPT}; "
           f"decode steps after about {DEPTH} tokens")
-    print(f"{'':26} {'ms/token':>9} {'floor ms':>9} {'x floor':>8} {'prompt ms':>10}")
+    print(f"{'':32} {'ms/token':>9} {'floor ms':>9} {'x floor':>8} {'prompt ms':>10}")
     for name, figures in runs.items():
-        label = f"{name} ({figures['dtype']})" if name == ENGINE_16BIT else name  # the dtype it computes in
-        print(f"{label:26} {figures['ms_per_token']:9.1f} {figures['floor_ms']:9.1f} {figures['vs_floor']:8.2f} "
-              f"{figures['prompt_ms']:10.0f}")
+        # The dtype it computes in, where that is not in its name.
+        label = f"{name} ({figures['dtype']})" if name == ENGINE_16BIT or name.startswith("OpenVINO") else name
+        prompt = f"{figures['prompt_ms']:10.0f}" if "prompt_ms" in figures else f"{'-':>10}"
+        print(f"{label:32} {figures['ms_per_token']:9.1f} {figures['floor_ms']:9.1f} {figures['vs_floor']:8.2f} "
+              f"{prompt}")
     for name, figures in runs.items():
         for test in figures.get("without_repack", []):
             print(f"{name}: llama-bench {test} died on a signal and ran again with --repack 0")
     report["engine_int8_speedup"] = runs[ENGINE_16BIT]["ms_per_token"] / runs[ENGINE_INT8]["ms_per_token"]
     report["llama_cpp_q8_0_speedup_vs_bf16"] = (runs["llama.cpp BF16"]["ms_per_token"]
                                                 / runs["llama.cpp Q8_0"]["ms_per_token"])
+    report["openvino_int8_speedup_vs_16bit"] = (runs["OpenVINO 16bit"]["ms_per_token"]
+                                                / runs["OpenVINO int8"]["ms_per_token"])
     print(f"int8 against 16 bits per token: engine {report['engine_int8_speedup']:.2f}x, "
-          f"llama.cpp Q8_0 against BF16 {report['llama_cpp_q8_0_speedup_vs_bf16']:.2f}x")
+          f"llama.cpp Q8_0 against BF16 {report['llama_cpp_q8_0_speedup_vs_bf16']:.2f}x, "
+          f"OpenVINO {report['openvino_int8_speedup_vs_16bit']:.2f}x")
+    print(f"OpenVINO's fp32 step against transformers' logits: {runs['OpenVINO 16bit']['fp32_logits_error']:.1e} "
+          "relative error (its graph computes the model)")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
     return 0
