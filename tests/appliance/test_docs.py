@@ -24,7 +24,7 @@ REPO_PATH = re.compile(
     r"(?<![\w./-])((?:scripts|serving|supervisor|tests|model_loader|webui|docs|\.ci)/[\w./-]*[\w])(?![\w<])"
 )
 SETTING = re.compile(r"SEQGPT_[A-Z0-9_]+")
-SCRIPT_CALL = re.compile(r"scripts/(\w+\.py)((?:[ \t]+[^\s`|;#]+)*)")
+SCRIPT_CALL = re.compile(r"(?<!tests/)scripts/(\w+\.py)((?:[ \t]+[^\s`|;#]+)*)")  # the scripts, not their tests
 CURL = re.compile(r"curl\s[^\n]*?(?:localhost|127\.0\.0\.1):\d+(/[\w/.-]*)")
 GRADIO_CALL = re.compile(r"api_name=\"(/\w+)\"")
 
