@@ -70,6 +70,11 @@ class BloomRunner:
         first = weights.blocks[0].qkv
         self.int8 = isinstance(first, Int8Linear)
         self.dtype = first.dtype
+        # A decode step carries at least this many rows (zero rows after its sequences') through
+        # its blocks, so that no product pads them one by one: on a 2-core Xeon with AMX the 96
+        # block products of one sequence took 38.7 ms padded each, 35.7 given two rows, and a
+        # whole step 74.7 ms against 72.9 (medians of six alternating runs).
+        self.step_rows = first.fewest_rows
         self.slopes = alibi_slopes(self.num_heads).to(self.device)
         self.layout = CacheLayout(self.layers, self.num_heads, self.head_dim, self.dtype, self.device)
         pack = isinstance(first, Linear) and first.weight.is_mkldnn
@@ -286,10 +291,14 @@ class BloomRunner:
         newest = cache.columns(sequences, [end - 1 for end in ends])
         x = self._norm(F.embedding(tokens[:, None], self.weights.embedding).to(self.dtype), self.weights.embedding_norm)
         count = len(sequences)
+        # Rows beyond the sequences' (see step_rows): they attend to nothing and are dropped at
+        # the end; what they hold cannot reach the sequences' rows, which the products keep apart.
+        carried = max(count, self.step_rows)
+        x = torch.cat([x, x.new_zeros(carried - count, *x.shape[1:])]) if carried > count else x
         for layer, block in enumerate(self.weights.blocks):
             h = self._norm(x, block.input_norm)
-            qkv = block.qkv(h).view(count, self.num_heads, 3, self.head_dim)
-            cache.write(layer, newest, qkv[:, :, 1], qkv[:, :, 2])  # every sequence's in one copy
+            qkv = block.qkv(h).view(carried, self.num_heads, 3, self.head_dim)
+            cache.write(layer, newest, qkv[:count, :, 1], qkv[:count, :, 2])  # every sequence's in one copy
             contexts = []
             for row, (index, end, bias) in enumerate(zip(sequences, ends, biases, strict=True)):
                 query = qkv[row, :, 0][None, :, None]
@@ -301,10 +310,12 @@ class BloomRunner:
                 else:
                     keys, values = cache.stretch(layer, index, end)
                     contexts.append(self.step_attention(query, keys, values, bias, self.scale))
+            if carried > count:
+                contexts.append(contexts[0].new_zeros(carried - count, *contexts[0].shape[1:]))
             x = self._after_attention(block, x, torch.cat(contexts))
         for index in sequences:
             cache.lengths[index] += 1
-        return self._norm(x, self.weights.final_norm)[:, -1]
+        return self._norm(x[:count], self.weights.final_norm)[:, -1]
 
     def _attend(
         self,

@@ -13,7 +13,7 @@ from . import allocator
 from .cpu_dtype import onednn_half_dtypes, packing_problem, processor_flags
 from .half_kernel import HalfLinear
 from .int8_weights import Int8Linear
-from .row_products import linear_by_rows, packed_linear_by_rows
+from .row_products import ONEDNN_FEWEST_ROWS, fewest_rows, linear_by_rows, packed_linear_by_rows
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,16 @@ class Linear:
     @property
     def dtype(self) -> torch.dtype:
         return self.weight.dtype
+
+    @property
+    def fewest_rows(self) -> int:
+        """The fewest rows a product by this matrix is given: fewer are padded with zero rows (see
+        row_products), so a caller that gives it at least as many saves the padding."""
+        if self.weight.is_mkldnn:
+            return ONEDNN_FEWEST_ROWS
+        if self.weight.device.type == "cpu":
+            return fewest_rows(self.weight.dtype)
+        return 1
 
     @property
     def plain_weight(self) -> torch.Tensor:

@@ -42,6 +42,11 @@ class HalfLinear:
         return torch.float32
 
     @property
+    def fewest_rows(self) -> int:
+        """1: FBGEMM's kernel gives a row alone what it gives that row among others, so none is padded."""
+        return 1
+
+    @property
     def plain_weight(self) -> torch.Tensor:
         """The fp16 weight, widened to fp32 (exactly): a new matrix."""
         weight, _ = torch.ops.quantized.linear_unpack_fp16(self.packed)

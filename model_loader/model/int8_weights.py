@@ -83,6 +83,11 @@ class Int8Linear:
         return self.compute
 
     @property
+    def fewest_rows(self) -> int:
+        """1: each row is quantized and multiplied on its own terms, so none is padded."""
+        return 1
+
+    @property
     def plain_weight(self) -> torch.Tensor:
         return self.dequantized()
 
