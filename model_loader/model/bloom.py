@@ -285,7 +285,7 @@ class BloomRunner:
         The matrix products run over all the sequences at once; each sequence attends over its own
         stretch alone, with fp32 sums (of its 16-bit keys and values as they lie in the cache, or of
         its int8 codes widened), so what it writes is the same whichever others share its batch,
-        and no work or memory goes to padding."""
+        and no work or memory goes to padding them to one length."""
         ends = [cache.lengths[index] + 1 for index in sequences]
         biases = [causal_bias(self.slopes, 1, end) for end in ends]  # the newest position sees all
         newest = cache.columns(sequences, [end - 1 for end in ends])
