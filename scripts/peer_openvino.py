@@ -62,7 +62,8 @@ def openvino_module(folder: Path):
 
 
 class _Weights:
-    """The model's tensors as the graph takes them: fp16 constants, or int8 ones with their scales."""
+    """The model's tensors as the graph takes them: fp16 constants, int8 ones with their scales, or
+    (STORED) the stored values in fp32."""
 
     def __init__(self, ops, ov, model_dir: Path, form: str) -> None:
         self.ops, self.ov, self.form = ops, ov, form
