@@ -147,6 +147,12 @@ def llama_bench(binaries: Path, model: Path, threads: int, repetitions: int) -> 
     return figures
 
 
+def model_step_bytes(int8: bool) -> int:
+    """The bytes of weights a decode step reads when the model's blocks and output projection are
+    held in 16 bits, or in int8 (per-row scales left out)."""
+    return (NON_EMBEDDING + VOCAB * HIDDEN) * (1 if int8 else 2)
+
+
 def engine_timings(model: Path, prompt: str, repetitions: int) -> dict[str, dict]:
     """The engine's 16-bit and int8 modes, each in its own process as scripts/bench.py runs them:
     the prompt with its first token, and a decode step ((time for DECODED - time for 1) /
@@ -162,7 +168,7 @@ def engine_timings(model: Path, prompt: str, repetitions: int) -> dict[str, dict
         side.close()
         one, full = statistics.median(ones), statistics.median(fulls)
         timings[name] = {"prompt_ms": 1000 * one, "ms_per_token": 1000 * (full - one) / (DECODED - 1),
-                         "bytes_per_step": (NON_EMBEDDING + VOCAB * HIDDEN) * (1 if name == ENGINE_INT8 else 2),
+                         "bytes_per_step": model_step_bytes(int8=name == ENGINE_INT8),
                          "dtype": side.hello["dtype"]}
     return timings
 
@@ -197,7 +203,7 @@ def main() -> int:
         runs[f"llama.cpp {kind}"] = dict(llama_bench(binaries, path, args.threads, args.repetitions),
                                          bytes_per_step=path.stat().st_size)
     for name, figures in openvino_timings(folder, model, DEPTH, args.threads, args.repetitions).items():
-        runs[name] = dict(figures, bytes_per_step=(NON_EMBEDDING + VOCAB * HIDDEN) * (1 if "int8" in name else 2))
+        runs[name] = dict(figures, bytes_per_step=model_step_bytes(int8="int8" in name))
     read_gbps = max(read_before, machine_floor("float32")["read_gbps"])
     for figures in runs.values():
         figures["floor_ms"] = 1000 * figures["bytes_per_step"] / (read_gbps * 1e9)

@@ -31,7 +31,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _repo import ROOT  # noqa: F401  (first: puts the repository on sys.path)
 from safetensors import safe_open
+
+from model_loader.model.bloom import alibi_slopes  # noqa: E402
+from model_loader.model.int8_weights import quantized_rows  # noqa: E402
 
 VERSION = "2026.4.1"  # pinned: the graph below is written against its opset-13 Python API
 FORMS = ("16bit", "int8")
@@ -85,23 +89,8 @@ class _Weights:
             return ops.convert(ops.constant(weight.half().numpy()), ov.Type.f32)
         if self.form == STORED:
             return ops.constant(weight.float().numpy())
-        wide = weight.float()
-        scales = (wide.abs().amax(dim=1, keepdim=True) / 127).clamp(min=torch.finfo(torch.float32).tiny)
-        codes = torch.round(wide / scales).to(torch.int8)
+        codes, scales = quantized_rows(weight)
         return ops.multiply(ops.convert(ops.constant(codes.numpy()), ov.Type.f32), ops.constant(scales.numpy()))
-
-
-def _alibi_slopes(heads: int) -> np.ndarray:
-    """BLOOM's ALiBi slopes: a geometric series over the largest power of two of heads, the rest
-    interleaved from the series of twice as many."""
-
-    def series(count: int, steps: range) -> list[float]:
-        base = 2 ** (-(2 ** -(math.log2(count) - 3)))
-        return [base**step for step in steps]
-
-    closest = 2 ** math.floor(math.log2(heads))
-    slopes = series(closest, range(1, closest + 1)) + series(2 * closest, range(1, 2 * (heads - closest), 2))
-    return np.array(slopes, dtype=np.float32)
 
 
 def build_step(ov, model_dir: Path, form: str, config: dict):
@@ -130,7 +119,7 @@ def build_step(ov, model_dir: Path, form: str, config: dict):
     # OpenVINO folds the shared one to an fp32 matrix that the projection then reads at 4 bytes.
     lookup = ops.constant(weights.tensor("word_embeddings.weight").float().numpy())
     x = norm(ops.gather(lookup, token, constant(0)), "word_embeddings_layernorm")  # [1, hidden]
-    slopes = ops.constant(_alibi_slopes(heads).reshape(heads, 1, 1))
+    slopes = ops.constant(alibi_slopes(heads).numpy().reshape(heads, 1, 1))
     inputs = [token]
     for layer in range(layers):
         past_keys = ops.parameter([heads, -1, head_dim], ov.Type.f32, name=f"keys_{layer}")

@@ -9,20 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import openvino
-import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import peer_openvino  # noqa: E402
-
-from model_loader.model.bloom import alibi_slopes  # noqa: E402
-
-
-@pytest.mark.parametrize("heads", [4, 12, 16, 20])
-def test_the_peer_uses_blooms_alibi_slopes(heads: int) -> None:
-    assert torch.allclose(torch.from_numpy(peer_openvino._alibi_slopes(heads)), alibi_slopes(heads).float())
 
 
 def test_the_peers_fp32_step_gives_the_logits_transformers_gives(demo_model_dir: Path) -> None:
