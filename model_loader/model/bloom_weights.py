@@ -13,7 +13,7 @@ from . import allocator
 from .cpu_dtype import onednn_half_dtypes, packing_problem, processor_flags
 from .half_kernel import HalfLinear
 from .int8_weights import Int8Linear
-from .row_products import ONEDNN_FEWEST_ROWS, fewest_rows, linear_by_rows, packed_linear_by_rows
+from .row_products import ONEDNN_FEWEST_ROWS, by_rows, fewest_rows, packed_linear
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +24,13 @@ class Linear:
     bias: torch.Tensor | None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        # Padded to fewest_rows, so a decode step that carries that many rows pads nothing.
+        return by_rows(self._product, x, self.fewest_rows)
+
+    def _product(self, rows: torch.Tensor) -> torch.Tensor:
         if self.weight.is_mkldnn:
-            return packed_linear_by_rows(x, self.weight, self.bias)
-        if self.weight.device.type == "cpu":
-            return linear_by_rows(x, self.weight, self.bias)
-        return F.linear(x, self.weight, self.bias)
+            return packed_linear(rows, self.weight, self.bias)
+        return F.linear(rows, self.weight, self.bias)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -44,7 +44,7 @@ def matmul_by_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.matmul(_padded(a, -2, fewest), b)[..., :rows, :]
 
 
-def _by_rows(product, x: torch.Tensor, fewest: int) -> torch.Tensor:
+def by_rows(product, x: torch.Tensor, fewest: int) -> torch.Tensor:
     """``product`` of the rows of ``x`` (every index but the last), padded to ``fewest`` rows."""
     flat = x.reshape(-1, x.shape[-1])
     rows = flat.shape[0]
@@ -58,17 +58,13 @@ def linear_by_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     """``F.linear`` with each row of ``x`` computed as in a product of any number of rows. In fp32,
     padding one row to four costs a decode step dearly (the blocks' products took 134 ms instead
     of 71 on the EPYC above), but one alone must decode as it would beside others."""
-    return _by_rows(lambda rows: F.linear(rows, weight, bias), x, fewest_rows(weight.dtype))
+    return by_rows(lambda rows: F.linear(rows, weight, bias), x, fewest_rows(weight.dtype))
 
 
-def packed_linear_by_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """The product by a weight in oneDNN's packed layout (16-bit), each row of ``x`` computed as
-    in a product of any number of rows. Giving one row a second costs a batch-1 decode step's 96
+def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """The product by a weight in oneDNN's packed layout (16-bit), unpadded: give it at least
+    ONEDNN_FEWEST_ROWS rows (by_rows). Giving one row a second costs a batch-1 decode step's 96
     block products about 3 ms on the EPYC above (medians of 25 alternating passes: 29.4 ms for one
     row, 32.3 for two)."""
-
-    def product(rows: torch.Tensor) -> torch.Tensor:
-        # oneDNN reads its input as if it were contiguous, whatever its strides say.
-        return torch.ops.mkldnn._linear_pointwise(rows.contiguous(), weight, bias, "none", [], "")
-
-    return _by_rows(product, x, ONEDNN_FEWEST_ROWS)
+    # oneDNN reads its input as if it were contiguous, whatever its strides say.
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
