@@ -66,3 +66,11 @@ def json_lines(lines: Iterable[str]) -> Iterator[JsonLine]:
             yield JsonLine(number, None, exc.msg)
         except RecursionError:
             yield JsonLine(number, None, "nested too deeply")
+
+
+def json_kind(value: object) -> str:
+    """What a parsed JSON value is, in JSON's own words (``array``, ``null`` …)."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    kinds: dict[type, str] = {list: "array", str: "string", dict: "object"}
+    return kinds.get(type(value), "number")

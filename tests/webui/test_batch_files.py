@@ -144,3 +144,20 @@ def test_extraction_rows_get_one_column_per_field():
     assert flat_record("extract", record, ["公司", "地点"]) == {
         "row": 1, "text": "小米在北京", "公司": "小米", "地点": "", "error": "",
     }
+
+
+def test_a_field_named_like_a_tables_column_keeps_both_columns():
+    record = result_record(
+        BatchItem(2, "小米在北京", "A7"),
+        {"fields": {"text": [{"text": "小米", "start": 0, "end": 2, "score": 0.9}], "id": [], "error": []}},
+        None,
+    )
+    assert flat_record("extract", record, ["text", "id", "error"], with_id=True) == {
+        "row": 2, "id": "A7", "text": "小米在北京",
+        "field_text": "小米", "field_id": "", "field_error": "", "error": "",
+    }
+
+
+def test_a_jsonl_line_that_is_no_object_fails_with_its_kind():
+    items = parse_batch(b'[1, 2]\n{"text": "a"}\n', "a.jsonl", 10)
+    assert "line 1 is a JSON array, not an object" in items[0].error and items[1] == BatchItem(2, "a")

@@ -201,9 +201,44 @@ def test_a_jsonl_line_with_a_lone_surrogate_fails_alone_and_the_job_is_stored(tm
 def test_a_file_in_which_no_row_has_a_text_leaves_no_job(tmp_path: Path):
     store = make_store(tmp_path)
     path = write(tmp_path / "t.jsonl", '{"title": "x", "body": "hello"}\n{"title": "y"}\n')
-    with pytest.raises(BatchFileError, match="none of the file's 2 rows has a text in `text`"):
+    with pytest.raises(BatchFileError, match="none of the file's 2 rows can run; the first: .* line 1 has no text"):
         add_job(store, path)
     assert sqlite3.connect(store.path).execute("SELECT count(*) FROM job_rows").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        # An English one-column CSV whose texts hold unquoted commas: each row has too many cells.
+        ("en.csv", "text\nHello, world\nApples, pears and plums\n", "row 1 has 2 cells but the header names 1"),
+        # A JSON array in one line, not one object per line.
+        ("arr.jsonl", '[{"text": "一"}, {"text": "二"}]\n', "line 1 is a JSON array, not an object"),
+    ],
+)
+def test_a_file_that_cannot_run_is_refused_with_its_first_rows_reason(tmp_path: Path, name: str, content: str,
+                                                                     reason: str):
+    store = make_store(tmp_path)
+    with pytest.raises(BatchFileError, match="文件里没有可运行的文本 · ") as refused:
+        add_job(store, write(tmp_path / name, content))
+    assert reason in str(refused.value)
+    assert store.list_jobs() == []
+
+
+def test_jsonl_lines_that_are_no_objects_fail_each_with_its_kind(tmp_path: Path):
+    path = write(tmp_path / "t.jsonl", '{"text": "好"}\n[1, 2]\n7\nnull\n"也是一段文本"\n')
+    rows = list(InputReader(path, path.name))
+    assert [row.problem.split(", not")[0].split("is a ")[-1] for row in rows[1:4]] == [
+        "JSON array", "JSON number", "JSON null"]
+    assert (rows[0].problem, rows[4].problem, rows[4].text) == ("", "", "也是一段文本")
+
+
+def test_an_extracted_field_named_like_a_results_column_gets_a_column_of_its_own():
+    names = ["公司", "row", "error", "field_row"]
+    header = csv_header("extract", ["text", "row"], names)
+    assert header == ["text", "input_row", "row", "公司", "field_row", "field_error", "field_field_row", "error"]
+    fields = {"row": [{"text": "第3行"}], "error": [{"text": "故障"}], "公司": [], "field_row": []}
+    cells = csv_line("extract", ["text", "row"], names, 4, {"text": "甲", "row": "9"}, {"fields": fields}, "")
+    assert cells == "甲,9,4,,第3行,故障,,\r\n"
 
 
 def test_the_waiting_jobs_are_counted_inside_the_transaction_that_adds_one(tmp_path: Path):

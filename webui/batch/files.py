@@ -6,11 +6,12 @@ import csv
 import io
 import json
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model_loader.text.files import UNDECODABLE, decode_text, json_lines
+from model_loader.text.files import UNDECODABLE, decode_text, json_kind, json_lines
 
 # csv's default refuses a whole file over one cell above 131,072 characters; a long text is one row's
 # problem (SEQGPT_MAX_TEXT_CHARS fails that row alone), and the upload's size bounds any cell.
@@ -132,7 +133,11 @@ def _parse_jsonl(content: str) -> list[BatchItem]:
         text = value.get("text") if isinstance(value, dict) else value
         row_id = value.get("id", "") if isinstance(value, dict) else ""
         row_id = "" if row_id is None else str(row_id)
-        if not isinstance(text, str):
+        if not isinstance(value, dict | str):
+            message = (f"此行不是 JSON 对象 · line {n} is a JSON {json_kind(value)}, not an object: "
+                       'write one object such as {"text": "..."} per line')
+            items.append(BatchItem(n, "", row_id, error=message))
+        elif not isinstance(text, str):
             message = f'此行没有文本 · line {n} has no text: write {{"text": "..."}}'
             items.append(BatchItem(n, "", row_id, error=message))
         elif text.strip():
@@ -183,8 +188,24 @@ def result_record(item: BatchItem, result: dict[str, Any] | None, error: str | N
     return {"row": item.row, **ids, "text": printable(item.text), **(result or {}), "error": error or ""}
 
 
+def field_columns(names: list[str], fixed: Iterable[str]) -> list[str]:
+    """The column of each extracted field in a table of results: its name, or field_<name> where a
+    column the table always has (``row``, ``text``, ``error`` …) is called that, so that neither
+    column's cells are lost to the other."""
+    taken = set(fixed)
+    columns: list[str] = []
+    for name in names:
+        column = name
+        while column in taken:
+            column = f"field_{column}"
+        taken.add(column)
+        columns.append(column)
+    return columns
+
+
 def flat_record(task: str, record: dict[str, Any], names: list[str], with_id: bool = False) -> dict[str, Any]:
-    """The CSV / table row of one result: the label and its score, or one column per field."""
+    """The CSV / table row of one result: the label and its score, or one column per field
+    (field_columns)."""
     flat: dict[str, Any] = {"row": record["row"]}
     if with_id:
         flat["id"] = record.get("id", "")
@@ -195,7 +216,7 @@ def flat_record(task: str, record: dict[str, Any], names: list[str], with_id: bo
         flat["score"] = round(record.get("scores", {}).get(label, 0.0), 4) if label else ""
     else:
         fields = record.get("fields", {})
-        for name in names:
-            flat[name] = " | ".join(mention["text"] for mention in fields.get(name, []))
+        for name, column in zip(names, field_columns(names, [*flat, "error"]), strict=True):
+            flat[column] = " | ".join(mention["text"] for mention in fields.get(name, []))
     flat["error"] = record["error"]
     return flat

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model_loader.text.files import json_lines
+from model_loader.text.files import json_kind, json_lines
 
-from ..batch.files import FORMATS, TEXT_COLUMNS, BatchFileError, neutralise_formula
+from ..batch.files import FORMATS, TEXT_COLUMNS, BatchFileError, field_columns, neutralise_formula
 
 READ_CHUNK = 1 << 20
 # Keys the results add to each row; a user's column of the same name is carried as input_<name>.
@@ -148,7 +148,10 @@ class InputReader:
                     seen[name] = None
                     self.columns.append(name)
             text = source.get(key)
-            if not isinstance(text, str) or not text.strip():
+            if not isinstance(value, dict | str):  # an array, number, true/false or null: no row's shape
+                yield InputRow(source, "", f"此行不是 JSON 对象 · line {n} is a JSON {json_kind(value)}, not an "
+                                           f'object: write one object such as {{"{key}": "..."}} per line')
+            elif not isinstance(text, str) or not text.strip():
                 yield InputRow(source, "", f'此行没有文本 · line {n} has no text: write {{"{key}": "..."}}')
             else:
                 yield InputRow(source, text.strip())
@@ -208,7 +211,7 @@ def jsonl_line(row: int, source: dict[str, Any], result: dict[str, Any] | None, 
 
 def csv_header(task: str, columns: list[str], names: list[str]) -> list[str]:
     """Formula-safe like every cell: a header is a cell a spreadsheet runs too."""
-    results = ["label", "score"] if task == "classify" else list(names)
+    results = ["label", "score"] if task == "classify" else field_columns(names, ["row", "error"])
     reserved = {*RESULT_KEYS, *results}
     header = [*output_names(columns, reserved), "row", *results, "error"]
     return [neutralise_formula(cell) for cell in header]

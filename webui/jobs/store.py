@@ -128,6 +128,7 @@ class JobStore:
                 raise JobLimitError(too_many_waiting(waiting, max_waiting))
             rows = iter(reader)
             total = runnable = 0
+            first_problem = ""  # the reason to quote if no row can run
             while batch := list(islice(rows, INSERT_BATCH)):
                 if total + len(batch) > max_rows:
                     raise BatchFileError(
@@ -144,15 +145,14 @@ class JobStore:
                 )
                 total += len(batch)
                 runnable += sum(not item.problem for item in batch)
+                first_problem = first_problem or next((item.problem for item in batch if item.problem), "")
             if total == 0:
                 raise BatchFileError(
                     "文件里没有文本 · the file has no texts: put one text per row (CSV column `text`, JSONL key `text`)"
                 )
             if runnable == 0:  # every row would fail: a file to fix, not a job to run
-                raise BatchFileError(
-                    f"文件里没有可运行的文本 · none of the file's {total} rows has a text in `{reader.text_column}`: "
-                    "put one text per row (CSV column `text`, JSONL key `text`), or name the column with text_column"
-                )
+                rows_word = f"none of the file's {total} rows can run" if total > 1 else "the file's one row cannot run"
+                raise BatchFileError(f"文件里没有可运行的文本 · {rows_word}; the first: {first_problem}")
             conn.execute(
                 f"INSERT INTO jobs ({_JOB_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, 0, 0, ?, NULL, NULL, NULL)",
