@@ -88,6 +88,30 @@ def test_documents_sent_without_ids_never_replace_one_another(kb_server) -> None
             client.delete(f"/api/kb/documents/{doc_id}")
 
 
+def test_file_names_an_id_cannot_hold_as_they_are_never_share_a_document(kb_server) -> None:
+    server, _ = kb_server
+    files = {"x+y.txt": "第一份合同：甲方为星河科技。", "x_y.txt": "第二份报告：乙方为月亮公司。",
+             "report (1).txt": "第三份：丙方为太阳集团。", "report [1].txt": "第四份：丁方为海洋物流。"}
+    with server.client() as client:
+        ids = {}
+        for name, text in files.items():
+            added = client.post("/api/kb/documents", files={"file": (name, text.encode(), "text/plain")})
+            assert added.status_code == 200 and added.json()["removed"] == [], added.text
+            ids[name] = added.json()["documents"][0]["doc_id"]
+        assert ids["x_y.txt"] == "x_y.txt", "a name an id can hold is its id"
+        assert len(set(ids.values())) == 4
+        listed = {d["doc_id"]: d["name"] for d in client.get("/api/kb/documents").json()["documents"]}
+        assert {listed[doc_id] for doc_id in ids.values()} == set(files)
+        for name, text in files.items():
+            hits = client.post("/api/kb/search", json={"query": text, "top_k": 1}).json()["hits"]
+            assert hits[0]["doc_id"] == ids[name] and hits[0]["text"] == text
+        edited = ("x+y.txt", "第一份合同，改过。".encode(), "text/plain")
+        again = client.post("/api/kb/documents", files={"file": edited})
+        assert again.json()["documents"][0]["doc_id"] == ids["x+y.txt"], "the same name replaces its own document"
+        for doc_id in ids.values():
+            assert client.delete(f"/api/kb/documents/{doc_id}").status_code == 200
+
+
 def test_a_file_upload_adds_one_document_per_row(kb_server) -> None:
     server, _ = kb_server
     rows = ('{"id": "faq-1", "text": "如何重置密码？在登录页点击忘记密码。"}\n'

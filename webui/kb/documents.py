@@ -40,8 +40,14 @@ def check_id(doc_id: object) -> str:
 
 
 def id_from_name(name: str) -> str:
-    """A document id made from a file's name: characters an id cannot hold become ``_``."""
-    return check_id(_NOT_IN_ID.sub("_", name)[-128:])
+    """A document id made from a file's name: the name itself where an id can hold it; else its
+    characters an id cannot hold become ``_`` (its last 128 kept) and a digest of the whole name
+    follows, since ``x+y.txt`` and ``x_y.txt`` would otherwise share an id, and adding the one
+    would replace the other."""
+    if _ID.fullmatch(name) and name.strip():
+        return name
+    digest = "-" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return check_id(_NOT_IN_ID.sub("_", name)[-(128 - len(digest)):] + digest)
 
 
 def _text(value: object, where: str) -> str:
