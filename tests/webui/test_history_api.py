@@ -257,3 +257,33 @@ def test_every_recorded_task_can_be_filtered_and_a_misspelt_one_is_refused(clien
     wrong = client.get("/api/requests", params={"task": "clasify"})
     assert wrong.status_code == 422, wrong.text
     assert "'clasify'" in wrong.json()["error"] and "classify, extract" in wrong.json()["error"]
+
+
+def test_a_knowledge_base_question_is_kept_as_asked_with_its_sources(client: httpx.Client):
+    passage = "独一无二的知识库段落：报销需在三十天内提交发票原件。"
+    added = client.post("/api/kb/documents", json={"documents": [{"id": "reimburse", "text": passage}]})
+    assert added.status_code == 200, added.text
+    asked = post(client, "/api/kb/ask", {"query": "独一无二的问题：报销期限", "top_k": 1, "max_chars": 20})
+    assert asked["summary"] is not None and asked["hits"][0]["doc_id"] == "reimburse"
+    kept = stored(client, asked["request_id"])
+    assert kept["task"] == "kb_ask"
+    assert kept["input"] == {"query": "独一无二的问题：报销期限", "top_k": 1, "max_chars": 20,
+                             "sources": [{"doc_id": "reimburse", "chunk_id": 0}], "passages": passage}
+    found = client.get("/api/requests", params={"q": "独一无二的问题"}).json()["requests"]
+    assert [item["request_id"] for item in found] == [asked["request_id"]], "found by the question asked"
+
+
+def test_paging_through_the_history_ends_with_a_null_next_before(client: httpx.Client):
+    ids = {post(client, "/api/classify", {"text": f"翻页测试第{n}条", "labels": LABELS})["request_id"]
+           for n in range(3)}
+    for request_id in ids:
+        stored(client, request_id)  # written, not just queued
+    whole = client.get("/api/requests", params={"q": "翻页测试"}).json()
+    assert {item["request_id"] for item in whole["requests"]} == ids and whole["next_before"] is None
+    seen, before = [], None
+    for _ in range(3):
+        page = client.get("/api/requests", params={"q": "翻页测试", "limit": 1,
+                                                   **({"before": before} if before else {})}).json()
+        seen += [item["request_id"] for item in page["requests"]]
+        before = page["next_before"]
+    assert set(seen) == ids and len(seen) == 3 and before is None, "the third page of one is the last"

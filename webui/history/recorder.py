@@ -147,7 +147,7 @@ class HistoryRecorder:
         stamp, task, source, request_id, latency_ms, fn, args, result, model, weights = item
         inputs = args[0] if fn is None else self._named(fn, args)
         inputs, truncated = self._cut(inputs)
-        text = next((value for key in ("text", "prompt") if isinstance(value := inputs.get(key), str)), "")
+        text = next((value for key in ("text", "prompt", "query") if isinstance(value := inputs.get(key), str)), "")
         return Record(request_id, stamp, task, source, text, inputs, answer_json(result), latency_ms, model, weights,
                       truncated)
 

@@ -114,12 +114,19 @@ class HistoryRoom:
         if stored is None:
             raise RequestNotFoundError(
                 f"没有这个请求 · no stored request has id {request_id!r}: it was answered before history was on, "
-                "purged after SEQGPT_HISTORY_RETENTION_DAYS, or erased; GET /api/requests lists what is kept"
+                "purged after SEQGPT_HISTORY_RETENTION_DAYS, or erased, or it is of a kind not stored (a "
+                "knowledge-base search, an evaluation); GET /api/requests lists what is kept"
             )
         return stored
 
     def search(self, task: str | None, q: str | None, feedback: str | None, limit: Any,
                before: Any) -> list[Stored]:
+        return self.page(task, q, feedback, limit, before)[0]
+
+    def page(self, task: str | None, q: str | None, feedback: str | None, limit: Any,
+             before: Any) -> tuple[list[Stored], float | None]:
+        """Up to ``limit`` requests found, newest first, and the ``before`` of the next page: None when
+        none is left, so that a client paging through knows it has seen them all."""
         store = self.need_store()
         if task and task not in RECORDED_TASKS and task not in store.tasks():
             # A misspelt task would otherwise find nothing and look like an empty history.
@@ -135,7 +142,10 @@ class HistoryRoom:
         if not 1 <= count <= MAX_LIMIT:
             raise InvalidInputError(f"limit 超出范围 · limit is {count}: ask for 1 to {MAX_LIMIT} requests")
         cutoff = parse_time("before", before) if before not in (None, "") else None
-        return store.search(task or None, q or None, feedback or None, count, cutoff)
+        found = store.search(task or None, q or None, feedback or None, count + 1, cutoff)  # one more: is it the last?
+        if len(found) <= count:
+            return found, None
+        return found[:count], found[count - 1].record.time
 
     def set_feedback(self, request_id: str, body: Any, user: str | None) -> Stored:
         stored = self.get(request_id)

@@ -42,10 +42,9 @@ def build_history_router(room: HistoryRoom, service: Service) -> APIRouter:
         query = request.query_params
 
         def work() -> dict[str, Any]:
-            found = room.search(query.get("task"), query.get("q"), query.get("feedback"), query.get("limit"),
-                                query.get("before"))
-            items = [stored_json(stored) for stored in found]
-            return {"requests": items, "next_before": items[-1]["epoch"] if items else None}
+            found, next_before = room.page(query.get("task"), query.get("q"), query.get("feedback"),
+                                           query.get("limit"), query.get("before"))
+            return {"requests": [stored_json(stored) for stored in found], "next_before": next_before}
 
         return await answer(request, work)
 

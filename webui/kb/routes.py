@@ -132,8 +132,11 @@ def build_kb_router(engine: EngineAPI, service: Service, kb: KnowledgeBase, summ
         summary = None
         if hits:
             joined = "\n".join(hit.text for hit in hits)
+            asked = {"query": query, "top_k": top_k, "max_chars": max_chars,
+                     "sources": [{"doc_id": hit.doc_id, "chunk_id": hit.chunk_id} for hit in hits], "passages": joined}
             try:
-                served = await service.run(RequestInfo("kb_ask", "api", query), engine.summarize, joined, max_chars)
+                served = await service.run(RequestInfo("kb_ask", "api", query, asked=asked), engine.summarize, joined,
+                                           max_chars)
             except Exception as exc:  # logged by the service
                 return error_response(exc)
             summaries.observe(served.result)

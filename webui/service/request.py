@@ -37,6 +37,9 @@ class RequestInfo:
     text: str
     label_count: int = 0
     rows: int | None = None  # a batch's or an evaluation's summary line: how many rows it ran
+    # What the history keeps as the input where the engine call's own arguments are not what was
+    # asked (a knowledge-base question: the question and where its passages came from).
+    asked: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,8 @@ class Service:
             self.record(info, started, None)
             served = Served(result, request_id, round((time.perf_counter() - started) * 1000, 1))
             if self.history is not None:  # queued for its writer thread: costs the request nothing more
-                self.history.record(info.task, info.source, request_id, served.latency_ms, fn, args, result)
+                call, inputs = (fn, args) if info.asked is None else (None, (info.asked,))
+                self.history.record(info.task, info.source, request_id, served.latency_ms, call, inputs, result)
             return served
         finally:
             abandoned.set()  # when this coroutine was cancelled, nobody waits for the work any more
