@@ -95,7 +95,7 @@ class Embedder:
     def __init__(self, settings: EmbeddingSettings | None = None, device: Callable[[], str] | None = None) -> None:
         self.settings = settings or EmbeddingSettings.from_env()
         self._device = device or (lambda: "")
-        self._status = EmbedderStatus(state="idle", model_dir=str(self.settings.model_dir))
+        self._status = EmbedderStatus(state="idle", **self._planned())
         self._status_lock = threading.Lock()
         self._load_lock = threading.Lock()
         self._worker: PriorityWorker | None = None
@@ -112,6 +112,16 @@ class Embedder:
             self._status = replace(self._status, **changes)
 
     # ---- loading ---------------------------------------------------------------------------
+
+    def _planned(self) -> dict[str, Any]:
+        """What the first use will load, read from the disk without building anything: so that before
+        then the status names demo weights where they will serve, not a folder that holds no model."""
+        settings = self.settings
+        if not embed_dir_problems(settings.model_dir):
+            return {"model_dir": str(settings.model_dir), "is_demo": (settings.model_dir / DEMO_MARKER).exists()}
+        if settings.demo_fallback:
+            return {"model_dir": str(settings.demo_dir), "is_demo": True}
+        return {"model_dir": str(settings.model_dir), "is_demo": False}
 
     def _model_dir(self) -> tuple[Path, bool]:
         """The folder to load and whether it holds demo weights; builds demo weights where allowed."""

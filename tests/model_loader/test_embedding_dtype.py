@@ -1,4 +1,5 @@
-"""The embedding model's ``auto`` dtype on a CPU follows the engine's rule, and a hidden flag falls back."""
+"""The embedding model's ``auto`` dtype on a CPU follows the engine's rule, and a hidden flag falls back;
+before first use its status names what will load."""
 
 from __future__ import annotations
 
@@ -36,3 +37,12 @@ def test_auto_falls_back_to_float32_without_a_fast_half_type(tmp_path: Path, mon
 
 def test_an_explicit_dtype_is_kept(tmp_path: Path) -> None:
     assert _embedder(tmp_path, dtype="float32").status.dtype == "float32"
+
+
+def test_before_first_use_the_status_names_what_will_load(tmp_path: Path) -> None:
+    settings = EmbeddingSettings(model_dir=tmp_path / "absent", demo_dir=tmp_path / "gte-demo")
+    idle = Embedder(settings, device=lambda: "cpu").status
+    assert (idle.state, idle.model_dir, idle.is_demo) == ("idle", str(tmp_path / "gte-demo"), True)
+    strict = Embedder(EmbeddingSettings(model_dir=tmp_path / "absent", demo_fallback=False)).status
+    assert (strict.model_dir, strict.is_demo) == (str(tmp_path / "absent"), False)  # its first use fails, naming it
+    assert not (tmp_path / "gte-demo").exists(), "nothing is built before first use"
