@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model_loader.text.files import UNDECODABLE, decode_text, json_lines
+from model_loader.text.files import decode_text, json_lines, undecodable
 
 FORMATS = (".jsonl", ".json", ".csv")
 TASKS = ("classify", "extract", "summarize")
@@ -101,7 +101,7 @@ def parse_gold(data: bytes, filename: str, task: str, mapping: dict[str, str]) -
         raise EvaluationDataError(f"{filename!r} is not JSONL or CSV: save the labelled rows as .jsonl or .csv")
     content = decode_text(data)  # the batch tab's reader: UTF-8, else GB18030
     if content is None:
-        raise EvaluationDataError(UNDECODABLE)
+        raise EvaluationDataError(undecodable(data))
     records = _csv_records(content) if suffix == ".csv" else _jsonl_records(content)
     rows: list[GoldRow] = []
     skipped: list[BadRow] = []

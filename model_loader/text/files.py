@@ -33,6 +33,27 @@ def upload_name(filename: str | None, default: str) -> str:
     return base
 
 
+# The first bytes of files often sent as text that are not, or not in an encoding read here (an
+# .xlsx renamed .csv, Excel's "Unicode Text"), and what each is.
+_NOT_READABLE = (
+    (b"PK\x03\x04", "a zip archive, such as an Excel workbook (.xlsx), not text"),
+    (b"\xd0\xcf\x11\xe0", "an Office 97-2003 file, such as an Excel workbook (.xls), not text"),
+    (b"%PDF", "a PDF, not text"),
+    (b"\xff\xfe", "UTF-16 text (Excel's Unicode Text), not UTF-8 or GB18030"),
+    (b"\xfe\xff", "UTF-16 text, not UTF-8 or GB18030"),
+)
+
+
+def undecodable(head: bytes) -> str:
+    """Why a file that starts with ``head`` could not be read as text: UNDECODABLE, or what it is
+    where its first bytes say so, and how to save it so that it can be read."""
+    for magic, what in _NOT_READABLE:
+        if head.startswith(magic):
+            return (f"文件无法作为文本读取 · the file is {what}: save it as CSV UTF-8 (Excel: File > Save As > "
+                    "CSV UTF-8) or as UTF-8 plain text, and upload that")
+    return UNDECODABLE
+
+
 def decode_text(data: bytes) -> str | None:
     """The file's text, or None when it is neither encoding (binary, or another code page)."""
     for encoding in ENCODINGS:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model_loader.text.files import UNDECODABLE, decode_text, json_kind, json_lines
+from model_loader.text.files import decode_text, json_kind, json_lines, undecodable
 
 # csv's default refuses a whole file over one cell above 131,072 characters; a long text is one row's
 # problem (SEQGPT_MAX_TEXT_CHARS fails that row alone), and the upload's size bounds any cell.
@@ -87,7 +87,7 @@ def parse_batch(data: bytes, filename: str, max_rows: int) -> list[BatchItem]:
 def _decode(data: bytes) -> str:
     content = decode_text(data)  # the same reader as evaluation's
     if content is None:
-        raise BatchFileError(UNDECODABLE)
+        raise BatchFileError(undecodable(data))
     return content
 
 

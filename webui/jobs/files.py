@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model_loader.text.files import json_kind, json_lines
+from model_loader.text.files import ENCODINGS, json_kind, json_lines, undecodable
 
 from ..batch.files import FORMATS, TEXT_COLUMNS, BatchFileError, field_columns, neutralise_formula
 
@@ -45,7 +45,7 @@ def check_format(filename: str) -> str:
 
 def detect_encoding(path: Path) -> str:
     """UTF-8 (with or without BOM), else GB18030 as Excel in China saves CSV; checked over the whole file."""
-    for encoding in ("utf-8-sig", "gb18030"):
+    for encoding in ENCODINGS:
         decoder = codecs.getincrementaldecoder(encoding)()
         try:
             with path.open("rb") as handle:
@@ -55,9 +55,8 @@ def detect_encoding(path: Path) -> str:
         except UnicodeDecodeError:
             continue
         return encoding
-    raise BatchFileError(
-        "文件编码无法识别 · the file is neither UTF-8 nor GB18030 text: save it as UTF-8 and upload it again"
-    )
+    with path.open("rb") as handle:
+        raise BatchFileError(undecodable(handle.read(8)))
 
 
 class InputReader:

@@ -11,7 +11,7 @@ from pathlib import PurePath
 from typing import Any
 
 from model_loader.errors import InvalidInputError
-from model_loader.text.files import json_lines, upload_name
+from model_loader.text.files import decode_text, json_lines, undecodable, upload_name
 from model_loader.text.prompts import check_unicode
 
 TEXT_FILES = (".txt", ".md", ".markdown")
@@ -108,12 +108,9 @@ def from_file(filename: str, data: bytes, max_documents: int) -> list[NewDocumen
     suffix = PurePath(name).suffix.lower()
     if suffix not in TEXT_FILES + ROW_FILES:
         raise InvalidInputError(f"文件类型不支持 · {name!r} is not a supported file: {FILE_HINT}")
-    try:
-        content = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InvalidInputError(
-            f"文件不是 UTF-8 · {name!r} is not UTF-8 text: save it as UTF-8 and send it again"
-        ) from None
+    content = decode_text(data)  # as batch, jobs and evaluation read a file: UTF-8, else GB18030
+    if content is None:
+        raise InvalidInputError(f"{undecodable(data)} ({name!r})")
     if suffix in TEXT_FILES:
         return [NewDocument(id_from_name(name), name, _text(content, name), {"file": name}, file=name)]
     rows = _csv_rows(content) if suffix == ".csv" else _jsonl_rows(content, name)
