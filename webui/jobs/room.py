@@ -111,7 +111,12 @@ class JobsRoom:
     def _place(self, before: str) -> tuple[float, str]:
         stamp, mark, job_id = before.rpartition("_")
         if not mark:
-            job = self.job(before)
+            job = self.need_store().get(before)
+            if job is None:  # a mistyped mark, not a job the client asked for: not a 404
+                raise InvalidInputError(
+                    f"before 有误 · before is {before!r}, neither a page mark nor a job id: pass the previous "
+                    "page's next_before"
+                )
             return job.created_at, job.id
         try:
             created_at = float(stamp)
