@@ -92,16 +92,21 @@ class InputReader:
             self.columns = distinct_names([name.strip() for name in header])
             column = self._csv_text_column([name.lower() for name in self.columns])
             self.text_column = self.columns[column]
+            width = len(self.columns)  # the header's
             for n, record in enumerate(reader, 1):
                 if not record:
                     continue  # a blank line is no row
+                for position in range(len(self.columns) + 1, len(record) + 1):
+                    # A cell past the header's last column is kept under its position's name (its row
+                    # fails below), so that the results still hold everything the row held.
+                    self.columns.append(unused(f"column_{position}", set(self.columns)))
                 source = {name: record[i] if i < len(record) else "" for i, name in enumerate(self.columns)}
                 text = record[column].strip() if column < len(record) else ""
                 problem = "" if text else (f"此行没有文本 · row {n} has no text in column `{self.text_column}`: "
                                            "fill it in, or remove the row")
-                if len(record) > len(self.columns):  # the cells past the header would be lost
+                if len(record) > width:  # its text was most likely cut at an unquoted comma
                     problem = (f"此行的列数多于表头 · row {n} has {len(record)} cells but the header names "
-                               f"{len(self.columns)} columns: a text with commas goes in double quotes")
+                               f"{width} columns: a text with commas goes in double quotes")
                 yield InputRow(source, text, problem)
         except csv.Error as exc:
             raise BatchFileError(
@@ -156,6 +161,13 @@ class InputReader:
                 yield InputRow(source, text.strip())
 
 
+def unused(name: str, taken: set[str]) -> str:
+    """``name``, with ``_`` appended until no name in ``taken`` is it."""
+    while name in taken:
+        name += "_"
+    return name
+
+
 def distinct_names(names: list[str]) -> list[str]:
     """Header names made distinct, so that no column's cells are lost to another of the same name:
     each name keeps its first column; a repeat or an empty name gets its position (``note_3``,
@@ -168,9 +180,7 @@ def distinct_names(names: list[str]) -> list[str]:
     distinct = []
     for position, (name, keep) in enumerate(zip(names, kept, strict=True), 1):
         if keep is None:
-            keep = f"{name or 'column'}_{position}"
-            while keep in taken:
-                keep += "_"
+            keep = unused(f"{name or 'column'}_{position}", taken)
             taken.add(keep)
         distinct.append(keep)
     return distinct
