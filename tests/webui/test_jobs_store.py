@@ -187,11 +187,12 @@ def test_a_row_with_more_cells_than_the_header_fails_and_its_results_keep_every_
     rows = list(reader)
     assert "3 cells but the header names 2" in rows[0].problem and "double quotes" in rows[0].problem
     assert not rows[1].problem and "4 cells but the header names 2" in rows[2].problem
-    assert reader.columns == ["id", "text", "column_3", "column_4"]
-    assert rows[0].source == {"id": "1", "text": "小米发布手机", "column_3": "售价3999元"}
+    assert reader.columns == ["id", "text", "extra_cells"]
+    assert rows[0].source == {"id": "1", "text": "小米发布手机", "extra_cells": "售价3999元"}
+    assert rows[1].source == {"id": "2", "text": "正常一行"}
     line = csv_line("classify", reader.columns, [], 3, rows[2].source, None, rows[2].problem)
-    assert line.startswith("3,甲,乙,丙,3,,,")
-    assert json.loads(jsonl_line(1, rows[0].source, None, rows[0].problem))["column_3"] == "售价3999元"
+    assert line.startswith('3,甲,"乙,丙",3,,,')
+    assert json.loads(jsonl_line(1, rows[0].source, None, rows[0].problem))["extra_cells"] == "售价3999元"
 
 
 def test_a_jsonl_line_with_a_lone_surrogate_fails_alone_and_the_job_is_stored(tmp_path: Path):

@@ -21,6 +21,8 @@ from model_loader.text.files import ENCODINGS, json_kind, json_lines, undecodabl
 from ..batch.files import FORMATS, TEXT_COLUMNS, BatchFileError, field_columns, neutralise_formula
 
 READ_CHUNK = 1 << 20
+# Where a CSV row's cells past the header's last column are kept (its row fails: an unquoted comma).
+EXTRA_CELLS = "extra_cells"
 # Keys the results add to each row; a user's column of the same name is carried as input_<name>.
 RESULT_KEYS = ("row", "label", "scores", "score", "fields", "error")
 
@@ -93,14 +95,18 @@ class InputReader:
             column = self._csv_text_column([name.lower() for name in self.columns])
             self.text_column = self.columns[column]
             width = len(self.columns)  # the header's
+            extra_column = ""  # named once a row has cells past the header's last column
             for n, record in enumerate(reader, 1):
                 if not record:
                     continue  # a blank line is no row
-                for position in range(len(self.columns) + 1, len(record) + 1):
-                    # A cell past the header's last column is kept under its position's name (its row
-                    # fails below), so that the results still hold everything the row held.
-                    self.columns.append(unused(f"column_{position}", set(self.columns)))
-                source = {name: record[i] if i < len(record) else "" for i, name in enumerate(self.columns)}
+                source = {name: record[i] if i < len(record) else "" for i, name in enumerate(self.columns[:width])}
+                if len(record) > width:
+                    # Its row fails below; the cells are kept, joined again by the commas that parted
+                    # them, in one column (as many columns as cells would let one row widen them all).
+                    if not extra_column:
+                        extra_column = unused(EXTRA_CELLS, set(self.columns))
+                        self.columns.append(extra_column)
+                    source[extra_column] = ",".join(record[width:])
                 text = record[column].strip() if column < len(record) else ""
                 problem = "" if text else (f"此行没有文本 · row {n} has no text in column `{self.text_column}`: "
                                            "fill it in, or remove the row")
