@@ -59,7 +59,16 @@ class EmbedderStatus:
 
 
 def embed_dir_problems(model_dir: Path) -> list[str]:
-    """What is wrong with ``model_dir`` as a GTE folder (empty when it is usable)."""
+    """What is wrong with ``model_dir`` as a GTE folder (empty when it is usable). A folder this user
+    may not read (the default lies under /root) is a problem like a missing one, not an error: the
+    status reads it when the app starts."""
+    try:
+        return _folder_problems(model_dir)
+    except OSError as exc:
+        return [f"{model_dir} cannot be read ({exc.strerror or exc})"]
+
+
+def _folder_problems(model_dir: Path) -> list[str]:
     if not model_dir.is_dir():
         return [f"{model_dir} does not exist"]
     problems = []

@@ -25,7 +25,8 @@ class Linear:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         # Padded to fewest_rows, so a decode step that carries that many rows pads nothing.
-        return by_rows(self._product, x, self.fewest_rows)
+        fewest = self.fewest_rows
+        return self._product(x) if fewest == 1 else by_rows(self._product, x, fewest)
 
     def _product(self, rows: torch.Tensor) -> torch.Tensor:
         if self.weight.is_mkldnn:

@@ -165,7 +165,7 @@ def test_the_job_list_pages_through_every_job_newest_first(appliance: Appliance,
                 break
         assert seen == newest, "each job once, in order, across the pages"
         for params, words in (({"limit": 0}, "1 to 1000"), ({"limit": "two"}, "1 to 1000"),
-                              ({"before": "no-such-job"}, "neither a page mark nor a job id"),
+                              ({"before": "no-such-job"}, "neither a page mark nor the id of a stored job"),
                               ({"before": "soon_abc"}, "page mark"), ({"before": "inf_abc"}, "page mark")):
             wrong = client.get("/api/jobs", params=params)
             assert wrong.status_code == 422 and words in wrong.json()["error"], wrong.text

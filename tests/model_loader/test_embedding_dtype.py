@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from model_loader.embedding import Embedder, EmbeddingSettings
+from model_loader.embedding.embedder import embed_dir_problems
 from model_loader.model.cpu_dtype import EXCLUDE_VARIABLE, auto_cpu_dtype
 
 # Hiding these leaves no fast 16-bit product, so the engine's rule answers float32.
@@ -46,3 +47,10 @@ def test_before_first_use_the_status_names_what_will_load(tmp_path: Path) -> Non
     strict = Embedder(EmbeddingSettings(model_dir=tmp_path / "absent", demo_fallback=False)).status
     assert (strict.model_dir, strict.is_demo) == (str(tmp_path / "absent"), False)  # its first use fails, naming it
     assert not (tmp_path / "gte-demo").exists(), "nothing is built before first use"
+
+
+def test_a_folder_that_cannot_be_read_is_a_problem_and_demo_weights_are_planned(tmp_path: Path) -> None:
+    unreadable = tmp_path / ("x" * 300)  # a name too long: reading it raises, as a folder of root's does
+    assert "cannot be read" in embed_dir_problems(unreadable)[0]
+    status = Embedder(EmbeddingSettings(model_dir=unreadable, demo_dir=tmp_path / "gte-demo")).status
+    assert (status.model_dir, status.is_demo) == (str(tmp_path / "gte-demo"), True)

@@ -161,3 +161,8 @@ def test_a_field_named_like_a_tables_column_keeps_both_columns():
 def test_a_jsonl_line_that_is_no_object_fails_with_its_kind():
     items = parse_batch(b'[1, 2]\n{"text": "a"}\n', "a.jsonl", 10)
     assert "line 1 is a JSON array, not an object" in items[0].error and items[1] == BatchItem(2, "a")
+
+
+def test_a_csv_row_with_more_cells_than_the_header_fails_instead_of_running_part_of_its_text():
+    items = parse_batch("text\nHello, world\n正常一行\n".encode(), "a.csv", 10)
+    assert "row 1 has 2 cells but the header names 1" in items[0].error and not items[1].error

@@ -38,8 +38,8 @@ def test_evaluate_returns_the_report_and_one_prediction_per_row(demo_server):
 
 def test_evaluate_extraction_maps_fields_from_a_map_file_and_scores_spans(demo_server):
     with httpx.Client(base_url=demo_server.url, timeout=300.0) as client:
-        # The map as a file part, as `curl -F map=@map.txt` sends it.
-        field_map = ("map.txt", "公司=公司名称\n地点=地名".encode())
+        # The map as a file part, as `curl -F map=@map.txt` sends it, saved as GB18030 (read like every upload).
+        field_map = ("map.txt", "公司=公司名称\n地点=地名".encode("gb18030"))
         response = client.post("/api/evaluate", data={"task": "extract"},
                                files={"file": ("ner.jsonl", NER), "map": field_map})
     assert response.status_code == 200, response.text

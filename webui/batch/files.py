@@ -112,13 +112,21 @@ def _parse_csv(content: str) -> list[BatchItem]:
         for n, record in enumerate(reader, 1):
             if column < len(record) and record[column].strip():
                 row_id = record[id_column].strip() if id_column is not None and id_column < len(record) else ""
-                items.append(BatchItem(n, record[column].strip(), row_id))
+                error = too_many_cells(n, len(record), len(header)) if len(record) > len(header) else ""
+                items.append(BatchItem(n, record[column].strip(), row_id, error=error))
     except csv.Error as exc:
         raise BatchFileError(
             f"CSV 格式有误 · the CSV is malformed near line {reader.line_num} ({exc}): check its quoting — "
             'a text with commas, quotes or line breaks goes in double quotes, and a quote inside it is written ""'
         ) from None
     return items
+
+
+def too_many_cells(row: int, cells: int, columns: int) -> str:
+    """Why a CSV row with more cells than its header fails: its text was most likely cut at an
+    unquoted comma, and run as it is it would answer for part of the text."""
+    return (f"此行的列数多于表头 · row {row} has {cells} cells but the header names {columns} columns: "
+            "a text with commas goes in double quotes")
 
 
 def _parse_jsonl(content: str) -> list[BatchItem]:

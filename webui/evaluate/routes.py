@@ -10,6 +10,7 @@ from starlette.datastructures import FormData
 
 from evaluation import SUMMARY_CHARS
 from model_loader.errors import InvalidInputError
+from model_loader.text.files import decode_text, undecodable
 
 from ..api.forms import form_file, read_form
 from ..api.routes import error_response
@@ -83,11 +84,11 @@ async def _read_fields(form: FormData, ctx: UiContext):
     if not isinstance(task, str):
         raise InvalidInputError(f"缺少任务 · `task` is missing: {USAGE}")
     if not isinstance(map_text, str):  # the map sent as a file (curl -F map=@map.txt)
-        try:
-            map_text = (await map_text.read(64 * 1024)).decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise InvalidInputError(
-                "映射不是 UTF-8 文本 · the map is not UTF-8 text: save it as UTF-8 and send it again") from None
+        data = await map_text.read(64 * 1024)
+        decoded = decode_text(data)  # as every upload: UTF-8, else GB18030
+        if decoded is None:
+            raise InvalidInputError(f"{undecodable(data)} (the map)")
+        map_text = decoded
     max_chars = summary_length(ctx.engine.settings, form.get("max_chars"))
     data = await upload.read(ctx.settings.batch_max_bytes + 1)
     gold = load_gold(data, upload.filename or "upload.jsonl", task, map_text, ctx.settings, ctx.engine.settings)

@@ -18,7 +18,7 @@ from typing import Any
 
 from model_loader.text.files import ENCODINGS, json_kind, json_lines, undecodable
 
-from ..batch.files import FORMATS, TEXT_COLUMNS, BatchFileError, field_columns, neutralise_formula
+from ..batch.files import FORMATS, TEXT_COLUMNS, BatchFileError, field_columns, neutralise_formula, too_many_cells
 
 READ_CHUNK = 1 << 20
 # Where a CSV row's cells past the header's last column are kept (its row fails: an unquoted comma).
@@ -110,9 +110,8 @@ class InputReader:
                 text = record[column].strip() if column < len(record) else ""
                 problem = "" if text else (f"此行没有文本 · row {n} has no text in column `{self.text_column}`: "
                                            "fill it in, or remove the row")
-                if len(record) > width:  # its text was most likely cut at an unquoted comma
-                    problem = (f"此行的列数多于表头 · row {n} has {len(record)} cells but the header names "
-                               f"{width} columns: a text with commas goes in double quotes")
+                if len(record) > width:
+                    problem = too_many_cells(n, len(record), width)
                 yield InputRow(source, text, problem)
         except csv.Error as exc:
             raise BatchFileError(

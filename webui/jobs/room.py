@@ -114,8 +114,8 @@ class JobsRoom:
             job = self.need_store().get(before)
             if job is None:  # a mistyped mark, not a job the client asked for: not a 404
                 raise InvalidInputError(
-                    f"before 有误 · before is {before!r}, neither a page mark nor a job id: pass the previous "
-                    "page's next_before"
+                    f"before 有误 · before is {before!r}, neither a page mark nor the id of a stored job (a purged "
+                    "job's id marks no place): pass the previous page's next_before"
                 )
             return job.created_at, job.id
         try:
