@@ -3,6 +3,8 @@ of path parts and control characters, whatever it holds."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from model_loader.text.files import MAX_NAME_CHARS, upload_name
@@ -37,9 +39,10 @@ def test_a_knowledge_base_text_file_named_with_path_parts_gets_its_last_part_as_
 
 def test_a_knowledge_base_file_with_odd_characters_is_taken_with_a_safe_id_and_its_name_as_metadata():
     [doc] = from_file("报告 (1)\n<终稿>.txt", "一段文本".encode(), 10)
-    assert doc.name == "报告 (1)<终稿>.txt" and doc.doc_id == "报告 _1__终稿_.txt"
+    # The characters an id cannot hold become _, and a digest of the name keeps it apart from 报告 [1]<终稿>.txt.
+    assert doc.name == "报告 (1)<终稿>.txt" and re.fullmatch(r"报告 _1__终稿_\.txt-[0-9a-f]{8}", doc.doc_id)
     rows = from_file("数据 [v2].jsonl", '{"text": "甲"}\n{"text": "乙", "id": "own-id"}\n'.encode(), 10)
-    assert [d.doc_id for d in rows] == ["数据 _v2_.jsonl:1", "own-id"]
+    assert re.fullmatch(r"数据 _v2_\.jsonl:1-[0-9a-f]{8}", rows[0].doc_id) and rows[1].doc_id == "own-id"
 
 
 # A client percent-encodes control characters in a multipart file name: upload_name's own test covers them.
