@@ -52,6 +52,17 @@ def test_requests_are_found_by_id_and_by_text_newest_first_and_paged_with_before
     assert [s.record.id for s in store.search(q="100%_")] == []  # LIKE's own wildcards are literal here
 
 
+def test_paging_by_time_and_id_misses_no_request_of_a_shared_time(store: HistoryStore):
+    store.add([record(f"same{i}", 5.0) for i in range(3)] + [record("older", 4.0)])
+    seen, mark = [], None
+    for _ in range(4):
+        [found] = store.search(limit=1, before=mark[0] if mark else None, before_id=mark[1] if mark else None)
+        seen.append(found.record.id)
+        mark = (found.record.time, found.record.id)
+    assert seen == ["same2", "same1", "same0", "older"]
+    assert [s.record.id for s in store.search(before=5.0)] == ["older"], "a time alone keeps what came before it"
+
+
 def test_rows_that_share_a_request_id_are_all_kept(store: HistoryStore):
     assert store.add([record("batch1", 1.0), record("batch1", 2.0), record("batch1", 3.0)]) == [
         "batch1", "batch1.2", "batch1.3"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 from datetime import UTC, date, datetime
 from typing import Any
@@ -124,9 +125,10 @@ class HistoryRoom:
         return self.page(task, q, feedback, limit, before)[0]
 
     def page(self, task: str | None, q: str | None, feedback: str | None, limit: Any,
-             before: Any) -> tuple[list[Stored], float | None]:
-        """Up to ``limit`` requests found, newest first, and the ``before`` of the next page: None when
-        none is left, so that a client paging through knows it has seen them all."""
+             before: Any) -> tuple[list[Stored], str | None]:
+        """Up to ``limit`` requests found, newest first, and the ``before`` of the next page: a page
+        mark (the last request's time and id), or None when none is left, so that a client paging
+        through knows it has seen them all."""
         store = self.need_store()
         if task and task not in RECORDED_TASKS and task not in store.tasks():
             # A misspelt task would otherwise find nothing and look like an empty history.
@@ -141,11 +143,13 @@ class HistoryRoom:
         count = _whole("limit", limit, 50)
         if not 1 <= count <= MAX_LIMIT:
             raise InvalidInputError(f"limit 超出范围 · limit is {count}: ask for 1 to {MAX_LIMIT} requests")
-        cutoff = parse_time("before", before) if before not in (None, "") else None
-        found = store.search(task or None, q or None, feedback or None, count + 1, cutoff)  # one more: is it the last?
+        cutoff, after_id = page_mark(before) if before not in (None, "") else (None, None)
+        # One more than asked for: whether this page is the last.
+        found = store.search(task or None, q or None, feedback or None, count + 1, cutoff, after_id)
         if len(found) <= count:
             return found, None
-        return found[:count], found[count - 1].record.time
+        last = found[count - 1].record
+        return found[:count], f"{last.time!r}_{last.id}"
 
     def set_feedback(self, request_id: str, body: Any, user: str | None) -> Stored:
         stored = self.get(request_id)
@@ -230,6 +234,19 @@ def _whole(name: str, value: Any, default: int) -> int:
         return int(str(value))
     except ValueError:
         raise InvalidInputError(f"{name} 不是整数 · `{name}` is {value!r}: give a whole number") from None
+
+
+def page_mark(before: Any) -> tuple[float, str | None]:
+    """``before`` as a time and, for a page mark (``<epoch>_<request id>``), the request a page ended on."""
+    stamp, mark, request_id = str(before).partition("_")
+    if mark and request_id:
+        try:
+            when = float(stamp)
+        except ValueError:
+            when = float("nan")
+        if math.isfinite(when):
+            return when, request_id
+    return parse_time("before", before), None
 
 
 def iso(stamp: float | None) -> str | None:

@@ -173,10 +173,12 @@ class HistoryStore:
         return Stored.from_row(row) if row else None
 
     def search(self, task: str | None = None, q: str | None = None, feedback: str | None = None,
-               limit: int = 50, before: float | None = None) -> list[Stored]:
-        """Newest first. ``q`` matches anywhere in the input text or the answer (LIKE: FTS5's trigram
-        tokenizer cannot find the two-character words Chinese is full of)."""
-        where, params = _filters(task, q, feedback, before)
+               limit: int = 50, before: float | None = None, before_id: str | None = None) -> list[Stored]:
+        """Newest first (by time, then id). ``q`` matches anywhere in the input text or the answer (LIKE:
+        FTS5's trigram tokenizer cannot find the two-character words Chinese is full of). ``before``
+        alone keeps what was stored before that time; with ``before_id``, what is listed after that
+        request, so that a page ending among requests of one time misses none of them."""
+        where, params = _filters(task, q, feedback, before, before_id)
         rows = self._conn().execute(
             f"SELECT {_COLUMNS} FROM requests r LEFT JOIN feedback f ON f.request_id = r.id {where} "
             "ORDER BY r.time DESC, r.id DESC LIMIT ?",
@@ -227,7 +229,7 @@ class HistoryStore:
 
 
 def _filters(task: str | None, q: str | None, feedback: str | None,
-             before: float | None) -> tuple[str, list[Any]]:
+             before: float | None, before_id: str | None = None) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
     if task:
@@ -244,7 +246,10 @@ def _filters(task: str | None, q: str | None, feedback: str | None,
     elif feedback in VERDICTS:
         clauses.append("f.verdict = ?")
         params.append(feedback)
-    if before is not None:
+    if before is not None and before_id is not None:
+        clauses.append("(r.time < ? OR (r.time = ? AND r.id < ?))")
+        params += [before, before, before_id]
+    elif before is not None:
         clauses.append("r.time < ?")
         params.append(before)
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
