@@ -39,6 +39,12 @@ _NOT_READABLE = (
     (b"PK\x03\x04", "a zip archive, such as an Excel workbook (.xlsx), not text"),
     (b"\xd0\xcf\x11\xe0", "an Office 97-2003 file, such as an Excel workbook (.xls), not text"),
     (b"%PDF", "a PDF, not text"),
+    (b"\x89PNG", "a PNG image, not text"),
+    (b"\xff\xd8\xff", "a JPEG image, not text"),
+    (b"GIF8", "a GIF image, not text"),
+    (b"\x1f\x8b", "a gzip archive, not text"),
+    (b"7z\xbc\xaf", "a 7-Zip archive, not text"),
+    (b"Rar!", "a RAR archive, not text"),
     (b"\xff\xfe", "UTF-16 text (Excel's Unicode Text), not UTF-8 or GB18030"),
     (b"\xfe\xff", "UTF-16 text, not UTF-8 or GB18030"),
 )
@@ -54,8 +60,16 @@ def undecodable(head: bytes) -> str:
     return UNDECODABLE
 
 
+def known_binary(head: bytes) -> bool:
+    """Whether a file starting with ``head`` is one of the kinds above: GB18030 decodes most bytes,
+    so an image renamed .csv would otherwise be read as a few lines of odd characters."""
+    return any(head.startswith(magic) for magic, _ in _NOT_READABLE)
+
+
 def decode_text(data: bytes) -> str | None:
     """The file's text, or None when it is neither encoding (binary, or another code page)."""
+    if known_binary(data[:8]):
+        return None
     for encoding in ENCODINGS:
         try:
             return data.decode(encoding)

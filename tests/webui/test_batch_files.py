@@ -21,9 +21,12 @@ from webui.batch.files import (
 
 
 def test_csv_reads_the_text_column_and_keeps_row_numbers_and_the_id_column():
-    data = "id,text\nA-1,合同已签订\nA-2,\nA-3,快递没有更新\n".encode()
-    expected = [BatchItem(1, "合同已签订", "A-1"), BatchItem(3, "快递没有更新", "A-3")]
-    assert parse_batch(data, "tickets.csv", 10) == expected
+    data = "id,text\nA-1,合同已签订\nA-2,\n\nA-3,快递没有更新\n".encode()
+    items = parse_batch(data, "tickets.csv", 10)
+    assert items[0] == BatchItem(1, "合同已签订", "A-1") and items[2] == BatchItem(4, "快递没有更新", "A-3")
+    # A row without a text fails on its own, listed like the job's; a blank line is no row.
+    assert (items[1].row, items[1].id, items[1].text) == (2, "A-2", "") and "row 2 has no text" in items[1].error
+    assert len(items) == 3
 
 
 def test_csv_with_chinese_header_and_quoted_newlines():
@@ -56,8 +59,10 @@ def test_utf8_bom_is_ignored():
 
 
 def test_jsonl_takes_objects_with_text_or_plain_strings():
-    data = '{"text": "工单一"}\n\n"工单二"\n'.encode()
-    assert parse_batch(data, "a.jsonl", 10) == [BatchItem(1, "工单一"), BatchItem(3, "工单二")]
+    data = '{"text": "工单一"}\n\n"工单二"\n{"text": "  "}\n'.encode()
+    items = parse_batch(data, "a.jsonl", 10)
+    assert items[:2] == [BatchItem(1, "工单一"), BatchItem(3, "工单二")]
+    assert items[2].row == 4 and "line 4 has no text" in items[2].error
 
 
 def test_a_bad_jsonl_line_fails_as_its_own_row_naming_the_line():
@@ -166,3 +171,8 @@ def test_a_jsonl_line_that_is_no_object_fails_with_its_kind():
 def test_a_csv_row_with_more_cells_than_the_header_fails_instead_of_running_part_of_its_text():
     items = parse_batch("text\nHello, world\n正常一行\n".encode(), "a.csv", 10)
     assert "row 1 has 2 cells but the header names 1" in items[0].error and not items[1].error
+
+
+def test_a_file_in_which_no_row_can_run_is_refused_with_its_first_rows_reason_as_a_job_is():
+    with pytest.raises(BatchFileError, match="none of the file's 2 rows can run; the first: .*row 1 has no text"):
+        parse_batch(b"id,text\n1,\n2, \n", "a.csv", 10)

@@ -19,6 +19,8 @@ GBK_CSV = "text,label\n快递三天没到,投诉\n".encode("gb18030")
 XLSX = b"PK\x03\x04\x14\x00\x06\x00" + bytes(range(256))  # a zip's first bytes, as an .xlsx starts
 UTF16 = "text,label\n快递三天没到,投诉\n".encode("utf-16")  # with its byte-order mark
 RANDOM = b"\x81\x30\xff\xfe\x00\xfa" * 8
+# A PNG's bytes decode as GB18030 (its first line reads "塒NG"): refused by what they start with.
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\nbinary\n"
 
 
 def batch(data: bytes, tmp_path: Path) -> list[str]:
@@ -54,9 +56,10 @@ def test_gb18030_is_read_everywhere(read, refusal, tmp_path: Path):
 @pytest.mark.parametrize(("read", "refusal"), READERS, ids=IDS)
 @pytest.mark.parametrize(("data", "words"), [
     (XLSX, "an Excel workbook (.xlsx)"),
+    (PNG, "a PNG image"),
     (UTF16, "UTF-16 text"),
     (RANDOM, "neither UTF-8 nor GB18030"),
-], ids=["xlsx", "utf16", "other bytes"])
+], ids=["xlsx", "png", "utf16", "other bytes"])
 def test_a_file_that_is_no_readable_text_is_refused_saying_what_it_is(read, refusal, data: bytes, words: str,
                                                                      tmp_path: Path):
     with pytest.raises(refusal) as refused:

@@ -76,6 +76,8 @@ def parse_batch(data: bytes, filename: str, max_rows: int) -> list[BatchItem]:
         raise BatchFileError(
             "文件里没有文本 · the file has no texts: put one text per row (CSV column `text`, JSONL key `text`)"
         )
+    if all(item.error for item in items):  # a file to fix, as a job would say
+        raise BatchFileError(f"文件里没有可运行的文本 · {nothing_runs(len(items), items[0].error)}")
     if len(items) > max_rows:
         raise BatchFileError(
             f"文本过多 · the file has {len(items)} texts, more than the limit of {max_rows}: "
@@ -110,16 +112,31 @@ def _parse_csv(content: str) -> list[BatchItem]:
             column = 0
         items = []
         for n, record in enumerate(reader, 1):
-            if column < len(record) and record[column].strip():
-                row_id = record[id_column].strip() if id_column is not None and id_column < len(record) else ""
-                error = too_many_cells(n, len(record), len(header)) if len(record) > len(header) else ""
-                items.append(BatchItem(n, record[column].strip(), row_id, error=error))
+            if not record:
+                continue  # a blank line is no row
+            text = record[column].strip() if column < len(record) else ""
+            row_id = record[id_column].strip() if id_column is not None and id_column < len(record) else ""
+            error = "" if text else no_text(n, header[column])
+            if len(record) > len(header):
+                error = too_many_cells(n, len(record), len(header))
+            items.append(BatchItem(n, text, row_id, error=error))
     except csv.Error as exc:
         raise BatchFileError(
             f"CSV 格式有误 · the CSV is malformed near line {reader.line_num} ({exc}): check its quoting — "
             'a text with commas, quotes or line breaks goes in double quotes, and a quote inside it is written ""'
         ) from None
     return items
+
+
+def nothing_runs(rows: int, first_problem: str) -> str:
+    """Why a file none of whose rows can run is refused: its first row's reason."""
+    count = f"none of the file's {rows} rows can run" if rows > 1 else "the file's one row cannot run"
+    return f"{count}; the first: {first_problem}"
+
+
+def no_text(row: int, column: str) -> str:
+    """Why a CSV row without a text fails (it is listed, failed, so that no row goes missing)."""
+    return f"此行没有文本 · row {row} has no text in column `{column}`: fill it in, or remove the row"
 
 
 def too_many_cells(row: int, cells: int, columns: int) -> str:
@@ -145,10 +162,10 @@ def _parse_jsonl(content: str) -> list[BatchItem]:
             message = (f"此行不是 JSON 对象 · line {n} is a JSON {json_kind(value)}, not an object: "
                        'write one object such as {"text": "..."} per line')
             items.append(BatchItem(n, "", row_id, error=message))
-        elif not isinstance(text, str):
+        elif not isinstance(text, str) or not text.strip():
             message = f'此行没有文本 · line {n} has no text: write {{"text": "..."}}'
             items.append(BatchItem(n, "", row_id, error=message))
-        elif text.strip():
+        else:
             items.append(BatchItem(n, text.strip(), row_id))
     return items
 

@@ -16,9 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model_loader.text.files import ENCODINGS, json_kind, json_lines, undecodable
+from model_loader.text.files import ENCODINGS, json_kind, json_lines, known_binary, undecodable
 
-from ..batch.files import FORMATS, TEXT_COLUMNS, BatchFileError, field_columns, neutralise_formula, too_many_cells
+from ..batch.files import (
+    FORMATS,
+    TEXT_COLUMNS,
+    BatchFileError,
+    field_columns,
+    neutralise_formula,
+    no_text,
+    too_many_cells,
+)
 
 READ_CHUNK = 1 << 20
 # Where a CSV row's cells past the header's last column are kept (its row fails: an unquoted comma).
@@ -47,6 +55,10 @@ def check_format(filename: str) -> str:
 
 def detect_encoding(path: Path) -> str:
     """UTF-8 (with or without BOM), else GB18030 as Excel in China saves CSV; checked over the whole file."""
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if known_binary(head):
+        raise BatchFileError(undecodable(head))
     for encoding in ENCODINGS:
         decoder = codecs.getincrementaldecoder(encoding)()
         try:
@@ -57,8 +69,7 @@ def detect_encoding(path: Path) -> str:
         except UnicodeDecodeError:
             continue
         return encoding
-    with path.open("rb") as handle:
-        raise BatchFileError(undecodable(handle.read(8)))
+    raise BatchFileError(undecodable(head))
 
 
 class InputReader:
@@ -108,8 +119,7 @@ class InputReader:
                         self.columns.append(extra_column)
                     source[extra_column] = ",".join(record[width:])
                 text = record[column].strip() if column < len(record) else ""
-                problem = "" if text else (f"此行没有文本 · row {n} has no text in column `{self.text_column}`: "
-                                           "fill it in, or remove the row")
+                problem = "" if text else no_text(n, self.text_column)
                 if len(record) > width:
                     problem = too_many_cells(n, len(record), width)
                 yield InputRow(source, text, problem)

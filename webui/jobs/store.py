@@ -14,7 +14,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from ..batch.files import BatchFileError
+from ..batch.files import BatchFileError, nothing_runs
 from ..store.db import connect, open_database, transaction
 from .errors import JobLimitError, StorageError
 from .files import InputReader
@@ -151,8 +151,7 @@ class JobStore:
                     "文件里没有文本 · the file has no texts: put one text per row (CSV column `text`, JSONL key `text`)"
                 )
             if runnable == 0:  # every row would fail: a file to fix, not a job to run
-                rows_word = f"none of the file's {total} rows can run" if total > 1 else "the file's one row cannot run"
-                raise BatchFileError(f"文件里没有可运行的文本 · {rows_word}; the first: {first_problem}")
+                raise BatchFileError(f"文件里没有可运行的文本 · {nothing_runs(total, first_problem)}")
             conn.execute(
                 f"INSERT INTO jobs ({_JOB_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, 0, 0, ?, NULL, NULL, NULL)",
