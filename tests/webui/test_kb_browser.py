@@ -39,6 +39,7 @@ def test_knowledge_base_tab_adds_searches_and_summarises_with_flags_in_colour(pa
     box = page.locator("#kb-summary-box")
     text = box.inner_text()
     assert "Similarity" in text and "Compression" in text and "Flags" in text
+    assert "请求 Request" in page.locator("#kb-summary-details").inner_text(), "its id, to find it in the history"
     figures = box.locator(".kb-figure")
     assert figures.count() == 2
     colours = {figures.nth(i).evaluate("e => getComputedStyle(e).color") for i in range(2)}

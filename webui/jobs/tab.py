@@ -67,7 +67,9 @@ def jobs_section(ctx: UiContext, upload: gr.File, task: gr.Radio, labels: gr.Tex
         start_ui_request()
         started = time.perf_counter()
         try:
-            job = await anyio.to_thread.run_sync(room.cancel, (job_id or "").strip())
+            if not (job_id or "").strip():
+                raise InvalidInputError("缺少任务编号 · type the id of the job to cancel: the list above shows them")
+            job = await anyio.to_thread.run_sync(room.cancel, job_id.strip())
         except Exception as exc:
             ctx.service.record(RequestInfo("jobs", "ui", job_id or ""), started, exc)
             raise ui_error(exc) from None

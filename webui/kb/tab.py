@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -10,10 +11,13 @@ from typing import Any
 import anyio.to_thread
 import gradio as gr
 
+from model_loader.errors import InvalidInputError
 from model_loader.results import Summary
 from model_loader.tasks.options import SummarizeRequest
 
+from ..outcomes import RouteError
 from ..service.request import RequestInfo
+from ..ui.render import details_line
 from ..ui.tabs import UiContext, call_engine, start_ui_request, ui_error, validate
 from .documents import from_file, from_json
 from .schemas import SummaryMetrics
@@ -76,6 +80,12 @@ def summary_html(summary: Summary, ctx: UiContext) -> str:
     flags = ", ".join(summary.flags) or "none"
     return (f'<div id="kb-summary-box"><p>{html.escape(summary.summary) or "(空 empty)"}</p>'
             f"<p>{' · '.join(parts)}</p><p>标记 Flags: <b>{html.escape(flags)}</b></p></div>")
+
+
+def details_html(request_id: str, latency_ms: float) -> str:
+    """The line every answer has under it (request id, to find it in the log and the history; latency)."""
+    line = re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(details_line(request_id, latency_ms)))
+    return f'<p id="kb-summary-details">{line}</p>'
 
 
 def knowledge_tab(ctx: UiContext, kb: KnowledgeBase, summaries: SummaryMetrics) -> None:
@@ -141,10 +151,20 @@ def knowledge_tab(ctx: UiContext, kb: KnowledgeBase, summaries: SummaryMetrics) 
 
     async def delete_document(doc_id: str) -> tuple[str, Any]:
         start_ui_request()
+        started = time.perf_counter()
+        doc_id = (doc_id or "").strip()
         try:
-            await anyio.to_thread.run_sync(kb.delete, doc_id.strip())
-        except KeyError:
-            raise gr.Error(f"没有这个文档 · there is no document {doc_id!r}") from None
+            if not doc_id:
+                raise InvalidInputError("缺少文档编号 · type the id of the document to delete: the table lists them")
+            try:
+                await anyio.to_thread.run_sync(kb.delete, doc_id)
+            except KeyError:
+                raise RouteError(f"没有这个文档 · there is no document {doc_id!r}: the table lists them",
+                                 status=404) from None
+        except Exception as exc:  # logged like every request, shown as a toast
+            ctx.service.record(RequestInfo("kb_delete", "ui", doc_id), started, exc)
+            raise ui_error(exc) from None
+        ctx.service.record(RequestInfo("kb_delete", "ui", doc_id), started, None)
         return f"已删除 Deleted `{doc_id}`", await anyio.to_thread.run_sync(rows)
 
     async def list_documents() -> Any:
@@ -175,7 +195,7 @@ def knowledge_tab(ctx: UiContext, kb: KnowledgeBase, summaries: SummaryMetrics) 
         asked = validate(ctx, info, lambda limits: SummarizeRequest.checked(limits, text=text, max_chars=length))
         served = await call_engine(ctx, info, ctx.engine.summarize, asked.text, asked.max_chars)
         summaries.observe(served.result)
-        return summary_html(served.result, ctx)
+        return summary_html(served.result, ctx) + details_html(served.request_id, served.latency_ms)
 
     def warm_up() -> None:
         kb.embedder.load_in_background()  # GTE loads while the user reads the tab

@@ -57,7 +57,11 @@ def ui_error(exc: BaseException) -> gr.Error:
     outcome's bilingual title starts the message instead."""
     outcome = outcome_of(exc)
     request_id = REQUEST_ID.get()
-    message = f"{outcome.title}: {user_message(exc, request_id)} · 请求 Request {request_id}"
+    words = user_message(exc, request_id)
+    # "没有这个任务 No such job: 没有这个任务 · there is no job …" would say its Chinese twice.
+    said = outcome.title.split(" ")[0] + " · "
+    words = words.removeprefix(said)
+    message = f"{outcome.title}: {words} · 请求 Request {request_id}"
     return gr.Error(message.translate(_MARKUP), title=outcome.title, print_exception=False)
 
 
