@@ -11,6 +11,7 @@ import csv
 import httpx
 import pytest
 from browser import OUTPUT, chromium_context, upload_file
+from playwright.sync_api import expect
 from test_browser import TIMEOUT_MS, open_tab, textbox
 
 pytestmark = [pytest.mark.browser, pytest.mark.service]
@@ -68,6 +69,20 @@ def test_an_invalid_input_toast_is_titled_in_chinese_and_english_with_the_reques
     assert "输入有误 Invalid input" in text and "no labels given" in text and "没有标签" in text
     assert "Request" in text
     page.screenshot(path=str(OUTPUT / "21-invalid-toast.png"), full_page=True)
+
+
+def test_an_error_clears_the_last_answer_so_it_cannot_pass_for_this_ones(page):
+    open_tab(page, "文本分类 Classification")
+    textbox(page, "classify-text").fill("快递三天没有更新")
+    textbox(page, "classify-labels").fill("投诉，咨询")
+    page.locator("#classify-run").click()
+    page.wait_for_selector("#classify-details :text('Request')")
+    assert "投诉" in page.locator("#classify-result").inner_text()
+    textbox(page, "classify-text").fill("")
+    page.locator("#classify-run").click()
+    assert "Invalid input" in toast_text(page)
+    expect(page.locator("#classify-details")).not_to_contain_text("Request")
+    expect(page.locator("#classify-result")).not_to_contain_text("投诉")
 
 
 def test_the_free_prompt_note_says_the_output_was_capped(page, demo_server):

@@ -87,6 +87,18 @@ def _as_sent(payload: Any) -> Any:
     return payload
 
 
+def answer_on_click(button: gr.Button, fn: Callable[..., Any], inputs: list[Any], outputs: list[Any],
+                    api_name: str) -> None:
+    """``fn`` answers the click, after the last answer is cleared: an error toast must not sit over
+    the previous input's answer and its request id, as if they answered this one."""
+
+    def cleared() -> tuple[None, ...]:
+        return (None,) * len(outputs)
+
+    button.click(cleared, None, outputs, queue=False, show_progress="hidden", api_visibility="private").then(
+        fn, inputs, outputs, api_name=api_name)
+
+
 def start_ui_request() -> str:
     """Each UI event is a request of its own, with a fresh id for its log lines."""
     request_id = new_request_id()
@@ -135,7 +147,7 @@ def classification_tab(ctx: UiContext) -> None:
         served = await call_engine(ctx, info, ctx.engine.classify, req.text, req.labels)
         return dict(served.result.scores), details_line(served.request_id, served.latency_ms, served.result.pieces)
 
-    run.click(classify, [text, labels], [result, details], api_name="classify")
+    answer_on_click(run, classify, [text, labels], [result, details], api_name="classify")
 
 
 def extraction_tab(ctx: UiContext) -> None:
@@ -179,8 +191,8 @@ def extraction_tab(ctx: UiContext) -> None:
         return (gr.update(visible=choice == "json"), gr.update(visible=choice == "table"),
                 gr.update(visible=choice == "markdown"))
 
-    run.click(extract, [text, fields, threshold], [highlighted, as_json, as_table, as_markdown, details],
-              api_name="extract")
+    answer_on_click(run, extract, [text, fields, threshold], [highlighted, as_json, as_table, as_markdown, details],
+                    api_name="extract")
     output_format.change(show_format, output_format, [as_json, as_table, as_markdown], queue=False,
                          api_visibility="private")
 
@@ -213,4 +225,4 @@ def prompt_tab(ctx: UiContext) -> None:
         )
         return served.result.text, note
 
-    run.click(generate, [prompt, max_new_tokens], [output, details], api_name="generate")
+    answer_on_click(run, generate, [prompt, max_new_tokens], [output, details], api_name="generate")
