@@ -96,6 +96,8 @@ def test_parse_labels_accepts_a_tuple():
         "财经\n体育\n科技\n娱乐",
         "财经\r\n体育\r\n科技\r\n娱乐\n",
         "财经, 体育，科技、\n娱乐",
+        "财经；体育；科技；娱乐",
+        "财经;体育; 科技；娱乐",
     ],
 )
 def test_parse_labels_splits_a_string_on_every_separator(labels):
