@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import sqlite3
 from datetime import UTC, date, datetime
 from typing import Any
@@ -15,6 +14,7 @@ from ..jobs.errors import StorageError
 from ..jobs.store import is_storage_problem
 from ..settings import ServerSettings
 from ..store.db import DatabaseError, default_path
+from ..store.pages import page_mark, read_page_mark
 from .errors import HistoryOffError, RequestNotFoundError
 from .feedback import EXPORT_TASKS, check_feedback, export_lines
 from .recorder import HistoryRecorder
@@ -143,13 +143,13 @@ class HistoryRoom:
         count = _whole("limit", limit, 50)
         if not 1 <= count <= MAX_LIMIT:
             raise InvalidInputError(f"limit 超出范围 · limit is {count}: ask for 1 to {MAX_LIMIT} requests")
-        cutoff, after_id = page_mark(before) if before not in (None, "") else (None, None)
+        cutoff, after_id = _before(before) if before not in (None, "") else (None, None)
         # One more than asked for: whether this page is the last.
         found = store.search(task or None, q or None, feedback or None, count + 1, cutoff, after_id)
         if len(found) <= count:
             return found, None
         last = found[count - 1].record
-        return found[:count], f"{last.time!r}_{last.id}"
+        return found[:count], page_mark(last.time, last.id)
 
     def set_feedback(self, request_id: str, body: Any, user: str | None) -> Stored:
         stored = self.get(request_id)
@@ -236,17 +236,10 @@ def _whole(name: str, value: Any, default: int) -> int:
         raise InvalidInputError(f"{name} 不是整数 · `{name}` is {value!r}: give a whole number") from None
 
 
-def page_mark(before: Any) -> tuple[float, str | None]:
-    """``before`` as a time and, for a page mark (``<epoch>_<request id>``), the request a page ended on."""
-    stamp, mark, request_id = str(before).partition("_")
-    if mark and request_id:
-        try:
-            when = float(stamp)
-        except ValueError:
-            when = float("nan")
-        if math.isfinite(when):
-            return when, request_id
-    return parse_time("before", before), None
+def _before(before: Any) -> tuple[float, str | None]:
+    """``before`` as a time and, for a page mark, the request a page ended on."""
+    place = read_page_mark(str(before))
+    return place if place is not None else (parse_time("before", before), None)
 
 
 def iso(stamp: float | None) -> str | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import secrets
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from ..outcomes import BodyTooLargeError, too_large
 from ..service.gate import ModelGate
 from ..settings import ServerSettings
 from ..store.db import DatabaseError, default_path
+from ..store.pages import page_mark, read_page_mark
 from .errors import JobLimitError, JobNotFoundError, StorageError
 from .files import InputReader, check_format
 from .runner import JobRunner
@@ -106,11 +106,10 @@ class JobsRoom:
         if len(jobs) <= count:
             return jobs, None
         last = jobs[count - 1]
-        return jobs[:count], f"{last.created_at!r}_{last.id}"
+        return jobs[:count], page_mark(last.created_at, last.id)
 
     def _place(self, before: str) -> tuple[float, str]:
-        stamp, mark, job_id = before.rpartition("_")
-        if not mark:
+        if "_" not in before:
             job = self.need_store().get(before)
             if job is None:  # a mistyped mark, not a job the client asked for: not a 404
                 raise InvalidInputError(
@@ -118,15 +117,12 @@ class JobsRoom:
                     "job's id marks no place): pass the previous page's next_before"
                 )
             return job.created_at, job.id
-        try:
-            created_at = float(stamp)
-        except ValueError:
-            created_at = float("nan")
-        if not (math.isfinite(created_at) and job_id):
+        place = read_page_mark(before)
+        if place is None:
             raise InvalidInputError(
                 f"before 有误 · before is {before!r}, not a page mark: pass the previous page's next_before"
             )
-        return created_at, job_id
+        return place
 
     def check_request(self, task: str, labels: str, threshold: Any = None, exclusive: Any = None,
                       text_column: str | None = None) -> JobRequest:
