@@ -139,6 +139,17 @@ def no_text(row: int, column: str) -> str:
     return f"此行没有文本 · row {row} has no text in column `{column}`: fill it in, or remove the row"
 
 
+def not_an_object(line: int, value: Any, key: str) -> str:
+    """Why a JSONL line that is an array, number, true/false or null fails: no row has that shape."""
+    return (f"此行不是 JSON 对象 · line {line} is a JSON {json_kind(value)}, not an object: "
+            f'write one object such as {{"{key}": "..."}} per line')
+
+
+def no_text_on_line(line: int, key: str) -> str:
+    """Why a JSONL line without a text fails."""
+    return f'此行没有文本 · line {line} has no text: write {{"{key}": "..."}}'
+
+
 def too_many_cells(row: int, cells: int, columns: int) -> str:
     """Why a CSV row with more cells than its header fails: its text was most likely cut at an
     unquoted comma, and run as it is it would answer for part of the text."""
@@ -159,12 +170,9 @@ def _parse_jsonl(content: str) -> list[BatchItem]:
         row_id = value.get("id", "") if isinstance(value, dict) else ""
         row_id = "" if row_id is None else str(row_id)
         if not isinstance(value, dict | str):
-            message = (f"此行不是 JSON 对象 · line {n} is a JSON {json_kind(value)}, not an object: "
-                       'write one object such as {"text": "..."} per line')
-            items.append(BatchItem(n, "", row_id, error=message))
+            items.append(BatchItem(n, "", row_id, error=not_an_object(n, value, "text")))
         elif not isinstance(text, str) or not text.strip():
-            message = f'此行没有文本 · line {n} has no text: write {{"text": "..."}}'
-            items.append(BatchItem(n, "", row_id, error=message))
+            items.append(BatchItem(n, "", row_id, error=no_text_on_line(n, "text")))
         else:
             items.append(BatchItem(n, text.strip(), row_id))
     return items

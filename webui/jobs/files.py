@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model_loader.text.files import ENCODINGS, json_kind, json_lines, known_binary, undecodable
+from model_loader.text.files import ENCODINGS, json_lines, known_binary, undecodable
 
 from ..batch.files import (
     FORMATS,
@@ -25,6 +25,8 @@ from ..batch.files import (
     field_columns,
     neutralise_formula,
     no_text,
+    no_text_on_line,
+    not_an_object,
     too_many_cells,
 )
 
@@ -105,12 +107,13 @@ class InputReader:
             self.columns = distinct_names([name.strip() for name in header])
             column = self._csv_text_column([name.lower() for name in self.columns])
             self.text_column = self.columns[column]
-            width = len(self.columns)  # the header's
+            named = list(self.columns)  # the header's columns (an extra_cells column may follow)
+            width = len(named)
             extra_column = ""  # named once a row has cells past the header's last column
             for n, record in enumerate(reader, 1):
                 if not record:
                     continue  # a blank line is no row
-                source = {name: record[i] if i < len(record) else "" for i, name in enumerate(self.columns[:width])}
+                source = {name: record[i] if i < len(record) else "" for i, name in enumerate(named)}
                 if len(record) > width:
                     # Its row fails below; the cells are kept, joined again by the commas that parted
                     # them, in one column (as many columns as cells would let one row widen them all).
@@ -167,11 +170,10 @@ class InputReader:
                     seen[name] = None
                     self.columns.append(name)
             text = source.get(key)
-            if not isinstance(value, dict | str):  # an array, number, true/false or null: no row's shape
-                yield InputRow(source, "", f"此行不是 JSON 对象 · line {n} is a JSON {json_kind(value)}, not an "
-                                           f'object: write one object such as {{"{key}": "..."}} per line')
+            if not isinstance(value, dict | str):
+                yield InputRow(source, "", not_an_object(n, value, key))
             elif not isinstance(text, str) or not text.strip():
-                yield InputRow(source, "", f'此行没有文本 · line {n} has no text: write {{"{key}": "..."}}')
+                yield InputRow(source, "", no_text_on_line(n, key))
             else:
                 yield InputRow(source, text.strip())
 
