@@ -12,8 +12,9 @@ def page_mark(time: float, row_id: str) -> str:
 
 
 def read_page_mark(text: str) -> tuple[float, str] | None:
-    """The time and id ``text`` marks, or None when it is no page mark."""
-    stamp, mark, row_id = text.partition("_")
+    """The time and id ``text`` marks, or None when it is no page mark (the ids marked, job ids
+    and request ids, are hex: the last ``_`` parts them from the time)."""
+    stamp, mark, row_id = text.rpartition("_")
     if not (mark and row_id):
         return None
     try:
