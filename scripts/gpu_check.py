@@ -60,7 +60,7 @@ def check(model_dir: Path, device: str, repeats: int, inputs: int) -> dict:
     from model_loader import Engine, Settings
     from model_loader.backends import FastBackend
     from model_loader.backends.bench import BenchSwitches
-    from model_loader.model.attention import KERNELS, check_kernel
+    from model_loader.model.attention import ANY_BIAS, KERNELS, check_kernel
     from webui.service.status import GpuMonitor
 
     engine = Engine(Settings(model_dir=model_dir, device=device))
@@ -71,7 +71,9 @@ def check(model_dir: Path, device: str, repeats: int, inputs: int) -> dict:
     texts = load_texts(ROOT / "tests" / "data")[:inputs]
     paths = []
     for name, kernel in KERNELS.items():
-        verdict = None if name == "eager" else check_kernel(kernel, runner.slopes, runner.head_dim, runner.dtype)
+        verdict = None if name == "eager" else check_kernel(
+            kernel, runner.slopes, runner.head_dim, runner.dtype, name in ANY_BIAS
+        )
         path: dict = {"attention": name, "check": "pass" if verdict is None else verdict}
         if verdict is None:
             path.update(run_path(engine, name, kernel, texts, FIELDS, repeats))

@@ -1,8 +1,9 @@
 """Kernels for a whole sequence attending to itself, and the check that picks one on the device at load.
 
-A prompt attending to itself is the largest attention a request runs. Three kernels can do it:
+A prompt attending to itself is the largest attention a request runs. Four kernels can do it:
 eager (our own matrix products, the reference the fidelity tests hold to ``transformers``),
-PyTorch's SDPA, and on CUDA flash-attn's ALiBi kernel. A kernel that is fast on paper may be
+PyTorch's SDPA on fp32 copies or on the 16-bit operands themselves, and on CUDA flash-attn's
+ALiBi kernel. A kernel that is fast on paper may be
 wrong on a given device, driver or build, so none is trusted untried: at load each candidate
 runs a short known-answer check against eager on the actual device, and the first that agrees
 is used. Status and log say which one runs and why the others do not.
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .cpu_dtype import processor_flags, sdpa_decode_steps
+from .cpu_dtype import processor_flags, sdpa_on_16bit
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,52 @@ def sdpa(query, keys, values, bias, slopes, scale: float) -> torch.Tensor:
     ).to(values.dtype)
 
 
+# PyTorch's fused attention on the CPU keeps what it builds for each shape of queries and keys it
+# meets, and never lets it go: on a 2-core Xeon with AMX (torch 2.13) 0.5 to 1 MB for each new
+# length of a prompt of about 1,000 tokens, 700 MB once every length from 2 to 1,600 had run, and
+# an engine serving texts of all lengths grew 4 to 5 MB a batch. Padded to multiples of 64
+# positions, the prompts of a 1,024-token window take 16 shapes, which kept 4 MB in all; shapes of
+# 65 queries or fewer kept nothing measurable.
+PADDED_POSITIONS = 64
+
+
+def _padded_count(count: int) -> int:
+    return -(-count // PADDED_POSITIONS) * PADDED_POSITIONS
+
+
+def padded_bias(bias: torch.Tensor) -> torch.Tensor:
+    """``bias`` ``[1, heads, q, k]`` grown to multiples of PADDED_POSITIONS in both sizes: the added
+    keys hidden from every query, the added queries (whose results are dropped) seeing every key."""
+    queries, keys = bias.shape[-2:]
+    rows, columns = _padded_count(queries), _padded_count(keys)
+    if columns > keys:
+        bias = F.pad(bias, (0, columns - keys), value=torch.finfo(ATTENTION_DTYPE).min)
+    if rows > queries:
+        bias = F.pad(bias, (0, 0, 0, rows - queries), value=0.0)
+    return bias
+
+
+def _grown(positions: torch.Tensor, count: int) -> torch.Tensor:
+    """``positions`` ``[1, heads, n, head_dim]`` with zero rows appended up to ``count``."""
+    return positions if positions.shape[2] == count else F.pad(positions, (0, 0, 0, count - positions.shape[2]))
+
+
+def sdpa_16bit(query, keys, values, bias, slopes, scale: float) -> torch.Tensor:
+    """PyTorch's fused attention on the operands as they are: on the CPU it multiplies 16-bit
+    queries and keys into fp32 sums, takes the fp32 bias as it is and runs the softmax in fp32, so
+    the bias keeps its precision without widened copies. Where AMX multiplies bf16 it is 2 to 3
+    times faster than eager (cpu_dtype.sdpa_on_16bit); a prompt runs alone, so its result is its own.
+    Queries, keys and values are padded to the padded bias (see PADDED_POSITIONS), which a runner
+    pads once for all its layers (AttentionChoice.prepared)."""
+    queries = query.shape[2]
+    bias = padded_bias(bias)
+    rows, columns = bias.shape[-2:]
+    context = F.scaled_dot_product_attention(
+        _grown(query, rows), _grown(keys, columns), _grown(values, columns), attn_mask=bias, scale=scale
+    )
+    return context[:, :, :queries]
+
+
 def flash(query, keys, values, bias, slopes, scale: float) -> torch.Tensor:
     """flash-attn's ALiBi kernel (CUDA, fp16 or bf16). It adds ``-slope * distance`` to each score,
     which differs from BLOOM's ``slope * key position`` by a constant per query, so the softmax is
@@ -108,11 +155,24 @@ def flash(query, keys, values, bias, slopes, scale: float) -> torch.Tensor:
     return context.transpose(0, 1)[None]
 
 
-KERNELS: dict[str, Kernel] = {"flash-attn": flash, "sdpa": sdpa, "eager": eager}
+KERNELS: dict[str, Kernel] = {"flash-attn": flash, "sdpa": sdpa, "sdpa-16bit": sdpa_16bit, "eager": eager}
+# The kernels that apply whatever bias they are given, so that they may also serve a token tree (a
+# prompt and label continuations that do not see one another) and a pass that keeps only some
+# queries (check_kernel checks them on such a mask too). flash-attn makes its own ALiBi and causal
+# mask from positions, so it serves whole causal sequences only.
+ANY_BIAS = frozenset({"eager", "sdpa", "sdpa-16bit"})
 
-# Tried in this order. On the CPU eager stays first: it is the path measured fastest there and
-# the one the fidelity tests hold token for token to ``transformers``.
-PREFERENCE = {"cuda": ("flash-attn", "sdpa", "eager"), "cpu": ("eager",)}
+
+def candidates_for(device: torch.device, dtype: torch.dtype) -> tuple[str, ...]:
+    """The kernels to try for a sequence attending to itself, in order. On a GPU the fastest
+    first. On the CPU eager, the path the fidelity tests hold token for token to ``transformers``,
+    except that SDPA on the 16-bit operands goes first where AMX multiplies bf16 (measured faster
+    there: cpu_dtype.sdpa_on_16bit)."""
+    if device.type != "cpu":
+        return ("flash-attn", "sdpa", "eager")
+    if sdpa_on_16bit(str(dtype).removeprefix("torch."), processor_flags()):
+        return ("sdpa-16bit", "eager")
+    return ("eager",)
 
 # Largest difference from eager a kernel may show on the check, by dtype: a few units in the
 # last place of the dtype the matrix products run in, scaled to outputs of about one.
@@ -126,6 +186,15 @@ class AttentionChoice:
     name: str
     kernel: Kernel
     rejected: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def any_bias(self) -> bool:
+        """Whether the kernel may serve any bias, not only a causal sequence's (ANY_BIAS)."""
+        return self.name in ANY_BIAS
+
+    def prepared(self, bias: torch.Tensor) -> torch.Tensor:
+        """``bias`` as the kernel takes it, made once for all the layers of a pass."""
+        return padded_bias(bias) if self.kernel is sdpa_16bit else bias
 
     def describe(self) -> str:
         """One line for the status and the log: ``sdpa (flash-attn: not installed …)``."""
@@ -186,8 +255,8 @@ def check_step_kernel(kernel: StepKernel, slopes: torch.Tensor, head_dim: int, d
 
 def step_candidates(device: torch.device, dtype: torch.dtype) -> tuple[tuple[str, StepKernel], ...]:
     """The kernels to try for decode steps before the widened products: SDPA on a GPU, and on the
-    CPU where the processor runs it faster (cpu_dtype.sdpa_decode_steps)."""
-    if device.type != "cpu" or sdpa_decode_steps(str(dtype).removeprefix("torch."), processor_flags()):
+    CPU where the processor runs it faster (cpu_dtype.sdpa_on_16bit)."""
+    if device.type != "cpu" or sdpa_on_16bit(str(dtype).removeprefix("torch."), processor_flags()):
         return (("sdpa", step_sdpa),)
     return ()
 
@@ -221,20 +290,25 @@ def causal_bias(slopes: torch.Tensor, queries: int, keys: int) -> torch.Tensor:
     return bias.expand(-1, queries, -1).masked_fill(hidden[None], torch.finfo(ATTENTION_DTYPE).min)[None]
 
 
-def check_kernel(kernel: Kernel, slopes: torch.Tensor, head_dim: int, dtype: torch.dtype) -> str | None:
+def check_kernel(
+    kernel: Kernel, slopes: torch.Tensor, head_dim: int, dtype: torch.dtype, any_bias: bool = False
+) -> str | None:
     """Why ``kernel`` cannot be used on this device and dtype, or None when it matches eager.
 
     The check covers what the runner asks of a kernel: every query of a sequence, and its last
-    query alone (the final layer of a prefill computes only that one)."""
+    query alone (the final layer of a prefill computes only that one); with ``any_bias``, also
+    some of a sequence's queries under a mask that is not causal, as a token tree's is."""
     heads, length, scale = slopes.shape[0], 37, head_dim**-0.5
     generator = torch.Generator(device="cpu").manual_seed(1234)
     q, k, v = (
         torch.randn((1, heads, length, head_dim), generator=generator).to(dtype=dtype, device=slopes.device)
         for _ in range(3)
     )
-    for queries in (length, 1):
-        bias = causal_bias(slopes, queries, length)
-        query = q[:, :, length - queries :]
+    cases = [(q[:, :, length - queries :], causal_bias(slopes, queries, length)) for queries in (length, 1)]
+    if any_bias:
+        picked = torch.tensor([3, 20, 21, 36], device=slopes.device)
+        cases.append((q[:, :, picked], _tree_like_bias(slopes, length, generator)[:, :, picked]))
+    for query, bias in cases:
         expected = eager(query, k, v, bias, slopes, scale).float()
         try:
             got = kernel(query, k, v, bias, slopes, scale)
@@ -246,6 +320,15 @@ def check_kernel(kernel: Kernel, slopes: torch.Tensor, head_dim: int, dtype: tor
         if problem is not None:
             return problem
     return None
+
+
+def _tree_like_bias(slopes: torch.Tensor, length: int, generator: torch.Generator) -> torch.Tensor:
+    """ALiBi over ``length`` positions with a mask that is not causal: each query sees itself and
+    about half the other keys, at random, [1, heads, length, length]."""
+    positions = torch.arange(length, dtype=torch.float32)
+    visible = (torch.rand((length, length), generator=generator) < 0.5) | torch.eye(length, dtype=torch.bool)
+    bias = (slopes.cpu()[:, None, None] * positions).expand(-1, length, -1)
+    return bias.masked_fill(~visible[None], torch.finfo(ATTENTION_DTYPE).min)[None].to(slopes.device)
 
 
 def _disagreement(got: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, reference: str) -> str | None:
@@ -269,13 +352,13 @@ def choose_attention(
     """The first candidate that passes its check on ``slopes``' device; eager when none does.
 
     ``candidates`` are names from ``KERNELS`` or ``(name, kernel)`` pairs (tests inject kernels that way);
-    by default, the device's ``PREFERENCE``."""
+    by default, ``candidates_for`` the device and dtype."""
     if candidates is None:
-        candidates = PREFERENCE.get(slopes.device.type, ("sdpa", "eager"))
+        candidates = candidates_for(slopes.device, dtype)
     rejected: list[tuple[str, str]] = []
     for candidate in candidates:
         name, kernel = (candidate, KERNELS[candidate]) if isinstance(candidate, str) else candidate
-        problem = None if kernel is eager else check_kernel(kernel, slopes, head_dim, dtype)
+        problem = None if kernel is eager else check_kernel(kernel, slopes, head_dim, dtype, name in ANY_BIAS)
         if problem is None:
             choice = AttentionChoice(name, kernel, tuple(rejected))
             log.info("attention: %s", choice.describe())

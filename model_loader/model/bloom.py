@@ -231,9 +231,13 @@ class BloomRunner:
         bias = self._bias(rows, new, prompts) if tree_bias is None else tree_bias
         if last_only:
             outputs = torch.tensor([new - 1], device=self.device)
-        # A causal sequence alone may take the kernel chosen at load; a tree's mask is eager's to apply.
+        # A sequence alone may take the kernel chosen at load: any such sequence where the kernel
+        # applies any bias, else a causal one whose queries are all kept, or its last alone.
         alone = prompts is None and start == 0 and count == 1
-        kernel = self.attention.kernel if alone and tree_bias is None and (outputs is None or last_only) else eager
+        causal = tree_bias is None and (outputs is None or last_only)
+        kernel = self.attention.kernel if alone and (causal or self.attention.any_bias) else eager
+        if kernel is not eager:
+            bias = self.attention.prepared(bias)
         x = self._norm(F.embedding(tokens, self.weights.embedding).to(self.dtype), self.weights.embedding_norm)
         last = self.layers - 1
         for layer, block in enumerate(self.weights.blocks):
