@@ -2,7 +2,7 @@
 # One command for a GPU run, from a fresh checkout, in under 8 minutes on one GPU:
 #   1. stops at once, exit 3 and "no CUDA device", where nvidia-smi sees no GPU;
 #   2. sets up .venv and runs `pytest -m gpu` through scripts/test.sh (its own set-up and ruff);
-#   3. runs scripts/gpu_check.py: each attention path (eager, sdpa, flash-attn where installed) with
+#   3. runs scripts/gpu_check.py: each attention path (eager, sdpa, sdpa-16bit, flash-attn where installed) with
 #      its known-answer verdict, the bench's classification, extraction and free-prompt workloads on
 #      the GPU, NVML as the status bar reads it; writes gpu_check/gpu_check.json and gpu_check.md.
 # Usage: scripts/gpu_check.sh [OUT_DIR]     Exit: 0 all ran, 3 no CUDA device, else the failing step's.

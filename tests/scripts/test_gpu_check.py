@@ -52,7 +52,7 @@ def test_gpu_check_report_lists_every_attention_path_with_its_verdict_and_figure
     report = json.loads((tmp_path / "out" / "gpu_check.json").read_text(encoding="utf-8"))
     assert report["device"] == "cpu" and report["dtype"] in ("float32", "bfloat16", "float16")
     paths = {p["attention"]: p for p in report["paths"]}
-    assert set(paths) == {"eager", "sdpa", "flash-attn"}
+    assert set(paths) == {"eager", "sdpa", "sdpa-16bit", "flash-attn"}
     assert paths["eager"]["check"] == "pass"
     assert paths["flash-attn"]["check"] != "pass"  # CUDA only: its verdict says why
     for path in paths.values():
