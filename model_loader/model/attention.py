@@ -35,7 +35,9 @@ ATTENTION_DTYPE = torch.float32
 # A kernel is given: query [1, heads, q, head_dim], keys and values [1, heads, k, head_dim]
 # in the weights' dtype, the queries being the last q of the k positions; ``bias``
 # [1, heads, q, k] (ALiBi plus the causal mask, fp32); the per-head ALiBi ``slopes`` (fp32)
-# and the score ``scale``. It returns the context [1, heads, q, head_dim].
+# and the score ``scale``. It returns the context [1, heads, q, head_dim]. A kernel of ANY_BIAS
+# may also be given any q of the positions with any mask in ``bias`` (a token tree's), and a
+# bias its AttentionChoice.prepared (padded: at least q by k).
 Kernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
 
 
