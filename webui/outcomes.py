@@ -27,6 +27,7 @@ from .api.schemas import describe_errors
 from .batch.files import BatchFileError
 from .history.errors import HistoryOffError, RequestNotFoundError
 from .jobs.errors import JobLimitError, JobNotFoundError, StorageError
+from .kb.errors import DocumentNotFoundError
 from .service.gate import BusyError
 from .service.shutdown import ShuttingDownError
 
@@ -93,6 +94,7 @@ TABLE: tuple[tuple[type[BaseException], Outcome], ...] = (
     (JobLimitError, Outcome("busy", 429, "任务过多 Too many jobs", retry_after=60)),
     (JobNotFoundError, Outcome("invalid", 404, "没有这个任务 No such job")),
     (RequestNotFoundError, Outcome("invalid", 404, "没有这个请求 No such request")),
+    (DocumentNotFoundError, Outcome("invalid", 404, "没有这个文档 No such document")),
     (HistoryOffError, Outcome("invalid", 404, "请求历史未开启 History is off")),
     (StorageError, Outcome("storage", 507, "存储不可用 Storage unavailable")),
     # Refused by the engine for the work queued ahead; Retry-After is that wait (response_headers).

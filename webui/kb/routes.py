@@ -16,7 +16,7 @@ from model_loader.tasks.options import SummarizeRequest
 from ..api.forms import form_file, is_form, read_form
 from ..api.routes import error_response, read_json_body
 from ..logging_setup import REQUEST_ID
-from ..outcomes import BodyTooLargeError, RouteError, too_large
+from ..outcomes import BodyTooLargeError, too_large
 from ..service.request import RequestInfo, Service
 from .documents import FILE_HINT, NewDocument, check_id, from_file, from_json
 from .schemas import SummaryMetrics, document_json, hit_json, json_object, summarize_request, summary_json
@@ -72,12 +72,7 @@ def build_kb_router(engine: EngineAPI, service: Service, kb: KnowledgeBase, summ
     async def delete_document(doc_id: str) -> JSONResponse:
         async def work() -> dict[str, Any]:
             check_id(doc_id)
-            try:
-                await anyio.to_thread.run_sync(kb.delete, doc_id)
-            except KeyError:
-                raise RouteError(
-                    f"没有这个文档 · there is no document {doc_id!r}: GET /api/kb/documents lists them", status=404
-                ) from None
+            await anyio.to_thread.run_sync(kb.delete, doc_id)
             return {"deleted": doc_id}
 
         return await answer("kb_delete", doc_id, work)

@@ -20,6 +20,7 @@ from model_loader.text.prompts import check_unicode
 
 from ..jobs.errors import StorageError
 from .documents import NewDocument
+from .errors import DocumentNotFoundError
 from .passages import split_passages
 from .settings import KbSettings
 from .store import Document, Hit, PassageStore, open_client
@@ -132,7 +133,10 @@ class KnowledgeBase:
 
     def delete(self, doc_id: str) -> None:
         if not self.store().delete(doc_id):
-            raise KeyError(doc_id)
+            raise DocumentNotFoundError(
+                f"没有这个文档 · there is no document {doc_id!r}: the document list shows every id "
+                "(the table in the UI, GET /api/kb/documents)"
+            )
 
     # ---- search ------------------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ from model_loader.errors import InvalidInputError
 from model_loader.results import Summary
 from model_loader.tasks.options import SummarizeRequest
 
-from ..outcomes import RouteError
 from ..service.request import RequestInfo
 from ..ui.render import details_line
 from ..ui.tabs import UiContext, call_engine, start_ui_request, ui_error, validate
@@ -156,11 +155,7 @@ def knowledge_tab(ctx: UiContext, kb: KnowledgeBase, summaries: SummaryMetrics) 
         try:
             if not doc_id:
                 raise InvalidInputError("缺少文档编号 · type the id of the document to delete: the table lists them")
-            try:
-                await anyio.to_thread.run_sync(kb.delete, doc_id)
-            except KeyError:
-                raise RouteError(f"没有这个文档 · there is no document {doc_id!r}: the table lists them",
-                                 status=404) from None
+            await anyio.to_thread.run_sync(kb.delete, doc_id)
         except Exception as exc:  # logged like every request, shown as a toast
             ctx.service.record(RequestInfo("kb_delete", "ui", doc_id), started, exc)
             raise ui_error(exc) from None
